@@ -1,0 +1,302 @@
+//! Cron expressions: parsing (Vixie grammar plus a leading seconds field) and the search for the next
+//! matching wall-clock time.
+//!
+//! The search works on naive wall-clock time; [`crate::zone`] maps its answers onto the UTC timeline and
+//! applies the DST rules.
+
+mod field;
+
+use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
+
+use crate::error::ScheduleError;
+use field::{ParsedField, DAY_OF_MONTH, DAY_OF_WEEK, HOUR, MINUTE, MONTH, SECOND};
+
+/// A parsed cron expression: one bit set per field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cron {
+    seconds: u64,
+    minutes: u64,
+    hours: u32,
+    /// Bits 1-31.
+    days_of_month: u32,
+    /// Bits 1-12.
+    months: u16,
+    /// Bits 0-6, Sunday = 0.
+    days_of_week: u8,
+    /// Vixie's rule: when both day fields are restricted (neither starts with `*`), a day matches if
+    /// either matches; otherwise both must (which, with one field unrestricted, means the other alone).
+    days_either: bool,
+    /// A fixed-time job (no `*` leading the second, minute or hour field) fires once across DST changes;
+    /// a wildcard job follows the wall clock. See the crate docs.
+    fixed_time: bool,
+    /// Whether any day can ever match, computed once so an impossible date like Feb 30 answers at once.
+    can_fire: bool,
+}
+
+/// A search for a match never needs to look further: the Gregorian calendar repeats every 400 years,
+/// and [`Cron::can_fire`] rules out expressions that never match.
+const SEARCH_YEARS: i32 = 400;
+
+impl Cron {
+    pub(crate) fn parse(expr: &str) -> Result<Self, ScheduleError> {
+        let trimmed = expr.trim();
+        if trimmed.is_empty() {
+            return Err(ScheduleError::Empty);
+        }
+        let expanded = if trimmed.starts_with('@') {
+            expand_shorthand(trimmed, expr)?
+        } else {
+            trimmed
+        };
+        let fields: Vec<&str> = expanded.split_whitespace().collect();
+        let (second, rest) = match fields.len() {
+            5 => ("0", &fields[..]),
+            6 => (fields[0], &fields[1..]),
+            found => {
+                return Err(ScheduleError::FieldCount {
+                    found,
+                    expr: expr.to_owned(),
+                })
+            }
+        };
+        let parse = |spec: &field::FieldSpec, text: &str| -> Result<ParsedField, ScheduleError> {
+            field::parse(spec, text).map_err(|problem| ScheduleError::Field {
+                field: spec.field,
+                problem,
+                expr: expr.to_owned(),
+            })
+        };
+        let second = parse(&SECOND, second)?;
+        let minute = parse(&MINUTE, rest[0])?;
+        let hour = parse(&HOUR, rest[1])?;
+        let dom = parse(&DAY_OF_MONTH, rest[2])?;
+        let month = parse(&MONTH, rest[3])?;
+        let dow = parse(&DAY_OF_WEEK, rest[4])?;
+
+        let mut cron = Cron {
+            seconds: second.bits,
+            minutes: minute.bits,
+            hours: hour.bits as u32,
+            days_of_month: dom.bits as u32,
+            months: month.bits as u16,
+            days_of_week: dow.bits as u8,
+            days_either: !dom.starts_with_star && !dow.starts_with_star,
+            fixed_time: !(second.starts_with_star
+                || minute.starts_with_star
+                || hour.starts_with_star),
+            can_fire: true,
+        };
+        debug_assert_eq!(DAY_OF_WEEK.full() & 0x7f, 0x7f);
+        cron.can_fire = cron.some_day_exists();
+        Ok(cron)
+    }
+
+    pub(crate) fn is_fixed_time(&self) -> bool {
+        self.fixed_time
+    }
+
+    pub(crate) fn can_fire(&self) -> bool {
+        self.can_fire
+    }
+
+    /// Whether some calendar day can match. Any (month, day) pair that exists in some year falls on
+    /// every weekday within the 400-year cycle, so only the day-of-month side can make it impossible.
+    fn some_day_exists(&self) -> bool {
+        if self.days_either && self.days_of_week != 0 {
+            return self.months != 0;
+        }
+        (1..=12u32)
+            .filter(|m| self.months & (1 << m) != 0)
+            .any(|m| {
+                let longest = days_in_month(2000, m); // 2000 is a leap year: February has 29 days
+                (1..=longest).any(|d| self.days_of_month & (1 << d) != 0)
+            })
+    }
+
+    fn day_matches(&self, date: NaiveDate) -> bool {
+        let dom = self.days_of_month & (1 << date.day()) != 0;
+        let dow = self.days_of_week & (1 << date.weekday().num_days_from_sunday()) != 0;
+        if self.days_either {
+            dom || dow
+        } else {
+            dom && dow
+        }
+    }
+
+    /// The first wall-clock time at or after `from` (whole seconds) that matches every field.
+    pub(crate) fn next_match(&self, from: NaiveDateTime) -> Option<NaiveDateTime> {
+        if !self.can_fire {
+            return None;
+        }
+        let mut date = from.date();
+        let (mut hour, mut minute, mut second) = (from.hour(), from.minute(), from.second());
+        let last_year = date.year().saturating_add(SEARCH_YEARS);
+        loop {
+            if date.year() > last_year {
+                return None;
+            }
+            if self.months & (1 << date.month()) == 0 {
+                date = next_month_start(date, self.months)?;
+                (hour, minute, second) = (0, 0, 0);
+                continue;
+            }
+            if !self.day_matches(date) {
+                date = date.succ_opt()?;
+                (hour, minute, second) = (0, 0, 0);
+                continue;
+            }
+            let Some(h) = next_bit(u64::from(self.hours), hour) else {
+                date = date.succ_opt()?;
+                (hour, minute, second) = (0, 0, 0);
+                continue;
+            };
+            if h != hour {
+                (hour, minute, second) = (h, 0, 0);
+            }
+            let Some(m) = next_bit(self.minutes, minute) else {
+                (hour, minute, second) = (hour + 1, 0, 0);
+                if hour == 24 {
+                    date = date.succ_opt()?;
+                    hour = 0;
+                }
+                continue;
+            };
+            if m != minute {
+                (minute, second) = (m, 0);
+            }
+            let Some(s) = next_bit(self.seconds, second) else {
+                (minute, second) = (minute + 1, 0);
+                if minute == 60 {
+                    (hour, minute) = (hour + 1, 0);
+                    if hour == 24 {
+                        date = date.succ_opt()?;
+                        hour = 0;
+                    }
+                }
+                continue;
+            };
+            return date.and_hms_opt(hour, minute, s);
+        }
+    }
+}
+
+/// The smallest set bit at or above `from`, if any.
+fn next_bit(bits: u64, from: u32) -> Option<u32> {
+    if from >= 64 {
+        return None;
+    }
+    let masked = bits & (u64::MAX << from);
+    (masked != 0).then(|| masked.trailing_zeros())
+}
+
+/// The first day of the next month (after `date`'s) that is in `months`.
+fn next_month_start(date: NaiveDate, months: u16) -> Option<NaiveDate> {
+    let months = u64::from(months);
+    let (year, month) = match next_bit(months, date.month() + 1) {
+        Some(m) if m <= 12 => (date.year(), m),
+        _ => (date.year().checked_add(1)?, next_bit(months, 1)?),
+    };
+    NaiveDate::from_ymd_opt(year, month, 1)
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if NaiveDate::from_ymd_opt(year, 2, 29).is_some() => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+fn expand_shorthand<'a>(trimmed: &'a str, expr: &str) -> Result<&'a str, ScheduleError> {
+    let name = trimmed.split_whitespace().next().unwrap_or(trimmed);
+    let expanded = match name.to_ascii_lowercase().as_str() {
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        "@monthly" => "0 0 1 * *",
+        "@weekly" => "0 0 * * 0",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@hourly" => "0 * * * *",
+        other => {
+            return Err(ScheduleError::UnknownShorthand {
+                name: name.to_owned(),
+                expr: expr.to_owned(),
+                hint: if other == "@reboot" {
+                    "; to run a service once at start-up, use `on_start`"
+                } else {
+                    ""
+                },
+            })
+        }
+    };
+    if name.len() != trimmed.len() {
+        return Err(ScheduleError::FieldCount {
+            found: trimmed.split_whitespace().count(),
+            expr: expr.to_owned(),
+        });
+    }
+    Ok(expanded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    fn next(expr: &str, from: &str) -> Option<String> {
+        Cron::parse(expr)
+            .unwrap()
+            .next_match(at(from))
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+    }
+
+    #[test]
+    fn inclusive_of_the_start() {
+        assert_eq!(
+            next("0 0 * * *", "2024-01-01 00:00:00").as_deref(),
+            Some("2024-01-01 00:00:00")
+        );
+    }
+
+    #[test]
+    fn carries_through_day_month_and_year() {
+        assert_eq!(
+            next("59 23 31 12 *", "2024-12-31 23:59:01").as_deref(),
+            Some("2025-12-31 23:59:00")
+        );
+        assert_eq!(
+            next("*/7 * * * * *", "2024-12-31 23:59:57").as_deref(),
+            Some("2025-01-01 00:00:00")
+        );
+    }
+
+    #[test]
+    fn impossible_dates_never_fire() {
+        assert_eq!(next("0 0 30 2 *", "2024-01-01 00:00:00"), None);
+        assert_eq!(next("0 0 31 4,6,9,11 *", "2024-01-01 00:00:00"), None);
+        // With both day fields restricted, the weekday alone suffices (Vixie's OR).
+        assert!(next("0 0 30 2 MON", "2024-01-01 00:00:00").is_some());
+    }
+
+    #[test]
+    fn shorthands() {
+        assert_eq!(Cron::parse("@daily"), Cron::parse("0 0 * * *"));
+        assert_eq!(Cron::parse("@ANNUALLY"), Cron::parse("0 0 1 1 *"));
+        assert_eq!(
+            Cron::parse("@reboot").unwrap_err().to_string(),
+            "unknown shorthand '@reboot' in '@reboot': expected one of @yearly, @annually, @monthly, \
+             @weekly, @daily, @midnight, @hourly; to run a service once at start-up, use `on_start`"
+        );
+    }
+
+    #[test]
+    fn fixed_time_versus_wildcard() {
+        assert!(Cron::parse("30 2 * * *").unwrap().is_fixed_time());
+        assert!(Cron::parse("0,30 1-3 * * *").unwrap().is_fixed_time());
+        assert!(!Cron::parse("*/15 2 * * *").unwrap().is_fixed_time());
+        assert!(!Cron::parse("0 * * * *").unwrap().is_fixed_time());
+        assert!(!Cron::parse("* 30 2 * * *").unwrap().is_fixed_time());
+    }
+}

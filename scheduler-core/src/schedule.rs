@@ -1,0 +1,234 @@
+//! [`Schedule`]: the one answer the engine gives, *when does this fire next?*
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::cron::Cron;
+use crate::error::ScheduleError;
+use crate::every::Every;
+use crate::zone::{self, Zone};
+
+/// When a service fires: a cron expression in a time zone, or a fixed period.
+///
+/// A `Schedule` is pure time math: [`next_after`](Schedule::next_after) never reads a clock, so the same
+/// question always gets the same answer.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use scheduler_core::Schedule;
+///
+/// let every_five = "*/5 * * * *".parse::<Schedule>()?;
+/// let t = Utc.with_ymd_and_hms(2024, 1, 1, 10, 2, 0).unwrap();
+/// assert_eq!(every_five.next_after(t), Some(Utc.with_ymd_and_hms(2024, 1, 1, 10, 5, 0).unwrap()));
+///
+/// // 02:30 does not exist in New York on 2024-03-10: a fixed-time job runs right after the gap.
+/// let nightly = Schedule::cron_in("30 2 * * *", "America/New_York")?;
+/// let t = Utc.with_ymd_and_hms(2024, 3, 9, 12, 0, 0).unwrap();
+/// assert_eq!(nightly.next_after(t), Some(Utc.with_ymd_and_hms(2024, 3, 10, 7, 0, 0).unwrap()));
+///
+/// // February never has a 30th.
+/// assert_eq!("0 0 30 2 *".parse::<Schedule>()?.next_after(t), None);
+/// # Ok::<(), scheduler_core::ScheduleError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Cron {
+        cron: Box<Cron>,
+        zone: Zone,
+        zone_name: Option<Box<str>>,
+        expr: Box<str>,
+    },
+    Every(Every),
+}
+
+impl Schedule {
+    /// A cron expression evaluated in UTC; the same as `expr.parse::<Schedule>()`.
+    ///
+    /// # Errors
+    /// A [`ScheduleError`] naming the field and token when the expression is malformed.
+    pub fn cron(expr: &str) -> Result<Self, ScheduleError> {
+        Ok(Schedule {
+            kind: Kind::Cron {
+                cron: Box::new(Cron::parse(expr)?),
+                zone: Zone::Utc,
+                zone_name: None,
+                expr: expr.trim().into(),
+            },
+        })
+    }
+
+    /// A cron expression evaluated on the wall clock of an IANA time zone, such as `"Europe/Berlin"`.
+    ///
+    /// ```
+    /// # use scheduler_core::Schedule;
+    /// let report = Schedule::cron_in("0 9 * * MON-FRI", "Europe/Berlin")?;
+    /// assert_eq!(report.to_string(), "0 9 * * MON-FRI (Europe/Berlin)");
+    /// assert!(Schedule::cron_in("0 9 * * *", "Mars/Olympus").is_err());
+    /// # Ok::<(), scheduler_core::ScheduleError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ScheduleError`] when the expression is malformed or the zone is unknown.
+    pub fn cron_in(expr: &str, time_zone: &str) -> Result<Self, ScheduleError> {
+        let zone = Zone::parse(time_zone)
+            .ok_or_else(|| ScheduleError::UnknownTimeZone(time_zone.to_owned()))?;
+        let mut schedule = Schedule::cron(expr)?;
+        if let Kind::Cron {
+            zone: z, zone_name, ..
+        } = &mut schedule.kind
+        {
+            *z = zone;
+            *zone_name = Some(time_zone.into());
+        }
+        Ok(schedule)
+    }
+
+    /// A fixed period, such as every 30 seconds. Fixed periods ignore the wall clock and DST.
+    ///
+    /// Unanchored, the next tick is one period after the instant asked about; a runtime anchors the
+    /// schedule (see [`anchored_at`](Schedule::anchored_at)) so that ticks never drift.
+    ///
+    /// # Errors
+    /// [`ScheduleError::InvalidPeriod`] for a zero period, or one too long to represent (~292 years).
+    pub fn every(period: Duration) -> Result<Self, ScheduleError> {
+        Ok(Schedule {
+            kind: Kind::Every(Every::new(period)?),
+        })
+    }
+
+    /// A fixed period given in (possibly fractional) seconds, as in `interval = 0.5`.
+    ///
+    /// # Errors
+    /// [`ScheduleError::InvalidPeriod`] when `seconds` is zero, negative, NaN or infinite.
+    pub fn every_secs(seconds: f64) -> Result<Self, ScheduleError> {
+        Ok(Schedule {
+            kind: Kind::Every(Every::from_secs_f64(seconds)?),
+        })
+    }
+
+    /// Parses an interval as a user writes it in an attribute or config file: a number of seconds
+    /// (`"30"`, `"0.5"`) or a cron expression (`"*/5 * * * *"`).
+    ///
+    /// ```
+    /// # use scheduler_core::Schedule;
+    /// # use std::time::Duration;
+    /// assert_eq!(Schedule::parse_interval("0.5")?.period(), Some(Duration::from_millis(500)));
+    /// assert!(Schedule::parse_interval("@hourly")?.period().is_none());
+    /// # Ok::<(), scheduler_core::ScheduleError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ScheduleError`] for a non-positive number or a malformed cron expression.
+    pub fn parse_interval(text: &str) -> Result<Self, ScheduleError> {
+        match text.trim().parse::<f64>() {
+            Ok(seconds) => Schedule::every_secs(seconds),
+            Err(_) => Schedule::cron(text),
+        }
+    }
+
+    /// Ticks of a fixed period fall on `anchor + k × period` for every whole `k`; cron schedules are
+    /// returned unchanged.
+    ///
+    /// ```
+    /// # use scheduler_core::Schedule;
+    /// # use chrono::{TimeZone, Utc};
+    /// # use std::time::Duration;
+    /// let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+    /// let every_10s = Schedule::every(Duration::from_secs(10))?.anchored_at(start);
+    /// // However late we ask, the answer stays on the grid.
+    /// let late = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 13).unwrap();
+    /// assert_eq!(every_10s.next_after(late), Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 20).unwrap()));
+    /// # Ok::<(), scheduler_core::ScheduleError>(())
+    /// ```
+    #[must_use]
+    pub fn anchored_at(self, anchor: DateTime<Utc>) -> Self {
+        match self.kind {
+            Kind::Every(every) => Schedule {
+                kind: Kind::Every(every.anchored_at(anchor)),
+            },
+            cron @ Kind::Cron { .. } => Schedule { kind: cron },
+        }
+    }
+
+    /// The first fire instant strictly after `after`, or `None` when the schedule can never fire again
+    /// (such as `0 0 30 2 *`, or an instant beyond what `DateTime` represents).
+    ///
+    /// Cron schedules fire on whole seconds; fixed periods keep nanosecond precision.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.kind {
+            Kind::Cron { cron, zone, .. } => zone::next_fire(cron, *zone, after),
+            Kind::Every(every) => every.next_after(after),
+        }
+    }
+
+    /// The period of a fixed-period schedule; `None` for cron.
+    pub fn period(&self) -> Option<Duration> {
+        match &self.kind {
+            Kind::Every(every) => Some(every.period()),
+            Kind::Cron { .. } => None,
+        }
+    }
+
+    /// The anchor of a fixed-period schedule, once [`anchored_at`](Schedule::anchored_at) set it.
+    pub fn anchor(&self) -> Option<DateTime<Utc>> {
+        match &self.kind {
+            Kind::Every(every) => every.anchor(),
+            Kind::Cron { .. } => None,
+        }
+    }
+
+    /// The cron expression as written (trimmed); `None` for a fixed period.
+    pub fn expression(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Cron { expr, .. } => Some(expr),
+            Kind::Every(_) => None,
+        }
+    }
+
+    /// The time zone given to [`cron_in`](Schedule::cron_in); `None` for UTC cron and fixed periods.
+    pub fn time_zone(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Cron { zone_name, .. } => zone_name.as_deref(),
+            Kind::Every(_) => None,
+        }
+    }
+
+    /// Whether the schedule can never fire at all, such as `0 0 31 4,6,9,11 *`.
+    pub fn never_fires(&self) -> bool {
+        match &self.kind {
+            Kind::Cron { cron, .. } => !cron.can_fire(),
+            Kind::Every(_) => false,
+        }
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = ScheduleError;
+
+    fn from_str(expr: &str) -> Result<Self, Self::Err> {
+        Schedule::cron(expr)
+    }
+}
+
+impl fmt::Display for Schedule {
+    /// The expression as written with its zone, or `every Ns`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Cron {
+                expr,
+                zone_name: Some(zone),
+                ..
+            } => write!(f, "{expr} ({zone})"),
+            Kind::Cron { expr, .. } => f.write_str(expr),
+            Kind::Every(every) => write!(f, "every {}s", every.period().as_secs_f64()),
+        }
+    }
+}
