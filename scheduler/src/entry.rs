@@ -1,0 +1,214 @@
+//! One added service: its definition, its live record, and the handles that stop it.
+//!
+//! Invariant: the record's `stopped` flag is only set under its lock, and a run only begins under the
+//! same lock after checking it. So once [`Entry::mark_stopped`] returns, no new run of this entry can
+//! begin — which is what makes reloads and stops exact.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::Service;
+use crate::status::{Outcome, ServiceState, ServiceStatus};
+
+pub(crate) struct Entry {
+    pub(crate) name: Arc<str>,
+    pub(crate) service: Service,
+    record: Mutex<Record>,
+    /// Cancelled when the service is stopped: wakes the runner from its sleep or its wait for a slot.
+    pub(crate) unschedule: CancellationToken,
+    /// Cancelled on abort: what the job sees through its `JobContext`.
+    pub(crate) cancel_job: CancellationToken,
+    pub(crate) task: Mutex<Option<JoinHandle<()>>>,
+    /// Set while a run of this *name* is in progress. Shared by every entry that replaces this one, so
+    /// a reload never overlaps the old definition's last run with the new one's first.
+    pub(crate) busy: Arc<AtomicBool>,
+}
+
+/// The flags are independent facts (a stopped service may still have a run in flight), so they stay
+/// flags rather than one state enum; `status` derives the state from them.
+#[allow(clippy::struct_excessive_bools)]
+#[derive(Debug, Default)]
+struct Record {
+    started: bool,
+    stopped: bool,
+    finished: bool,
+    waiting_for_slot: bool,
+    in_flight: bool,
+    next_fire: Option<DateTime<Utc>>,
+    last_start: Option<DateTime<Utc>>,
+    last_duration: Option<Duration>,
+    last_outcome: Option<Outcome>,
+    runs: u64,
+    failures: u64,
+    skipped: u64,
+}
+
+impl Entry {
+    pub(crate) fn new(name: Arc<str>, service: Service, busy: Arc<AtomicBool>) -> Self {
+        Entry {
+            name,
+            service,
+            record: Mutex::new(Record::default()),
+            unschedule: CancellationToken::new(),
+            cancel_job: CancellationToken::new(),
+            task: Mutex::new(None),
+            busy,
+        }
+    }
+
+    fn record(&self) -> MutexGuard<'_, Record> {
+        // A panic while holding this lock can only come from our own bookkeeping, never from a job;
+        // the record stays usable either way.
+        self.record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.record().stopped
+    }
+
+    pub(crate) fn is_startable(&self) -> bool {
+        let record = self.record();
+        !record.started && !record.stopped
+    }
+
+    pub(crate) fn mark_started(&self) {
+        self.record().started = true;
+    }
+
+    /// Stops new runs; returns whether a run is in progress.
+    pub(crate) fn mark_stopped(&self) -> bool {
+        let in_flight = {
+            let mut record = self.record();
+            record.stopped = true;
+            record.next_fire = None;
+            record.waiting_for_slot = false;
+            record.in_flight
+        };
+        self.unschedule.cancel();
+        in_flight
+    }
+
+    /// Records the next tick; `false` when the service was stopped meanwhile.
+    pub(crate) fn schedule_next(&self, next: Option<DateTime<Utc>>) -> bool {
+        let mut record = self.record();
+        if record.stopped {
+            return false;
+        }
+        record.next_fire = next;
+        record.finished = next.is_none();
+        true
+    }
+
+    pub(crate) fn wait_for_slot(&self) -> bool {
+        let mut record = self.record();
+        record.waiting_for_slot = !record.stopped;
+        !record.stopped
+    }
+
+    /// Begins a run unless the service was stopped; see the module invariant.
+    pub(crate) fn begin_run(&self, start: DateTime<Utc>) -> bool {
+        let mut record = self.record();
+        record.waiting_for_slot = false;
+        if record.stopped {
+            return false;
+        }
+        record.in_flight = true;
+        record.last_start = Some(start);
+        true
+    }
+
+    pub(crate) fn finish_run(&self, outcome: Outcome, duration: Duration) {
+        let mut record = self.record();
+        record.in_flight = false;
+        record.runs += 1;
+        record.failures += u64::from(outcome.is_failure());
+        record.last_duration = Some(duration);
+        record.last_outcome = Some(outcome);
+    }
+
+    /// After an abort: the run that was in progress, if any, will never report back.
+    pub(crate) fn record_abort(&self) {
+        let mut record = self.record();
+        if record.in_flight {
+            record.in_flight = false;
+            record.runs += 1;
+            record.last_outcome = Some(Outcome::Aborted);
+        }
+    }
+
+    pub(crate) fn add_skipped(&self, skipped: u64) {
+        self.record().skipped += skipped;
+    }
+
+    pub(crate) fn status(&self) -> ServiceStatus {
+        let record = self.record();
+        let state = match *record {
+            Record {
+                stopped: true,
+                in_flight: true,
+                ..
+            } => ServiceState::Stopping,
+            Record { stopped: true, .. } => ServiceState::Stopped,
+            Record {
+                in_flight: true, ..
+            } => ServiceState::Running,
+            Record {
+                waiting_for_slot: true,
+                ..
+            } => ServiceState::WaitingForSlot,
+            Record { finished: true, .. } => ServiceState::Finished,
+            Record { started: false, .. } => ServiceState::NotStarted,
+            _ => ServiceState::Idle,
+        };
+        ServiceStatus {
+            name: self.name.to_string(),
+            schedule: self.service.schedule.to_string(),
+            next_fire: record.next_fire,
+            state,
+            last_start: record.last_start,
+            last_duration: record.last_duration,
+            last_outcome: record.last_outcome.clone(),
+            runs: record.runs,
+            failures: record.failures,
+            skipped: record.skipped,
+        }
+    }
+
+    pub(crate) fn take_task(&self) -> Option<JoinHandle<()>> {
+        self.task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    pub(crate) fn set_task(&self, task: JoinHandle<()>) {
+        *self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+    }
+}
+
+/// Holds the `busy` flag of a service name for the length of one run, wherever the run goes (an
+/// aborted task or a blocking thread that outlives it).
+pub(crate) struct BusyGuard(Arc<AtomicBool>);
+
+impl BusyGuard {
+    /// Claims the name, unless a run of it is already in progress.
+    pub(crate) fn claim(busy: &Arc<AtomicBool>) -> Option<Self> {
+        (!busy.swap(true, Ordering::AcqRel)).then(|| BusyGuard(busy.clone()))
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}

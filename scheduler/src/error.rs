@@ -1,0 +1,43 @@
+//! The one error type of the runtime.
+
+use scheduler_core::ScheduleError;
+
+/// Why a [`ServiceManager`](crate::ServiceManager) call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two `#[background_service]`s (or a registration and `add_service`) claim the same name.
+    #[error("duplicate service name '{name}': registered at {first} and at {second}; give one of them `name = \"...\"`")]
+    DuplicateService {
+        /// The name both use.
+        name: String,
+        /// Where the first registration stands.
+        first: String,
+        /// Where the second registration stands.
+        second: String,
+    },
+    /// A registered service whose schedule does not parse (the macro checks this at compile time, so
+    /// it means a registration was made by hand).
+    #[error("service '{name}': {source}")]
+    InvalidSchedule {
+        /// The service.
+        name: String,
+        /// Why its schedule was rejected.
+        #[source]
+        source: ScheduleError,
+    },
+    /// No service of this name was ever added.
+    #[error("unknown service '{0}'")]
+    UnknownService(String),
+    /// A builder option with a value it cannot take.
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// `start` was called outside a tokio runtime.
+    #[error("the service manager must be started from within a tokio runtime")]
+    NoRuntime,
+}

@@ -1,0 +1,125 @@
+//! What a service runs: async or blocking jobs, their results, and the context they may take.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+/// A boxed job future, as the registry stores it.
+pub type BoxJobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+
+/// What a job function may return: `()` or `Result<(), E>` where `E: Display`.
+///
+/// An `Err` is a failed run: it is logged, counted and passed to the failure hook, and the schedule
+/// goes on. The error text is the alternate `Display` (`{:#}`), which for `anyhow::Error` includes
+/// the chain of causes.
+#[diagnostic::on_unimplemented(
+    message = "a background service must return `()` or `Result<(), E>` where `E: Display`, not `{Self}`",
+    label = "this return type cannot report success or failure"
+)]
+pub trait IntoJobResult {
+    /// Converts the job's return value into success or an error message.
+    ///
+    /// # Errors
+    /// The job's error, rendered as text.
+    fn into_job_result(self) -> Result<(), String>;
+}
+
+impl IntoJobResult for () {
+    fn into_job_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> IntoJobResult for Result<(), E> {
+    fn into_job_result(self) -> Result<(), String> {
+        self.map_err(|e| format!("{e:#}"))
+    }
+}
+
+type AsyncJobFn = dyn Fn(JobContext) -> BoxJobFuture + Send + Sync;
+type BlockingJobFn = dyn Fn(JobContext) -> Result<(), String> + Send + Sync;
+
+/// A job: a future run on the tokio runtime, or a closure run on tokio's blocking thread pool.
+#[derive(Clone)]
+pub(crate) enum Job {
+    Async(Arc<AsyncJobFn>),
+    Blocking(Arc<BlockingJobFn>),
+}
+
+impl Job {
+    pub(crate) fn from_async<F, Fut, R>(job: F) -> Self
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoJobResult,
+    {
+        Job::Async(Arc::new(move |ctx| {
+            let run = job(ctx);
+            Box::pin(async move { run.await.into_job_result() })
+        }))
+    }
+
+    pub(crate) fn from_blocking<F, R>(job: F) -> Self
+    where
+        F: Fn(JobContext) -> R + Send + Sync + 'static,
+        R: IntoJobResult,
+    {
+        Job::Blocking(Arc::new(move |ctx| job(ctx).into_job_result()))
+    }
+}
+
+/// What a running job knows about its run: which service, which tick, and whether it should stop.
+///
+/// A job function may take it as its only argument:
+///
+/// ```
+/// use scheduler::JobContext;
+///
+/// async fn sync_accounts(ctx: JobContext) -> Result<(), String> {
+///     for batch in 0..100 {
+///         if ctx.is_cancelled() {
+///             tracing::info!(service = ctx.name(), batch, "stopping early");
+///             return Ok(());
+///         }
+///         // ... one batch of work ...
+///     }
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    name: Arc<str>,
+    tick: DateTime<Utc>,
+    cancel: CancellationToken,
+}
+
+impl JobContext {
+    pub(crate) fn new(name: Arc<str>, tick: DateTime<Utc>, cancel: CancellationToken) -> Self {
+        JobContext { name, tick, cancel }
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The scheduled instant this run belongs to (not when it actually started).
+    pub fn tick(&self) -> DateTime<Utc> {
+        self.tick
+    }
+
+    /// Whether the manager asked this run to stop ([`StopMode::Abort`](crate::StopMode::Abort), or a
+    /// stop deadline that ran out). Blocking jobs cannot be killed, so they should check this.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Completes when the manager asks this run to stop; for use in `tokio::select!`.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+}

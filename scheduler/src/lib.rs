@@ -1,0 +1,101 @@
+//! Background services for tokio applications: periodic and cron jobs declared with an attribute,
+//! collected from every linked crate, run without overlap, isolated from each other's failures, and
+//! stopped cleanly.
+//!
+//! # Quick start
+//! ```no_run
+//! use scheduler::{background_service, JobContext, ServiceManager};
+//!
+//! #[background_service(interval = 30)] // every 30 s (fractions allowed: 0.5)
+//! async fn refresh_cache() -> anyhow::Result<()> {
+//!     Ok(())
+//! }
+//!
+//! #[background_service(interval = "*/5 * * * *", on_start)] // cron; also once right at start
+//! fn compact_files() {} // plain fns run on tokio's blocking pool
+//!
+//! #[background_service(interval = "0 9 * * MON-FRI", tz = "Europe/Berlin", name = "daily-report")]
+//! async fn report(ctx: JobContext) {
+//!     tracing::info!(tick = %ctx.tick(), "sending the report");
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let manager = ServiceManager::from_registry()?; // every service linked into the binary
+//!     manager.start()?;
+//!     tokio::signal::ctrl_c().await?;
+//!     manager.stop().await; // waits for running jobs
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # The attribute
+//! `#[background_service(...)]` takes:
+//!
+//! | argument | meaning |
+//! |---|---|
+//! | `interval = 30` / `interval = 0.5` | a fixed period in seconds |
+//! | `interval = "*/5 * * * *"` | a cron expression (see [`Schedule`] for the exact grammar) |
+//! | `tz = "Europe/Berlin"` | the time zone of a cron expression; UTC by default |
+//! | `on_start` | also run once right when the manager starts |
+//! | `name = "daily-report"` | the service's name; by default the function's module path and name |
+//!
+//! The function may be `async` or not, take nothing or a [`JobContext`], and return `()` or
+//! `Result<(), E>` with `E: Display`. Everything the macro can see is checked when you compile: a
+//! malformed or never-firing cron expression, a zero interval, an unknown time zone, a signature it
+//! cannot call. The function itself stays an ordinary function you can call.
+//!
+//! # Semantics
+//! - **Ticks** are instants on the schedule: cron ticks follow the wall clock of their zone (with
+//!   cron's DST rules, see [`Schedule`]); fixed periods fall on `start + k × period`, so they never
+//!   drift, and a late run does not shift the next tick.
+//! - **`on_start`** runs the service once when it is started, then at its ticks as usual.
+//! - **No overlap**: a tick that comes while the service's previous run is still going is skipped,
+//!   counted in [`ServiceStatus::skipped`] and logged; the next run is at the first tick after the
+//!   run ends.
+//! - **Bounded pool**: at most [`max_concurrent_jobs`](ServiceManagerBuilder::max_concurrent_jobs)
+//!   jobs run at once (default: the number of CPUs); a due service waits for a slot.
+//! - **Failures never stop the schedule**: a job that returns `Err` or panics is logged with
+//!   `tracing` (service, tick, error, duration), passed to the
+//!   [`on_failure`](ServiceManagerBuilder::on_failure) hook, and runs again at its next tick.
+//! - **Stopping**: [`ServiceManager::stop_service`] unschedules one service and then
+//!   [waits](StopMode::Wait) for its run or [aborts](StopMode::Abort) it; [`ServiceManager::stop`]
+//!   does that for all, with an optional deadline after which it aborts.
+//! - **Reload**: [`ServiceManager::add_service`] with a name in use replaces that service; no tick
+//!   of the old definition runs once the call returns.
+//! - **Observability**: each run is a `tracing` span `service_run` with the service name and tick;
+//!   [`ServiceManager::services`] reports state, next tick, last run, and counts.
+//!
+//! # Testing your services
+//! Give the manager a [`TokioClock`] and run under tokio's paused time: ticks then happen exactly,
+//! and instantly. See [`TokioClock`] for an example.
+
+#![deny(missing_docs)]
+
+mod clock;
+mod entry;
+mod error;
+mod job;
+mod manager;
+mod registry;
+mod runner;
+mod service;
+mod status;
+
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use error::Error;
+pub use job::{IntoJobResult, JobContext};
+pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
+pub use scheduler_core::{Field, FieldProblem, Schedule, ScheduleError};
+//pub use scheduler_macros::background_service;
+pub use service::Service;
+pub use status::{Failure, Outcome, ServiceState, ServiceStatus};
+
+/// What the `#[background_service]` expansion refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::job::{BoxJobFuture, IntoJobResult};
+    pub use crate::registry::{RegisteredJob, RegisteredTiming, Registration};
+    pub use inventory;
+    pub use std::boxed::Box;
+}

@@ -1,0 +1,385 @@
+//! [`ServiceManager`]: adds, starts, stops, reloads and reports services.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+
+use crate::clock::{Clock, SystemClock};
+use crate::entry::Entry;
+use crate::error::Error;
+use crate::registry;
+use crate::runner::{self, FailureHook, Shared};
+use crate::service::Service;
+use crate::status::{Failure, ServiceStatus};
+
+/// How [`ServiceManager::stop_service`] treats a run that is in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Let the run finish, then return.
+    Wait,
+    /// Cancel the run: an async job is dropped at its next `.await`; a blocking job cannot be killed,
+    /// so its [`JobContext`](crate::JobContext) is cancelled and the manager stops waiting for it.
+    Abort,
+}
+
+/// Runs background services: every `#[background_service]` linked into the binary, and any added at
+/// run time.
+///
+/// Cloning is cheap and gives another handle to the same manager.
+///
+/// ```no_run
+/// use scheduler::ServiceManager;
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let manager = ServiceManager::from_registry()?; // every service linked into the binary
+///     manager.start()?;
+///     tokio::signal::ctrl_c().await?;
+///     manager.stop().await; // waits for running jobs
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct ServiceManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    services: Mutex<BTreeMap<Arc<str>, Arc<Entry>>>,
+    /// Set by `start`: where runners are spawned, including those of services added later.
+    runtime: Mutex<Option<Handle>>,
+    stop_deadline: Option<Duration>,
+    max_concurrent_jobs: usize,
+}
+
+/// Configures a [`ServiceManager`]; from [`ServiceManager::builder`].
+#[must_use]
+pub struct ServiceManagerBuilder {
+    clock: Arc<dyn Clock>,
+    max_concurrent_jobs: Option<usize>,
+    stop_deadline: Option<Duration>,
+    on_failure: Option<Arc<FailureHook>>,
+    registered: bool,
+}
+
+impl ServiceManagerBuilder {
+    /// At most this many jobs run at once; a tick beyond that waits for a slot (and shows as
+    /// [`ServiceState::WaitingForSlot`](crate::ServiceState::WaitingForSlot)). Defaults to the number
+    /// of CPUs.
+    pub fn max_concurrent_jobs(mut self, jobs: usize) -> Self {
+        self.max_concurrent_jobs = Some(jobs);
+        self
+    }
+
+    /// How long [`ServiceManager::stop`] waits for running jobs before aborting them. Without it,
+    /// `stop` waits as long as they take.
+    pub fn stop_deadline(mut self, deadline: Duration) -> Self {
+        self.stop_deadline = Some(deadline);
+        self
+    }
+
+    /// Where "now" comes from; [`SystemClock`] by default, [`TokioClock`](crate::TokioClock) in tests.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Called with every failed run (an `Err` or a panic), after it is logged: the place to raise an
+    /// alert. It runs on the service's task, so it should be quick; a panic in it is caught and logged.
+    ///
+    /// ```
+    /// # use scheduler::ServiceManager;
+    /// let manager = ServiceManager::builder()
+    ///     .on_failure(|failure| eprintln!("ALERT: {failure}"))
+    ///     .build()?;
+    /// # Ok::<(), scheduler::Error>(())
+    /// ```
+    pub fn on_failure(mut self, hook: impl Fn(&Failure) + Send + Sync + 'static) -> Self {
+        self.on_failure = Some(Arc::new(hook));
+        self
+    }
+
+    /// Includes every `#[background_service]` linked into the binary.
+    pub fn with_registered_services(mut self) -> Self {
+        self.registered = true;
+        self
+    }
+
+    /// Builds the manager. Nothing runs until [`ServiceManager::start`].
+    ///
+    /// # Errors
+    /// [`Error::DuplicateService`] when two registered services share a name;
+    /// [`Error::InvalidOption`] for `max_concurrent_jobs(0)` or an impossibly large pool.
+    pub fn build(self) -> Result<ServiceManager, Error> {
+        let max_concurrent_jobs = self.max_concurrent_jobs.unwrap_or_else(cpu_count);
+        if max_concurrent_jobs == 0 || max_concurrent_jobs > Semaphore::MAX_PERMITS {
+            return Err(Error::InvalidOption {
+                option: "max_concurrent_jobs",
+                reason: format!(
+                    "{max_concurrent_jobs} is out of range 1-{}",
+                    Semaphore::MAX_PERMITS
+                ),
+            });
+        }
+        let registered = if self.registered {
+            registry::registered_services()?
+        } else {
+            Vec::new()
+        };
+        let manager = self.assemble(max_concurrent_jobs);
+        for (name, service) in registered {
+            manager.add_service(name, service);
+        }
+        Ok(manager)
+    }
+
+    fn assemble(self, max_concurrent_jobs: usize) -> ServiceManager {
+        ServiceManager {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared {
+                    clock: self.clock,
+                    pool: Arc::new(Semaphore::new(max_concurrent_jobs)),
+                    on_failure: self.on_failure,
+                }),
+                services: Mutex::new(BTreeMap::new()),
+                runtime: Mutex::new(None),
+                stop_deadline: self.stop_deadline,
+                max_concurrent_jobs,
+            }),
+        }
+    }
+}
+
+impl ServiceManager {
+    /// A manager with no services and default settings.
+    pub fn new() -> Self {
+        ServiceManager::builder().assemble(cpu_count())
+    }
+
+    /// A manager with every `#[background_service]` linked into the binary, from any crate.
+    ///
+    /// # Errors
+    /// [`Error::DuplicateService`] when two of them share a name.
+    pub fn from_registry() -> Result<Self, Error> {
+        ServiceManager::builder().with_registered_services().build()
+    }
+
+    /// Configures a manager.
+    pub fn builder() -> ServiceManagerBuilder {
+        ServiceManagerBuilder {
+            clock: Arc::new(SystemClock),
+            max_concurrent_jobs: None,
+            stop_deadline: None,
+            on_failure: None,
+            registered: false,
+        }
+    }
+
+    /// The size of the worker pool.
+    pub fn max_concurrent_jobs(&self) -> usize {
+        self.inner.max_concurrent_jobs
+    }
+
+    fn services_map(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Arc<Entry>>> {
+        self.inner
+            .services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn runtime(&self) -> Option<Handle> {
+        self.inner
+            .runtime
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Schedules every service that is not running yet: `on_start` services fire at once, the others
+    /// at their first tick. Services added after `start` are scheduled as they are added. Calling it
+    /// again is harmless; after [`stop`](Self::stop) it schedules every stopped service afresh.
+    ///
+    /// # Errors
+    /// [`Error::NoRuntime`] outside a tokio runtime.
+    pub fn start(&self) -> Result<(), Error> {
+        let handle = Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        *self
+            .inner
+            .runtime
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle.clone());
+        let mut services = self.services_map();
+        for entry in services.values_mut() {
+            if entry.is_stopped() {
+                *entry = Arc::new(Entry::new(
+                    entry.name.clone(),
+                    entry.service.clone(),
+                    entry.busy.clone(),
+                ));
+            }
+            if entry.is_startable() {
+                self.spawn(&handle, entry);
+            }
+        }
+        tracing::info!(services = services.len(), "service manager started");
+        Ok(())
+    }
+
+    fn spawn(&self, handle: &Handle, entry: &Arc<Entry>) {
+        entry.mark_started();
+        let task = handle.spawn(runner::run(entry.clone(), self.inner.shared.clone()));
+        entry.set_task(task);
+    }
+
+    /// Adds a service under `name`, scheduling it at once if the manager is started.
+    ///
+    /// **Reload**: if a service of that name exists, it is stopped first; once this returns, no tick of
+    /// the old definition will run. A run of the old one still in progress finishes undisturbed, and
+    /// the new one does not run until it has (its ticks meanwhile count as skipped), so runs of a name
+    /// never overlap.
+    pub fn add_service(&self, name: impl Into<String>, service: Service) {
+        let name: Arc<str> = name.into().into();
+        let mut services = self.services_map();
+        let busy = match services.get(&name) {
+            Some(old) => {
+                old.mark_stopped();
+                tracing::info!(service = %name, "service reloaded");
+                old.busy.clone()
+            }
+            None => Arc::new(AtomicBool::new(false)),
+        };
+        let entry = Arc::new(Entry::new(name.clone(), service, busy));
+        if let Some(handle) = self.runtime() {
+            self.spawn(&handle, &entry);
+        }
+        services.insert(name, entry);
+    }
+
+    /// Schedules a stopped service again with the definition it had.
+    ///
+    /// # Errors
+    /// [`Error::UnknownService`] when no service has this name.
+    pub fn restart_service(&self, name: &str) -> Result<(), Error> {
+        let service = self
+            .services_map()
+            .get(name)
+            .map(|entry| entry.service.clone())
+            .ok_or_else(|| Error::UnknownService(name.to_owned()))?;
+        self.add_service(name, service);
+        Ok(())
+    }
+
+    /// Unschedules a service, then waits for its running job to finish or aborts it.
+    ///
+    /// It stays listed by [`services`](Self::services) as stopped; [`restart_service`](Self::restart_service)
+    /// or [`add_service`](Self::add_service) schedule it again. Stopping a stopped service does nothing.
+    ///
+    /// # Errors
+    /// [`Error::UnknownService`] when no service has this name.
+    pub async fn stop_service(&self, name: &str, mode: StopMode) -> Result<(), Error> {
+        let entry = self
+            .services_map()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownService(name.to_owned()))?;
+        entry.mark_stopped();
+        let Some(task) = entry.take_task() else {
+            return Ok(());
+        };
+        if mode == StopMode::Abort {
+            entry.cancel_job.cancel();
+            task.abort();
+        }
+        if task.await.is_err() {
+            entry.record_abort();
+        }
+        tracing::info!(service = name, ?mode, "service stopped");
+        Ok(())
+    }
+
+    /// Stops every service, waiting for running jobs — up to the builder's
+    /// [`stop_deadline`](ServiceManagerBuilder::stop_deadline), if one is set, after which the rest are
+    /// aborted.
+    pub async fn stop(&self) {
+        match self.inner.stop_deadline {
+            Some(deadline) => self.stop_within(deadline).await,
+            None => self.stop_all(None).await,
+        }
+    }
+
+    /// Stops every service, waiting at most `deadline` for running jobs before aborting them.
+    pub async fn stop_within(&self, deadline: Duration) {
+        self.stop_all(Some(deadline)).await;
+    }
+
+    async fn stop_all(&self, deadline: Option<Duration>) {
+        let entries: Vec<Arc<Entry>> = self.services_map().values().cloned().collect();
+        let mut running = Vec::new();
+        let mut tasks = Vec::new();
+        for entry in entries {
+            entry.mark_stopped();
+            if let Some(task) = entry.take_task() {
+                running.push((entry, task.abort_handle()));
+                tasks.push(task);
+            }
+        }
+        let in_flight = tasks.len();
+        let mut finish = futures_util::future::join_all(tasks);
+        let finished_in_time = if let Some(deadline) = deadline {
+            tokio::time::timeout(deadline, &mut finish).await.is_ok()
+        } else {
+            (&mut finish).await;
+            true
+        };
+        if !finished_in_time {
+            for (entry, task) in &running {
+                if !task.is_finished() {
+                    tracing::warn!(service = %entry.name, "stop deadline passed: aborting the run");
+                    entry.cancel_job.cancel();
+                    task.abort();
+                }
+            }
+            finish.await;
+            for (entry, _) in &running {
+                entry.record_abort();
+            }
+        }
+        tracing::info!(tasks = in_flight, "service manager stopped");
+    }
+
+    /// A snapshot of every service, sorted by name.
+    pub fn services(&self) -> Vec<ServiceStatus> {
+        self.services_map().values().map(|e| e.status()).collect()
+    }
+
+    /// A snapshot of one service.
+    pub fn service(&self, name: &str) -> Option<ServiceStatus> {
+        self.services_map().get(name).map(|e| e.status())
+    }
+}
+
+fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+impl Default for ServiceManager {
+    fn default() -> Self {
+        ServiceManager::new()
+    }
+}
+
+impl fmt::Debug for ServiceManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceManager")
+            .field("services", &self.services_map().len())
+            .field("max_concurrent_jobs", &self.inner.max_concurrent_jobs)
+            .field("stop_deadline", &self.inner.stop_deadline)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,209 @@
+//! One service's loop: sleep until the tick, take a pool slot, run the job, record, repeat.
+//!
+//! Each service is one tokio task that sleeps until its next deadline; nothing polls. The job runs
+//! inside that task (async jobs) or on the blocking pool (blocking jobs), so firing costs no extra
+//! spawn, and a tick that comes while the job runs is noticed — and skipped — when it returns:
+//!
+//! ```text
+//! ticks     |0        |1        |2        |3        |4
+//! job        [=====run 0=========]         [run 3]   [run 4]
+//!                                ^ ends after 1 and 2 passed: both counted as skipped,
+//!                                  next run at tick 3 (ticks stay on the grid, no drift)
+//! ```
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::FutureExt;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::entry::{BusyGuard, Entry};
+use crate::job::{Job, JobContext};
+use crate::status::{Failure, Outcome};
+use crate::Schedule;
+
+pub(crate) type FailureHook = dyn Fn(&Failure) + Send + Sync;
+
+/// What every runner shares: the clock, the worker pool and the failure hook.
+pub(crate) struct Shared {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) pool: Arc<Semaphore>,
+    pub(crate) on_failure: Option<Arc<FailureHook>>,
+}
+
+pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
+    let clock = &*shared.clock;
+    let started = clock.now();
+    // Fixed periods count from the start, so every tick is `start + k × period`.
+    let schedule = entry.service.schedule.clone().anchored_at(started);
+    let mut due = if entry.service.on_start {
+        Some(started)
+    } else {
+        schedule.next_after(started)
+    };
+    loop {
+        if !entry.schedule_next(due) {
+            return;
+        }
+        let Some(tick) = due else {
+            tracing::info!(service = %entry.name, "schedule has no further ticks");
+            return;
+        };
+        if !sleep_until(clock, tick, &entry).await || !entry.wait_for_slot() {
+            return;
+        }
+        let permit = tokio::select! {
+            biased;
+            () = entry.unschedule.cancelled() => return,
+            permit = shared.pool.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        if let Some(busy) = BusyGuard::claim(&entry.busy) {
+            if !entry.begin_run(clock.now()) {
+                return;
+            }
+            run_once(&entry, &shared, tick, busy).await;
+        } else {
+            // The previous definition of this service (before a reload) is still running.
+            entry.add_skipped(1);
+        }
+        drop(permit);
+        due = next_tick(&entry, &schedule, tick, clock.now());
+    }
+}
+
+/// Sleeps until the clock reads `tick`; `false` when the service was stopped first.
+async fn sleep_until(clock: &dyn Clock, tick: DateTime<Utc>, entry: &Entry) -> bool {
+    loop {
+        let now = clock.now();
+        if now >= tick {
+            return !entry.unschedule.is_cancelled();
+        }
+        // Re-checking the clock after each sleep keeps a tick from firing early if the wall clock was
+        // set back while we slept.
+        let wait = (tick - now).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            biased;
+            () = entry.unschedule.cancelled() => return false,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn run_once(entry: &Arc<Entry>, shared: &Shared, tick: DateTime<Utc>, busy: BusyGuard) {
+    let ctx = JobContext::new(entry.name.clone(), tick, entry.cancel_job.clone());
+    let span = tracing::info_span!("service_run", service = %entry.name, %tick);
+    let began = tokio::time::Instant::now();
+    let outcome = match &entry.service.job {
+        Job::Async(job) => {
+            let _busy = busy;
+            let run = AssertUnwindSafe(async { job(ctx).await }).catch_unwind();
+            outcome_of(run.instrument(span.clone()).await)
+        }
+        Job::Blocking(job) => {
+            let job = job.clone();
+            let blocking_span = span.clone();
+            let run = tokio::task::spawn_blocking(move || {
+                let _busy = busy;
+                blocking_span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| job(ctx))))
+            });
+            match run.await {
+                Ok(result) => outcome_of(result),
+                Err(join_error) => Outcome::Panicked(join_error.to_string()),
+            }
+        }
+    };
+    let duration = began.elapsed();
+    span.in_scope(|| report(entry, shared, tick, &outcome, duration));
+    entry.finish_run(outcome, duration);
+}
+
+fn outcome_of(result: Result<Result<(), String>, Box<dyn Any + Send>>) -> Outcome {
+    match result {
+        Ok(Ok(())) => Outcome::Succeeded,
+        Ok(Err(error)) => Outcome::Failed(error),
+        Err(panic) => Outcome::Panicked(panic_message(&*panic)),
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+fn report(entry: &Entry, shared: &Shared, tick: DateTime<Utc>, outcome: &Outcome, took: Duration) {
+    let duration_ms = took.as_secs_f64() * 1e3;
+    match outcome {
+        Outcome::Succeeded => tracing::debug!(duration_ms, "run succeeded"),
+        Outcome::Failed(error) => tracing::error!(duration_ms, error = %error, "run failed"),
+        Outcome::Panicked(message) => tracing::error!(duration_ms, panic = %message, "run panicked"),
+        Outcome::Aborted => tracing::warn!(duration_ms, "run aborted"),
+    }
+    if let (true, Some(hook)) = (outcome.is_failure(), &shared.on_failure) {
+        let failure = Failure {
+            service: entry.name.to_string(),
+            tick,
+            outcome: outcome.clone(),
+            duration: took,
+        };
+        // A failing alert hook must not take the service down with it.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&failure))).is_err() {
+            tracing::error!("the failure hook panicked");
+        }
+    }
+}
+
+/// The first tick at or after `now` that follows `tick`; ticks in between were missed while the run
+/// (or its wait for a slot) went on, and are counted as skipped.
+fn next_tick(
+    entry: &Entry,
+    schedule: &Schedule,
+    tick: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let first = schedule.next_after(tick)?;
+    if first >= now {
+        return Some(first);
+    }
+    let just_before_now = now - TimeDelta::nanoseconds(1);
+    let next = schedule.next_after(just_before_now);
+    let skipped = match (schedule.period(), next) {
+        (Some(period), Some(next)) => {
+            let span = (next - first).to_std().unwrap_or(Duration::ZERO);
+            (span.as_nanos() / period.as_nanos().max(1)) as u64
+        }
+        _ => count_ticks(schedule, first, now),
+    };
+    entry.add_skipped(skipped);
+    tracing::warn!(
+        service = %entry.name,
+        skipped,
+        "ticks skipped: the previous run was still in progress"
+    );
+    next
+}
+
+/// Ticks of a cron schedule in `[from, until)`, counted one by one: cron ticks are whole seconds, so a
+/// run would have to last days for this to take noticeable time; past a cap it stops counting.
+fn count_ticks(schedule: &Schedule, from: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
+    const CAP: u64 = 1_000_000;
+    let mut count = 0;
+    let mut at = Some(from);
+    while let Some(t) = at.filter(|t| *t < until && count < CAP) {
+        count += 1;
+        at = schedule.next_after(t);
+    }
+    count
+}

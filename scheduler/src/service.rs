@@ -1,0 +1,100 @@
+//! [`Service`]: a schedule and a job, the unit the manager runs.
+
+use std::fmt;
+use std::future::Future;
+
+use crate::job::{IntoJobResult, Job, JobContext};
+use crate::Schedule;
+
+/// A schedule and the job it fires, for services built at run time.
+///
+/// Services declared with `#[background_service]` become the same thing; this is the way to add them
+/// from configuration, a plugin, or a test.
+///
+/// ```
+/// use scheduler::{Schedule, Service};
+/// use std::time::Duration;
+///
+/// let heartbeat = Service::new(Schedule::every(Duration::from_secs(10))?, |ctx| async move {
+///     tracing::info!(service = ctx.name(), "alive");
+/// })
+/// .on_start(true);
+///
+/// let vacuum = Service::blocking("0 3 * * *".parse()?, |_ctx| -> Result<(), std::io::Error> {
+///     // blocking file-system work runs on tokio's blocking pool
+///     Ok(())
+/// });
+/// # Ok::<(), scheduler::ScheduleError>(())
+/// ```
+#[derive(Clone)]
+pub struct Service {
+    pub(crate) schedule: Schedule,
+    pub(crate) job: Job,
+    pub(crate) on_start: bool,
+}
+
+impl Service {
+    /// A service whose job is an async function or closure returning `()` or `Result<(), E: Display>`.
+    pub fn new<F, Fut, R>(schedule: Schedule, job: F) -> Self
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoJobResult,
+    {
+        Service::from_job(schedule, Job::from_async(job))
+    }
+
+    /// A service whose job is blocking code, run on tokio's blocking thread pool.
+    ///
+    /// A blocking job cannot be killed: [`StopMode::Abort`](crate::StopMode::Abort) cancels its
+    /// [`JobContext`] and stops waiting for it, and the job should return when it sees that. Until it
+    /// does, the service is not run again, so runs still never overlap.
+    pub fn blocking<F, R>(schedule: Schedule, job: F) -> Self
+    where
+        F: Fn(JobContext) -> R + Send + Sync + 'static,
+        R: IntoJobResult,
+    {
+        Service::from_job(schedule, Job::from_blocking(job))
+    }
+
+    pub(crate) fn from_job(schedule: Schedule, job: Job) -> Self {
+        Service {
+            schedule,
+            job,
+            on_start: false,
+        }
+    }
+
+    /// Also run once as soon as the service is started, before its first tick. Off by default.
+    #[must_use]
+    pub fn on_start(mut self, on_start: bool) -> Self {
+        self.on_start = on_start;
+        self
+    }
+
+    /// When the service fires.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// Whether it runs once at start, too.
+    pub fn runs_on_start(&self) -> bool {
+        self.on_start
+    }
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("schedule", &self.schedule)
+            .field("on_start", &self.on_start)
+            .field(
+                "job",
+                &match self.job {
+                    Job::Async(_) => "async",
+                    Job::Blocking(_) => "blocking",
+                },
+            )
+            .finish()
+    }
+}

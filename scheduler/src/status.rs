@@ -1,0 +1,124 @@
+//! What [`ServiceManager::services`](crate::ServiceManager::services) reports, and what a failure
+//! hook receives.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// Where a service is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ServiceState {
+    /// Added, but the manager has not been started.
+    NotStarted,
+    /// Scheduled, sleeping until its next tick.
+    Idle,
+    /// Its tick has come, and it waits for a slot in the worker pool (`max_concurrent_jobs`).
+    WaitingForSlot,
+    /// Its job is running.
+    Running,
+    /// Stopped, but the run that was in progress has not finished yet.
+    Stopping,
+    /// Stopped: it will not run again unless added or restarted.
+    Stopped,
+    /// Its schedule has no tick left (such as `0 0 30 2 *`).
+    Finished,
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServiceState::NotStarted => "not started",
+            ServiceState::Idle => "idle",
+            ServiceState::WaitingForSlot => "waiting for a slot",
+            ServiceState::Running => "running",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Stopped => "stopped",
+            ServiceState::Finished => "finished",
+        })
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The job returned `()` or `Ok(())`.
+    Succeeded,
+    /// The job returned `Err`; the error's text.
+    Failed(String),
+    /// The job panicked; the panic message.
+    Panicked(String),
+    /// The run was cancelled by [`StopMode::Abort`](crate::StopMode::Abort) or a stop deadline.
+    Aborted,
+}
+
+impl Outcome {
+    /// Whether the run failed (returned `Err` or panicked).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed(_) | Outcome::Panicked(_))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Succeeded => f.write_str("ok"),
+            Outcome::Failed(error) => write!(f, "failed: {error}"),
+            Outcome::Panicked(message) => write!(f, "panicked: {message}"),
+            Outcome::Aborted => f.write_str("aborted"),
+        }
+    }
+}
+
+/// A snapshot of one service, as [`ServiceManager::services`](crate::ServiceManager::services)
+/// returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// Its schedule as written, e.g. `*/5 * * * *` or `every 30s`.
+    pub schedule: String,
+    /// When it fires next, while it is scheduled.
+    pub next_fire: Option<DateTime<Utc>>,
+    /// Where it is in its life.
+    pub state: ServiceState,
+    /// When the last run started.
+    pub last_start: Option<DateTime<Utc>>,
+    /// How long the last finished run took.
+    pub last_duration: Option<Duration>,
+    /// How the last finished run ended.
+    pub last_outcome: Option<Outcome>,
+    /// Finished runs, whatever their outcome.
+    pub runs: u64,
+    /// Runs that returned `Err` or panicked.
+    pub failures: u64,
+    /// Ticks skipped because the previous run was still going (or waiting for a slot) when they came.
+    pub skipped: u64,
+}
+
+/// A failed run, as the failure hook receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Failure {
+    /// The service's name.
+    pub service: String,
+    /// The tick the run belonged to.
+    pub tick: DateTime<Utc>,
+    /// How it failed: [`Outcome::Failed`] or [`Outcome::Panicked`].
+    pub outcome: Outcome,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "service '{}' {} (tick {}, after {:?})",
+            self.service, self.outcome, self.tick, self.duration
+        )
+    }
+}
