@@ -87,7 +87,7 @@ pub use error::Error;
 pub use job::{IntoJobResult, JobContext};
 pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
 pub use scheduler_core::{Field, FieldProblem, Schedule, ScheduleError};
-//pub use scheduler_macros::background_service;
+pub use scheduler_macros::background_service;
 pub use service::Service;
 pub use status::{Failure, Outcome, ServiceState, ServiceStatus};
 

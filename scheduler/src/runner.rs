@@ -148,7 +148,9 @@ fn report(entry: &Entry, shared: &Shared, tick: DateTime<Utc>, outcome: &Outcome
     match outcome {
         Outcome::Succeeded => tracing::debug!(duration_ms, "run succeeded"),
         Outcome::Failed(error) => tracing::error!(duration_ms, error = %error, "run failed"),
-        Outcome::Panicked(message) => tracing::error!(duration_ms, panic = %message, "run panicked"),
+        Outcome::Panicked(message) => {
+            tracing::error!(duration_ms, panic = %message, "run panicked")
+        }
         Outcome::Aborted => tracing::warn!(duration_ms, "run aborted"),
     }
     if let (true, Some(hook)) = (outcome.is_failure(), &shared.on_failure) {
