@@ -72,7 +72,9 @@ fn every_vector_holds() {
         }
     }
     for (category, (cases, departures)) in &per_category {
-        println!("{category:>20}: {cases:>4} cases, {departures:>3} where croniter departs from cron");
+        println!(
+            "{category:>20}: {cases:>4} cases, {departures:>3} where croniter departs from cron"
+        );
     }
     assert!(
         failures.is_empty(),

@@ -1,0 +1,361 @@
+//! Parsing the attribute's arguments: `interval = ..., on_start, name = "...", tz = "..."`.
+//!
+//! Each comma-separated argument is parsed on its own, so that one malformed argument does not hide
+//! the mistakes in the others: every error is collected and reported together.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitBool, LitStr, Token, UnOp};
+
+/// The custom keywords of the attribute, one per argument.
+mod kw {
+    syn::custom_keyword!(interval);
+    syn::custom_keyword!(on_start);
+    syn::custom_keyword!(name);
+    syn::custom_keyword!(tz);
+}
+
+/// The arguments the attribute accepts, for error messages.
+const VALID: &str = "`interval`, `on_start`, `name`, `tz`";
+
+/// How to write an interval, for error messages.
+pub(crate) const INTERVAL_HELP: &str =
+    "expected `interval = <seconds>` or `interval = \"<cron expression>\"`";
+
+/// The attribute's `interval`, as written.
+pub(crate) enum Interval {
+    /// `interval = 30`, `interval = 0.5`, or a negative number (rejected later, with the runtime's
+    /// message).
+    Seconds {
+        /// The number of seconds; may be zero, negative or infinite until validated.
+        seconds: f64,
+        /// The whole value as written (including a leading `-`), for error spans.
+        span: Span,
+    },
+    /// `interval = "*/5 * * * *"`.
+    Cron(LitStr),
+}
+
+/// The attribute's arguments after parsing, before they are checked against each other.
+#[derive(Default)]
+pub(crate) struct Args {
+    /// `interval = ...`; required.
+    pub(crate) interval: Option<Interval>,
+    /// `on_start` or `on_start = <bool>`.
+    pub(crate) on_start: Option<bool>,
+    /// `name = "..."`.
+    pub(crate) name: Option<LitStr>,
+    /// `tz = "..."`.
+    pub(crate) tz: Option<LitStr>,
+}
+
+impl Args {
+    /// Parses the attribute's arguments, reporting every malformed, unknown or duplicate argument.
+    pub(crate) fn parse(attr: TokenStream) -> Result<Self, syn::Error> {
+        let mut args = Args::default();
+        let mut errors: Option<syn::Error> = None;
+        for chunk in split_arguments(attr) {
+            let result = match chunk {
+                Chunk::Argument(tokens) => {
+                    (|input: ParseStream<'_>| args.parse_argument(input)).parse2(tokens)
+                }
+                Chunk::StrayComma(span) => Err(syn::Error::new(
+                    span,
+                    format!("expected an argument before this `,`: valid arguments are {VALID}"),
+                )),
+            };
+            if let Err(error) = result {
+                combine(&mut errors, error);
+            }
+        }
+        match errors {
+            Some(error) => Err(error),
+            None => Ok(args),
+        }
+    }
+
+    /// Parses one argument, all of `input`, into `self`.
+    fn parse_argument(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::interval) {
+            let keyword: kw::interval = input.parse()?;
+            let value = parse_value(input, keyword.span, INTERVAL_HELP)?;
+            let interval = parse_interval(&value)?;
+            set(&mut self.interval, interval, "interval", keyword.span)
+        } else if lookahead.peek(kw::on_start) {
+            let keyword: kw::on_start = input.parse()?;
+            let value = if input.is_empty() {
+                true
+            } else {
+                let help = "expected `on_start` or `on_start = true|false`";
+                match parse_value(input, keyword.span, help)? {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Bool(LitBool { value, .. }),
+                        ..
+                    }) => value,
+                    other => return Err(syn::Error::new_spanned(other, help)),
+                }
+            };
+            set(&mut self.on_start, value, "on_start", keyword.span)
+        } else if lookahead.peek(kw::name) {
+            let keyword: kw::name = input.parse()?;
+            let help = "expected `name = \"<service name>\"`";
+            let name = string_value(parse_value(input, keyword.span, help)?, help)?;
+            set(&mut self.name, name, "name", keyword.span)
+        } else if lookahead.peek(kw::tz) {
+            let keyword: kw::tz = input.parse()?;
+            let help = "expected `tz = \"<IANA time zone>\"`, such as `tz = \"Europe/Berlin\"`";
+            let tz = string_value(parse_value(input, keyword.span, help)?, help)?;
+            set(&mut self.tz, tz, "tz", keyword.span)
+        } else if input.peek(Ident::peek_any) {
+            let unknown = Ident::parse_any(input)?;
+            Err(unknown_argument(&unknown))
+        } else if input.peek(Lit) {
+            let lit: Lit = input.parse()?;
+            let message = match &lit {
+                Lit::Int(_) | Lit::Float(_) | Lit::Str(_) => format!(
+                    "expected `interval = {}`: name the argument",
+                    quote::ToTokens::to_token_stream(&lit)
+                ),
+                _ => format!("expected an argument: valid arguments are {VALID}"),
+            };
+            Err(syn::Error::new(lit.span(), message))
+        } else {
+            Err(lookahead.error())
+        }
+    }
+}
+
+/// Stores an argument, rejecting a second occurrence.
+fn set<T>(slot: &mut Option<T>, value: T, name: &str, span: Span) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new(
+            span,
+            format!("duplicate argument `{name}`: each argument may appear once"),
+        ));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// Parses `= <expression>` after an argument's keyword; `help` says how the argument is written.
+fn parse_value(input: ParseStream<'_>, keyword: Span, help: &str) -> syn::Result<Expr> {
+    if input.is_empty() {
+        return Err(syn::Error::new(keyword, help));
+    }
+    let eq: Token![=] = input.parse().map_err(|e| syn::Error::new(e.span(), help))?;
+    if input.is_empty() {
+        return Err(syn::Error::new(eq.span, help));
+    }
+    input.parse()
+}
+
+/// The interval an `interval = <value>` expression stands for.
+fn parse_interval(value: &Expr) -> syn::Result<Interval> {
+    let (negative, lit) = match value {
+        Expr::Lit(ExprLit { lit, .. }) => (false, lit),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => match &**expr {
+            Expr::Lit(ExprLit {
+                lit: lit @ (Lit::Int(_) | Lit::Float(_)),
+                ..
+            }) => (true, lit),
+            _ => return Err(not_a_literal(value)),
+        },
+        _ => return Err(not_a_literal(value)),
+    };
+    let (digits, suffix) = match lit {
+        Lit::Str(cron) => return Ok(Interval::Cron(cron.clone())),
+        Lit::Int(int) => (int.base10_digits(), int.suffix()),
+        Lit::Float(float) => (float.base10_digits(), float.suffix()),
+        _ => return Err(syn::Error::new(lit.span(), INTERVAL_HELP)),
+    };
+    if !suffix.is_empty() {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "unexpected suffix `{suffix}`: the interval is a plain number of seconds, \
+                 such as `interval = 30` or `interval = 0.5`"
+            ),
+        ));
+    }
+    let seconds: f64 = digits
+        .parse()
+        .map_err(|_| syn::Error::new(lit.span(), INTERVAL_HELP))?;
+    Ok(Interval::Seconds {
+        seconds: if negative { -seconds } else { seconds },
+        span: value.span(),
+    })
+}
+
+/// The error for `interval = <something other than a literal>`.
+fn not_a_literal(value: &Expr) -> syn::Error {
+    syn::Error::new_spanned(
+        value,
+        format!("{INTERVAL_HELP}: the interval must be a literal, not an expression or a constant"),
+    )
+}
+
+/// The string literal of `name = "..."` or `tz = "..."`.
+fn string_value(value: Expr, help: &str) -> syn::Result<LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(lit),
+        other => Err(syn::Error::new_spanned(other, help)),
+    }
+}
+
+/// The error for an argument the attribute does not know, with a guess at what was meant.
+fn unknown_argument(unknown: &Ident) -> syn::Error {
+    let written = unknown.unraw().to_string();
+    let guess = match written.to_ascii_lowercase().as_str() {
+        "every" | "cron" | "schedule" | "period" | "secs" | "seconds" => Some("interval"),
+        "timezone" | "time_zone" | "zone" => Some("tz"),
+        "run_on_start" | "immediate" | "immediately" | "run_at_start" => Some("on_start"),
+        lower => ["interval", "on_start", "name", "tz"]
+            .into_iter()
+            .find(|valid| valid.len() > 2 && edit_distance(lower, valid) <= 2),
+    };
+    let hint = guess.map_or_else(String::new, |valid| format!(" (did you mean `{valid}`?)"));
+    syn::Error::new(
+        unknown.span(),
+        format!("unknown argument `{written}`{hint}: valid arguments are {VALID}"),
+    )
+}
+
+/// The Levenshtein distance between two short ASCII strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// One comma-separated piece of the attribute's arguments.
+enum Chunk {
+    /// The tokens of one argument.
+    Argument(TokenStream),
+    /// A `,` with nothing before it.
+    StrayComma(Span),
+}
+
+/// Splits the arguments at top-level commas; a single trailing comma is allowed.
+fn split_arguments(attr: TokenStream) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    let mut current = TokenStream::new();
+    for token in attr {
+        match token {
+            TokenTree::Punct(punct) if punct.as_char() == ',' => {
+                if current.is_empty() {
+                    chunks.push(Chunk::StrayComma(punct.span()));
+                } else {
+                    chunks.push(Chunk::Argument(std::mem::take(&mut current)));
+                }
+            }
+            other => current.extend([other]),
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(Chunk::Argument(current));
+    }
+    chunks
+}
+
+/// Adds `error` to the errors collected so far.
+pub(crate) fn combine(errors: &mut Option<syn::Error>, error: syn::Error) {
+    match errors {
+        Some(errors) => errors.combine(error),
+        None => *errors = Some(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn messages(attr: TokenStream) -> Vec<String> {
+        match Args::parse(attr) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn parses_every_argument() {
+        let args = Args::parse(quote!(
+            interval = "*/5 * * * *",
+            on_start,
+            name = "x",
+            tz = "UTC",
+        ))
+        .unwrap();
+        assert!(matches!(args.interval, Some(Interval::Cron(ref c)) if c.value() == "*/5 * * * *"));
+        assert_eq!(args.on_start, Some(true));
+        assert_eq!(args.name.unwrap().value(), "x");
+        assert_eq!(args.tz.unwrap().value(), "UTC");
+    }
+
+    #[test]
+    fn parses_numbers() {
+        for (attr, expected) in [
+            (quote!(interval = 30), 30.0),
+            (quote!(interval = 0.5), 0.5),
+            (quote!(interval = -2), -2.0),
+            (quote!(interval = 1e3), 1000.0),
+        ] {
+            match Args::parse(attr).unwrap().interval {
+                Some(Interval::Seconds { seconds, .. }) => {
+                    assert!((seconds - expected).abs() < 1e-9);
+                }
+                _ => panic!("expected seconds"),
+            }
+        }
+    }
+
+    #[test]
+    fn on_start_forms() {
+        let parse = |attr| Args::parse(attr).unwrap().on_start;
+        assert_eq!(parse(quote!(interval = 1, on_start = false)), Some(false));
+        assert_eq!(parse(quote!(interval = 1, on_start = true)), Some(true));
+        assert_eq!(parse(quote!(interval = 1)), None);
+    }
+
+    #[test]
+    fn reports_every_mistake() {
+        let found = messages(quote!(intervall = 5, name = 5, interval = 1, interval = 2, , tz));
+        assert_eq!(found.len(), 5, "{found:?}");
+        assert!(found[0].starts_with("unknown argument `intervall` (did you mean `interval`?)"));
+        assert!(found[1].starts_with("expected `name = \"<service name>\"`"));
+        assert!(found[2].starts_with("duplicate argument `interval`"));
+        assert!(found[3].starts_with("expected an argument before this `,`"));
+        assert!(found[4].starts_with("expected `tz = "));
+    }
+
+    #[test]
+    fn rejects_suffixes_and_expressions() {
+        assert!(messages(quote!(interval = 30ms))[0].starts_with("unexpected suffix `ms`"));
+        assert!(messages(quote!(interval = 5 * 60))[0].contains("must be a literal"));
+        assert!(messages(quote!(30))[0].starts_with("expected `interval = 30`"));
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("intervl", "interval"), 1);
+        assert_eq!(edit_distance("name", "name"), 0);
+        assert_eq!(edit_distance("", "tz"), 2);
+    }
+}

@@ -1,0 +1,225 @@
+//! Generating the code: the user's function unchanged, and beside it a wrapper registered with
+//! `inventory`, all through `::scheduler::__private`.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Item, ItemFn, ReturnType};
+
+use crate::args::{combine, Args};
+use crate::validate::{self, Callable, Settings, Timing};
+
+/// Expands `#[background_service(attr)] item`, or returns every error found in the arguments and
+/// the signature.
+pub(crate) fn background_service(
+    attr: TokenStream,
+    item: &TokenStream,
+) -> syn::Result<TokenStream> {
+    let mut errors = None;
+    let settings = match Args::parse(attr).and_then(validate::arguments) {
+        Ok(settings) => Some(settings),
+        Err(error) => {
+            combine(&mut errors, error);
+            None
+        }
+    };
+    let function = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(function)) => Some(function),
+        Ok(_) => {
+            combine(
+                &mut errors,
+                syn::Error::new(
+                    Span::call_site(),
+                    "`#[background_service]` applies to functions only, such as \
+                     `async fn refresh_cache() -> anyhow::Result<()>`",
+                ),
+            );
+            None
+        }
+        Err(error) => {
+            combine(&mut errors, error);
+            None
+        }
+    };
+    let callable = match function
+        .as_ref()
+        .map(|function| validate::signature(&function.sig))
+    {
+        Some(Ok(callable)) => Some(callable),
+        Some(Err(error)) => {
+            combine(&mut errors, error);
+            None
+        }
+        None => None,
+    };
+    match (errors, settings, function, callable) {
+        (None, Some(settings), Some(function), Some(callable)) => {
+            Ok(generate(item, &function, &settings, &callable))
+        }
+        (Some(errors), ..) => Err(errors),
+        (None, ..) => unreachable!("a missing part without an error"),
+    }
+}
+
+/// The user's function, as written, followed by its registration.
+fn generate(
+    item: &TokenStream,
+    function: &ItemFn,
+    settings: &Settings,
+    callable: &Callable,
+) -> TokenStream {
+    let ident = &function.sig.ident;
+    let name = settings.name.as_ref().map_or_else(
+        || {
+            let fn_name = ident.unraw().to_string();
+            quote!(::core::concat!(::core::module_path!(), "::", #fn_name))
+        },
+        |name| quote!(#name),
+    );
+    let timing = match &settings.timing {
+        Timing::Cron(expr) => quote!(::scheduler::__private::RegisteredTiming::Cron(#expr)),
+        Timing::Seconds(seconds) => {
+            let seconds = Literal::f64_suffixed(*seconds);
+            quote!(::scheduler::__private::RegisteredTiming::Seconds(#seconds))
+        }
+    };
+    let time_zone = settings.tz.as_ref().map_or_else(
+        || quote!(::core::option::Option::None),
+        |tz| quote!(::core::option::Option::Some(#tz)),
+    );
+    let on_start = settings.on_start;
+    let (param, args) = if callable.takes_context {
+        (quote!(ctx), quote!(ctx))
+    } else {
+        (quote!(_ctx), quote!())
+    };
+    // Type errors about the returned value (`IntoJobResult`) point at the return type.
+    let result_span = match &function.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => ident.span(),
+    };
+    let (wrapper, job) = if callable.is_async {
+        let run = quote_spanned! {result_span=>
+            ::scheduler::__private::IntoJobResult::into_job_result(#ident(#args).await)
+        };
+        (
+            quote! {
+                fn __scheduler_job(#param: ::scheduler::JobContext) -> ::scheduler::__private::BoxJobFuture {
+                    ::scheduler::__private::Box::pin(async move { #run })
+                }
+            },
+            quote!(::scheduler::__private::RegisteredJob::Async(
+                __scheduler_job
+            )),
+        )
+    } else {
+        let run = quote_spanned! {result_span=>
+            ::scheduler::__private::IntoJobResult::into_job_result(#ident(#args))
+        };
+        (
+            quote! {
+                fn __scheduler_job(#param: ::scheduler::JobContext) -> ::core::result::Result<(), ::std::string::String> {
+                    #run
+                }
+            },
+            quote!(::scheduler::__private::RegisteredJob::Blocking(
+                __scheduler_job
+            )),
+        )
+    };
+    // A `#[cfg]` below the attribute removes the function; the registration must go with it.
+    let cfgs = function
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"));
+    quote! {
+        #item
+
+        #(#cfgs)*
+        const _: () = {
+            #wrapper
+
+            ::scheduler::__private::inventory::submit! {
+                ::scheduler::__private::Registration {
+                    name: #name,
+                    timing: #timing,
+                    time_zone: #time_zone,
+                    on_start: #on_start,
+                    job: #job,
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                }
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(attr: TokenStream, item: &TokenStream) -> String {
+        background_service(attr, item).unwrap().to_string()
+    }
+
+    #[test]
+    fn async_with_context() {
+        let out = expand(
+            quote!(
+                interval = "0 9 * * MON-FRI",
+                tz = "Europe/Berlin",
+                name = "daily-report"
+            ),
+            &quote!(
+                async fn report(ctx: JobContext) {}
+            ),
+        );
+        assert!(
+            out.starts_with("async fn report (ctx : JobContext) { }"),
+            "{out}"
+        );
+        assert!(
+            out.contains("RegisteredJob :: Async (__scheduler_job)"),
+            "{out}"
+        );
+        assert!(out.contains("report (ctx) . await"), "{out}");
+        assert!(out.contains("Option :: Some (\"Europe/Berlin\")"), "{out}");
+        assert!(out.contains("name : \"daily-report\""), "{out}");
+    }
+
+    #[test]
+    fn sync_without_context() {
+        let out = expand(
+            quote!(interval = 0.5, on_start),
+            &quote!(
+                #[cfg(unix)]
+                fn r#compact() {}
+            ),
+        );
+        assert!(
+            out.contains("RegisteredJob :: Blocking (__scheduler_job)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fn __scheduler_job (_ctx : :: scheduler :: JobContext)"),
+            "{out}"
+        );
+        assert!(out.contains("Seconds (0.5f64)"), "{out}");
+        assert!(out.contains("on_start : true"), "{out}");
+        assert!(out.contains("\"::\" , \"compact\""), "{out}");
+        assert!(out.contains("# [cfg (unix)] const _"), "{out}");
+    }
+
+    #[test]
+    fn rejects_other_items() {
+        let error = background_service(
+            quote!(interval = 1),
+            &quote!(
+                struct S;
+            ),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("applies to functions only"));
+    }
+}

@@ -1,0 +1,65 @@
+//! The `#[background_service]` attribute of [`scheduler`](https://docs.rs/scheduler).
+//!
+//! Use it through `scheduler::background_service`; this crate is an implementation detail, and the
+//! code it generates names only `::scheduler` paths. The runnable examples are in the `scheduler`
+//! documentation.
+//!
+//! ```text
+//! use scheduler::{background_service, JobContext};
+//!
+//! #[background_service(interval = 30)]                         // every 30 s (fractions allowed: 0.5)
+//! async fn refresh_cache() -> anyhow::Result<()> { Ok(()) }
+//!
+//! #[background_service(interval = "*/5 * * * *", on_start)]    // cron; also once right at start
+//! fn compact_files() { }                                       // sync fns run on a blocking thread
+//!
+//! #[background_service(interval = "0 9 * * MON-FRI", tz = "Europe/Berlin", name = "daily-report")]
+//! async fn report(ctx: JobContext) { }                         // optional context argument
+//! ```
+//!
+//! # Compile-time checks
+//! Everything the attribute can see is checked while compiling, with the error on the offending
+//! token: cron expressions and time zones go through `scheduler_core`, the parser the runtime uses,
+//! so what compiles also parses at run time. Expressions that can never fire (`0 0 30 2 *`),
+//! non-positive intervals, `tz` with a numeric interval, unknown or duplicate arguments, and
+//! signatures the scheduler cannot call (generic, `unsafe`, methods, arguments other than one
+//! `JobContext`) are rejected. The return type is checked by the `IntoJobResult` trait: `()` or
+//! `Result<(), E>` where `E: Display`.
+//!
+//! On an error the function is still emitted unchanged, so that the only error is the attribute's.
+
+mod args;
+mod expand;
+mod validate;
+
+use proc_macro::TokenStream;
+
+/// Registers a function as a background service of `scheduler`.
+///
+/// Arguments:
+/// - `interval` (required): seconds, as an integer or float literal greater than zero, or a cron
+///   expression string such as `"*/5 * * * *"`.
+/// - `on_start`: also run once right at start; a bare flag or `on_start = true|false`.
+/// - `name`: the service's name, a non-empty string; defaults to the function's module path and name.
+/// - `tz`: the IANA time zone of a cron interval, such as `"Europe/Berlin"`; UTC by default.
+///
+/// The function may be `async` or not (a plain `fn` runs on tokio's blocking thread pool), takes no
+/// argument or one `scheduler::JobContext`, and returns `()` or `Result<(), E>` where `E: Display`.
+/// It stays callable as a normal function.
+///
+/// ```text
+/// #[scheduler::background_service(interval = "0 3 * * *", tz = "Europe/Berlin", on_start)]
+/// async fn nightly_cleanup(ctx: scheduler::JobContext) -> anyhow::Result<()> { Ok(()) }
+/// ```
+#[proc_macro_attribute]
+pub fn background_service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match expand::background_service(attr.into(), &item) {
+        Ok(expanded) => expanded.into(),
+        Err(errors) => {
+            let mut output = item;
+            output.extend(errors.into_compile_error());
+            output.into()
+        }
+    }
+}

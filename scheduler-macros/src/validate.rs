@@ -1,0 +1,350 @@
+//! Checking the arguments against each other and against `scheduler_core`, and the function's
+//! signature against what the generated wrapper can call.
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use scheduler_core::{Schedule, ScheduleError};
+use syn::punctuated::Punctuated;
+use syn::{FnArg, LitStr, Signature, Type};
+
+use crate::args::{combine, Args, Interval, INTERVAL_HELP};
+
+/// When the service runs, checked with the runtime's own parser.
+pub(crate) enum Timing {
+    /// A cron expression that parses and can fire.
+    Cron(LitStr),
+    /// A positive, finite number of seconds.
+    Seconds(f64),
+}
+
+/// The checked arguments of the attribute.
+pub(crate) struct Settings {
+    /// When the service runs.
+    pub(crate) timing: Timing,
+    /// The IANA time zone of a cron interval.
+    pub(crate) tz: Option<LitStr>,
+    /// The service's name; `None` for the function's path.
+    pub(crate) name: Option<LitStr>,
+    /// Whether the service also runs once right at start.
+    pub(crate) on_start: bool,
+}
+
+/// How the generated wrapper calls the function.
+pub(crate) struct Callable {
+    /// Whether the function takes a `JobContext`.
+    pub(crate) takes_context: bool,
+    /// Whether it is an `async fn`.
+    pub(crate) is_async: bool,
+}
+
+/// Checks the arguments: a valid interval, a known time zone that fits the interval, a non-empty
+/// name. Every problem is reported, spanned on its token.
+pub(crate) fn arguments(args: Args) -> syn::Result<Settings> {
+    let mut errors = None;
+    if let Some(tz) = &args.tz {
+        // The zone is checked on its own, so that its error points at the zone and does not hide a
+        // mistake in the expression.
+        if let Err(error @ ScheduleError::UnknownTimeZone(_)) =
+            Schedule::cron_in("* * * * *", &tz.value())
+        {
+            combine(&mut errors, syn::Error::new(tz.span(), error));
+        }
+    }
+    if let Some(name) = &args.name {
+        if name.value().trim().is_empty() {
+            combine(
+                &mut errors,
+                syn::Error::new(
+                    name.span(),
+                    "`name` must not be empty: give a name such as `name = \"daily-report\"`, \
+                     or remove it to name the service after the function",
+                ),
+            );
+        }
+    }
+    let timing = match args.interval {
+        None => {
+            combine(
+                &mut errors,
+                syn::Error::new(
+                    Span::call_site(),
+                    format!("missing argument `interval`: {INTERVAL_HELP}"),
+                ),
+            );
+            None
+        }
+        Some(Interval::Cron(expr)) => match cron(&expr, args.tz.as_ref(), errors.is_none()) {
+            Ok(()) => Some(Timing::Cron(expr)),
+            Err(error) => {
+                combine(&mut errors, error);
+                None
+            }
+        },
+        Some(Interval::Seconds { seconds, span }) => {
+            if let Err(error) = Schedule::every_secs(seconds) {
+                combine(&mut errors, syn::Error::new(span, error));
+            }
+            if let Some(tz) = &args.tz {
+                combine(
+                    &mut errors,
+                    syn::Error::new(
+                        tz.span(),
+                        format!(
+                            "`tz` applies only to a cron interval: an interval of {seconds} \
+                             seconds runs the same in every time zone; remove `tz`"
+                        ),
+                    ),
+                );
+            }
+            Some(Timing::Seconds(seconds))
+        }
+    };
+    match (errors, timing) {
+        (Some(errors), _) => Err(errors),
+        (None, Some(timing)) => Ok(Settings {
+            timing,
+            tz: args.tz,
+            name: args.name,
+            on_start: args.on_start.unwrap_or(false),
+        }),
+        (None, None) => unreachable!("an interval that is neither valid nor an error"),
+    }
+}
+
+/// Checks a cron expression as the runtime will parse it: `Schedule::cron`, or `Schedule::cron_in`
+/// when `tz` is given and `tz_is_valid`.
+fn cron(expr: &LitStr, tz: Option<&LitStr>, tz_is_valid: bool) -> syn::Result<()> {
+    let text = expr.value();
+    let parsed = match tz {
+        Some(tz) if tz_is_valid => Schedule::cron_in(&text, &tz.value()),
+        _ => Schedule::cron(&text),
+    };
+    let schedule = parsed.map_err(|error| {
+        let message = match error {
+            ScheduleError::Empty => error.to_string(),
+            error => format!("invalid cron expression: {error}"),
+        };
+        syn::Error::new(expr.span(), message)
+    })?;
+    if schedule.never_fires() {
+        return Err(syn::Error::new(
+            expr.span(),
+            format!(
+                "cron expression '{}' never fires: no date matches its day-of-month, month and \
+                 day-of-week fields",
+                text.trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the generated wrapper can call the function: not `unsafe`, not generic, not
+/// variadic, no `self`, and no argument or one `JobContext`.
+pub(crate) fn signature(sig: &Signature) -> syn::Result<Callable> {
+    let mut errors = None;
+    if let Some(unsafety) = &sig.unsafety {
+        combine(
+            &mut errors,
+            syn::Error::new(
+                unsafety.span,
+                "a background service cannot be an `unsafe fn`: the scheduler cannot uphold its \
+                 safety contract; make it safe and use an `unsafe` block inside",
+            ),
+        );
+    }
+    if !sig.generics.params.is_empty() {
+        combine(
+            &mut errors,
+            syn::Error::new_spanned(
+                &sig.generics,
+                "a background service cannot be generic: the scheduler has no way to choose its \
+                 type, lifetime or const parameters",
+            ),
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        combine(
+            &mut errors,
+            syn::Error::new_spanned(
+                variadic,
+                "a background service cannot be variadic: it takes no argument or one `JobContext`",
+            ),
+        );
+    }
+    let mut typed = 0;
+    for (index, input) in sig.inputs.iter().enumerate() {
+        match input {
+            FnArg::Receiver(receiver) => combine(
+                &mut errors,
+                syn::Error::new_spanned(
+                    receiver,
+                    "a background service cannot take `self`: make it a free function \
+                     (outside any `impl` block)",
+                ),
+            ),
+            FnArg::Typed(arg) if typed == 0 => {
+                typed += 1;
+                if !is_job_context(&arg.ty) {
+                    combine(&mut errors, wrong_argument(&arg.ty));
+                }
+            }
+            FnArg::Typed(_) => {
+                combine(&mut errors, too_many_arguments(&sig.inputs, index));
+                break;
+            }
+        }
+    }
+    match errors {
+        Some(errors) => Err(errors),
+        None => Ok(Callable {
+            takes_context: typed == 1,
+            is_async: sig.asyncness.is_some(),
+        }),
+    }
+}
+
+/// Whether `ty` names `JobContext` (by any path, such as `scheduler::JobContext`).
+fn is_job_context(ty: &Type) -> bool {
+    match ty {
+        Type::Group(group) => is_job_context(&group.elem),
+        Type::Paren(paren) => is_job_context(&paren.elem),
+        Type::Path(path) => {
+            path.qself.is_none()
+                && path
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|last| last.ident == "JobContext" && last.arguments.is_none())
+        }
+        _ => false,
+    }
+}
+
+/// The error for an argument that is not a `JobContext`.
+fn wrong_argument(ty: &Type) -> syn::Error {
+    let message = match ty {
+        Type::Reference(reference) if is_job_context(&reference.elem) => {
+            "expected `JobContext`, not a reference: a background service takes its context by \
+             value (it is cheap to clone)"
+        }
+        _ => {
+            "expected `JobContext`: a background service takes no argument or one \
+             `scheduler::JobContext`"
+        }
+    };
+    syn::Error::new_spanned(ty, message)
+}
+
+/// The error for the arguments from `first_extra` on.
+fn too_many_arguments(
+    inputs: &Punctuated<FnArg, syn::Token![,]>,
+    first_extra: usize,
+) -> syn::Error {
+    let extra: proc_macro2::TokenStream = inputs
+        .iter()
+        .skip(first_extra)
+        .flat_map(ToTokens::into_token_stream)
+        .collect();
+    syn::Error::new_spanned(
+        extra,
+        format!(
+            "a background service takes no argument or one `JobContext`, found {} arguments: \
+             remove the extra ones",
+            inputs.len()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn arg_errors(attr: proc_macro2::TokenStream) -> Vec<String> {
+        match arguments(Args::parse(attr).unwrap()) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn sig_errors(item: proc_macro2::TokenStream) -> Vec<String> {
+        let item: syn::ItemFn = syn::parse2(item).unwrap();
+        match signature(&item.sig) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn accepts_valid_arguments() {
+        assert!(arg_errors(quote!(interval = 30)).is_empty());
+        assert!(arg_errors(quote!(interval = "0 9 * * MON-FRI", tz = "Europe/Berlin")).is_empty());
+    }
+
+    #[test]
+    fn uses_the_runtime_messages() {
+        assert_eq!(
+            arg_errors(quote!(interval = "61 * * * *")),
+            ["invalid cron expression: minute field: 61 is out of range 0-59 in '61 * * * *'"]
+        );
+        assert!(arg_errors(quote!(interval = "0 0 30 2 *"))[0].contains("never fires"));
+        assert!(arg_errors(quote!(interval = 0))[0].starts_with("invalid period 0"));
+        assert!(arg_errors(quote!(interval = -1.5))[0].starts_with("invalid period -1.5"));
+    }
+
+    #[test]
+    fn reports_zone_and_expression_together() {
+        let found = arg_errors(quote!(
+            interval = "61 * * * *",
+            tz = "Mars/Olympus",
+            name = ""
+        ));
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].starts_with("unknown time zone 'Mars/Olympus'"));
+        assert!(found[1].starts_with("`name` must not be empty"));
+        assert!(found[2].starts_with("invalid cron expression"));
+    }
+
+    #[test]
+    fn rejects_tz_with_seconds_and_missing_interval() {
+        assert!(arg_errors(quote!(interval = 5, tz = "UTC"))[0].starts_with("`tz` applies only"));
+        assert!(arg_errors(quote!(on_start))[0].starts_with("missing argument `interval`"));
+    }
+
+    #[test]
+    fn checks_signatures() {
+        assert!(sig_errors(quote!(
+            async fn f() {}
+        ))
+        .is_empty());
+        assert!(sig_errors(quote!(
+            fn f(_: scheduler::JobContext) {}
+        ))
+        .is_empty());
+        assert!(sig_errors(quote!(
+            fn f<T>() {}
+        ))[0]
+            .contains("cannot be generic"));
+        assert!(sig_errors(quote!(
+            unsafe fn f() {}
+        ))[0]
+            .contains("`unsafe fn`"));
+        assert!(sig_errors(quote!(
+            fn f(&self) {}
+        ))[0]
+            .contains("cannot take `self`"));
+        assert!(sig_errors(quote!(
+            fn f(x: u32) {}
+        ))[0]
+            .starts_with("expected `JobContext`"));
+        assert!(sig_errors(quote!(
+            fn f(x: &JobContext) {}
+        ))[0]
+            .contains("not a reference"));
+        assert!(sig_errors(quote!(
+            fn f(x: JobContext, y: u8) {}
+        ))[0]
+            .contains("found 2 arguments"));
+    }
+}
