@@ -149,7 +149,7 @@ fn report(entry: &Entry, shared: &Shared, tick: DateTime<Utc>, outcome: &Outcome
         Outcome::Succeeded => tracing::debug!(duration_ms, "run succeeded"),
         Outcome::Failed(error) => tracing::error!(duration_ms, error = %error, "run failed"),
         Outcome::Panicked(message) => {
-            tracing::error!(duration_ms, panic = %message, "run panicked")
+            tracing::error!(duration_ms, panic = %message, "run panicked");
         }
         Outcome::Aborted => tracing::warn!(duration_ms, "run aborted"),
     }

@@ -1,0 +1,151 @@
+//! A small app with real background services: a warm-up at start, a heartbeat, a cron job on blocking
+//! threads, a flaky sync that raises alerts, and a status table; Ctrl-C or SIGTERM stops it cleanly.
+//!
+//! ```text
+//! cargo run -p services-demo                # runs until Ctrl-C / SIGTERM
+//! cargo run -p services-demo -- --help
+//! ```
+
+// Services take their `JobContext` by value, as the attribute calls them, even where a job only reads it.
+#![allow(clippy::needless_pass_by_value)]
+
+mod services;
+
+use std::fmt::Write as _;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use scheduler::{ServiceManager, ServiceStatus};
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "\
+services-demo: runs the app's background services until Ctrl-C or SIGTERM
+
+USAGE: services-demo [--status-every SECONDS] [--stop-deadline SECONDS]
+
+  --status-every SECONDS   print the services table this often (default 10)
+  --stop-deadline SECONDS  on shutdown, wait this long for running jobs, then abort them (default 10)
+  -h, --help               show this help
+
+Logging follows RUST_LOG (default: info).";
+
+struct Options {
+    status_every: Duration,
+    stop_deadline: Duration,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Options>> {
+    let mut options = Options {
+        status_every: Duration::from_secs(10),
+        stop_deadline: Duration::from_secs(10),
+    };
+    while let Some(arg) = args.next() {
+        let mut seconds = |name: &str| -> anyhow::Result<Duration> {
+            let value = args
+                .next()
+                .with_context(|| format!("{name} needs a number of seconds"))?;
+            let secs: f64 = value
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                .with_context(|| {
+                    format!("{name}: '{value}' is not a positive number of seconds")
+                })?;
+            Ok(Duration::from_secs_f64(secs))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--status-every" => options.status_every = seconds("--status-every")?,
+            "--stop-deadline" => options.stop_deadline = seconds("--stop-deadline")?,
+            other => anyhow::bail!("unknown argument '{other}'\n\n{USAGE}"),
+        }
+    }
+    Ok(Some(options))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Some(options) = parse_args(std::env::args().skip(1))? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let manager = ServiceManager::builder()
+        .with_registered_services()
+        .stop_deadline(options.stop_deadline)
+        .on_failure(|failure| tracing::warn!(alert = %failure, "ALERT raised"))
+        .build()?;
+    manager.start()?;
+
+    let mut status = tokio::time::interval(options.status_every);
+    status.tick().await; // the first tick is immediate; the table is more useful after some runs
+    loop {
+        tokio::select! {
+            () = shutdown_signal() => break,
+            _ = status.tick() => println!("{}", table(&manager.services())),
+        }
+    }
+    tracing::info!("shutting down: waiting for running jobs");
+    manager.stop().await;
+    println!("{}", table(&manager.services()));
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn table(services: &[ServiceStatus]) -> String {
+    let mut out = format!(
+        "{:<15} {:<22} {:<18} {:<20} {:>5} {:>5} {:>5}  {}\n",
+        "SERVICE", "SCHEDULE", "STATE", "NEXT (UTC)", "RUNS", "FAIL", "SKIP", "LAST OUTCOME"
+    );
+    for s in services {
+        let next = s
+            .next_fire
+            .map_or_else(|| "-".to_owned(), |t| t.format("%H:%M:%S%.3f").to_string());
+        let outcome = s
+            .last_outcome
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), ToString::to_string);
+        let _ = writeln!(
+            out,
+            "{:<15} {:<22} {:<18} {:<20} {:>5} {:>5} {:>5}  {}",
+            s.name,
+            s.schedule,
+            s.state.to_string(),
+            next,
+            s.runs,
+            s.failures,
+            s.skipped,
+            outcome
+        );
+    }
+    out
+}

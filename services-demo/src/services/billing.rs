@@ -1,0 +1,22 @@
+//! Talks to a payment provider that is not always there.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use scheduler::background_service;
+
+static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+
+/// Every three seconds; every other attempt the "provider" times out, which shows failure alerts —
+/// and that a failing job keeps its schedule.
+#[background_service(interval = 3, name = "payment-sync")]
+async fn sync_payments() -> anyhow::Result<()> {
+    let attempt = ATTEMPTS.fetch_add(1, Ordering::Relaxed) + 1;
+    tokio::task::yield_now().await;
+    if attempt % 2 == 0 {
+        return Err(anyhow::anyhow!("connection timed out after 2s"))
+            .context("fetching settlements from the payment provider");
+    }
+    tracing::info!(attempt, "payments in sync");
+    Ok(())
+}

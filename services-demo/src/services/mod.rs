@@ -1,0 +1,6 @@
+//! The app's background services, each declared where it lives; `main` never lists them.
+
+mod billing;
+mod cache;
+mod health;
+mod storage;

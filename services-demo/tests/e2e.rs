@@ -1,0 +1,90 @@
+//! Runs the demo binary for real: its services fire, failures raise alerts, and SIGTERM stops it
+//! cleanly after running jobs finish.
+//!
+//! This test uses the real clock (it is a process), but it never sleeps for luck: it waits for the
+//! log lines it needs, with a generous deadline that only a hung process would reach.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Log {
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Log {
+    /// Waits until `count` lines containing `needle` have been printed.
+    fn wait_for(&mut self, needle: &str, count: usize) {
+        let until = Instant::now() + DEADLINE;
+        while self.seen.iter().filter(|l| l.contains(needle)).count() < count {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(error) => panic!(
+                    "no {count} lines with '{needle}' within {DEADLINE:?} ({error}); output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn rest(&mut self) {
+        while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
+            self.seen.push(line);
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn demo_fires_alerts_and_stops_cleanly_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_services-demo"))
+        .args(["--status-every", "1"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the demo starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Log {
+        lines,
+        seen: Vec::new(),
+    };
+
+    log.wait_for("cache warmed", 1); // on_start
+    log.wait_for("alive", 2); // fixed period
+    log.wait_for("compaction scan done", 1); // cron, blocking pool
+    log.wait_for("ALERT raised", 1); // a failing run alerts…
+    log.wait_for("payments in sync", 2); // …and the schedule goes on
+    log.wait_for("SERVICE", 1); // the status table
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    log.wait_for("service manager stopped", 1);
+    log.rest();
+    let exit = child.wait().expect("the demo exits");
+    assert!(exit.success(), "clean exit after SIGTERM, got {exit}");
+    let output = log.seen.join("\n");
+    let stopped_at = output.find("service manager stopped").unwrap();
+    let table_after = &output[stopped_at..];
+    assert!(
+        table_after.contains("heartbeat") && table_after.contains("stopped"),
+        "a final table shows every service stopped:\n{table_after}"
+    );
+}
