@@ -1,12 +1,12 @@
 //! Parsing the attribute's arguments: `interval = ..., on_start, name = "...", tz = "..."`.
 //!
 //! Each comma-separated argument is parsed on its own, so that one malformed argument does not hide
-//! the mistakes in the others: every error is collected and reported together.
+//! the mistakes in the others, nor keep the well-formed ones from being checked: every error is
+//! collected and reported together.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
-use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitBool, LitStr, Token, UnOp};
 
 /// The custom keywords of the attribute, one per argument.
@@ -31,8 +31,8 @@ pub(crate) enum Interval {
     Seconds {
         /// The number of seconds; may be zero, negative or infinite until validated.
         seconds: f64,
-        /// The whole value as written (including a leading `-`), for error spans.
-        span: Span,
+        /// The value as written (including a leading `-`), for error spans.
+        value: Expr,
     },
     /// `interval = "*/5 * * * *"`.
     Cron(LitStr),
@@ -49,11 +49,17 @@ pub(crate) struct Args {
     pub(crate) name: Option<LitStr>,
     /// `tz = "..."`.
     pub(crate) tz: Option<LitStr>,
+    /// Whether `interval` was written, even with a malformed value, or something that looks like a
+    /// misspelled one: then a missing `interval` is not reported on top.
+    pub(crate) interval_attempted: bool,
+    /// Every malformed, unknown or duplicate argument; the arguments above are the well-formed ones.
+    pub(crate) errors: Option<syn::Error>,
 }
 
 impl Args {
-    /// Parses the attribute's arguments, reporting every malformed, unknown or duplicate argument.
-    pub(crate) fn parse(attr: TokenStream) -> Result<Self, syn::Error> {
+    /// Parses the attribute's arguments, keeping the well-formed ones and collecting an error for
+    /// every malformed, unknown or duplicate argument.
+    pub(crate) fn parse(attr: TokenStream) -> Self {
         let mut args = Args::default();
         let mut errors: Option<syn::Error> = None;
         for chunk in split_arguments(attr) {
@@ -70,10 +76,8 @@ impl Args {
                 combine(&mut errors, error);
             }
         }
-        match errors {
-            Some(error) => Err(error),
-            None => Ok(args),
-        }
+        args.errors = errors;
+        args
     }
 
     /// Parses one argument, all of `input`, into `self`.
@@ -81,6 +85,7 @@ impl Args {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::interval) {
             let keyword: kw::interval = input.parse()?;
+            self.interval_attempted = true;
             let value = parse_value(input, keyword.span, INTERVAL_HELP)?;
             let interval = parse_interval(&value)?;
             set(&mut self.interval, interval, "interval", keyword.span)
@@ -111,14 +116,25 @@ impl Args {
             set(&mut self.tz, tz, "tz", keyword.span)
         } else if input.peek(Ident::peek_any) {
             let unknown = Ident::parse_any(input)?;
-            Err(unknown_argument(&unknown))
+            let written = unknown.unraw().to_string();
+            let guess = guess(&written);
+            self.interval_attempted |= guess == Some("interval");
+            let hint =
+                guess.map_or_else(String::new, |valid| format!(" (did you mean `{valid}`?)"));
+            Err(syn::Error::new(
+                unknown.span(),
+                format!("unknown argument `{written}`{hint}: valid arguments are {VALID}"),
+            ))
         } else if input.peek(Lit) {
             let lit: Lit = input.parse()?;
             let message = match &lit {
-                Lit::Int(_) | Lit::Float(_) | Lit::Str(_) => format!(
-                    "expected `interval = {}`: name the argument",
-                    quote::ToTokens::to_token_stream(&lit)
-                ),
+                Lit::Int(_) | Lit::Float(_) | Lit::Str(_) => {
+                    self.interval_attempted = true;
+                    format!(
+                        "expected `interval = {}`: name the argument",
+                        quote::ToTokens::to_token_stream(&lit)
+                    )
+                }
                 _ => format!("expected an argument: valid arguments are {VALID}"),
             };
             Err(syn::Error::new(lit.span(), message))
@@ -189,7 +205,7 @@ fn parse_interval(value: &Expr) -> syn::Result<Interval> {
         .map_err(|_| syn::Error::new(lit.span(), INTERVAL_HELP))?;
     Ok(Interval::Seconds {
         seconds: if negative { -seconds } else { seconds },
-        span: value.span(),
+        value: value.clone(),
     })
 }
 
@@ -211,22 +227,16 @@ fn string_value(value: Expr, help: &str) -> syn::Result<LitStr> {
     }
 }
 
-/// The error for an argument the attribute does not know, with a guess at what was meant.
-fn unknown_argument(unknown: &Ident) -> syn::Error {
-    let written = unknown.unraw().to_string();
-    let guess = match written.to_ascii_lowercase().as_str() {
+/// The argument that an unknown one was probably meant to be.
+fn guess(written: &str) -> Option<&'static str> {
+    match written.to_ascii_lowercase().as_str() {
         "every" | "cron" | "schedule" | "period" | "secs" | "seconds" => Some("interval"),
         "timezone" | "time_zone" | "zone" => Some("tz"),
         "run_on_start" | "immediate" | "immediately" | "run_at_start" => Some("on_start"),
         lower => ["interval", "on_start", "name", "tz"]
             .into_iter()
             .find(|valid| valid.len() > 2 && edit_distance(lower, valid) <= 2),
-    };
-    let hint = guess.map_or_else(String::new, |valid| format!(" (did you mean `{valid}`?)"));
-    syn::Error::new(
-        unknown.span(),
-        format!("unknown argument `{written}`{hint}: valid arguments are {VALID}"),
-    )
+    }
 }
 
 /// The Levenshtein distance between two short ASCII strings.
@@ -288,10 +298,12 @@ mod tests {
     use quote::quote;
 
     fn messages(attr: TokenStream) -> Vec<String> {
-        match Args::parse(attr) {
-            Ok(_) => Vec::new(),
-            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
-        }
+        Args::parse(attr)
+            .errors
+            .into_iter()
+            .flatten()
+            .map(|e| e.to_string())
+            .collect()
     }
 
     #[test]
@@ -301,8 +313,8 @@ mod tests {
             on_start,
             name = "x",
             tz = "UTC",
-        ))
-        .unwrap();
+        ));
+        assert!(args.errors.is_none());
         assert!(matches!(args.interval, Some(Interval::Cron(ref c)) if c.value() == "*/5 * * * *"));
         assert_eq!(args.on_start, Some(true));
         assert_eq!(args.name.unwrap().value(), "x");
@@ -317,7 +329,7 @@ mod tests {
             (quote!(interval = -2), -2.0),
             (quote!(interval = 1e3), 1000.0),
         ] {
-            match Args::parse(attr).unwrap().interval {
+            match Args::parse(attr).interval {
                 Some(Interval::Seconds { seconds, .. }) => {
                     assert!((seconds - expected).abs() < 1e-9);
                 }
@@ -328,7 +340,7 @@ mod tests {
 
     #[test]
     fn on_start_forms() {
-        let parse = |attr| Args::parse(attr).unwrap().on_start;
+        let parse = |attr| Args::parse(attr).on_start;
         assert_eq!(parse(quote!(interval = 1, on_start = false)), Some(false));
         assert_eq!(parse(quote!(interval = 1, on_start = true)), Some(true));
         assert_eq!(parse(quote!(interval = 1)), None);
@@ -338,6 +350,8 @@ mod tests {
     fn reports_every_mistake() {
         let found = messages(quote!(intervall = 5, name = 5, interval = 1, interval = 2, , tz));
         assert_eq!(found.len(), 5, "{found:?}");
+        let args = Args::parse(quote!(intervall = 5, name = 5, interval = 1, interval = 2, , tz));
+        assert!(args.interval_attempted && args.interval.is_some() && args.name.is_none());
         assert!(found[0].starts_with("unknown argument `intervall` (did you mean `interval`?)"));
         assert!(found[1].starts_with("expected `name = \"<service name>\"`"));
         assert!(found[2].starts_with("duplicate argument `interval`"));

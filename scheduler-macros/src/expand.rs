@@ -1,8 +1,8 @@
 //! Generating the code: the user's function unchanged, and beside it a wrapper registered with
 //! `inventory`, all through `::scheduler::__private`.
 
-use proc_macro2::{Literal, Span, TokenStream};
-use quote::{quote, quote_spanned};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Item, ItemFn, ReturnType};
@@ -17,7 +17,7 @@ pub(crate) fn background_service(
     item: &TokenStream,
 ) -> syn::Result<TokenStream> {
     let mut errors = None;
-    let settings = match Args::parse(attr).and_then(validate::arguments) {
+    let settings = match validate::arguments(Args::parse(attr)) {
         Ok(settings) => Some(settings),
         Err(error) => {
             combine(&mut errors, error);
@@ -89,24 +89,39 @@ fn generate(
         |tz| quote!(::core::option::Option::Some(#tz)),
     );
     let on_start = settings.on_start;
+    // Mixed-site hygiene keeps the parameter apart from the user's names (even a function `ctx`).
     let (param, args) = if callable.takes_context {
-        (quote!(ctx), quote!(ctx))
+        let ctx = Ident::new("ctx", Span::mixed_site());
+        (quote!(#ctx), quote!(#ctx))
     } else {
-        (quote!(_ctx), quote!())
+        (
+            Ident::new("_ctx", Span::mixed_site()).into_token_stream(),
+            quote!(),
+        )
     };
     // Type errors about the returned value (`IntoJobResult`) point at the return type.
     let result_span = match &function.sig.output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => ident.span(),
     };
+    let mut callee = ident.clone();
+    callee.set_span(result_span);
     let (wrapper, job) = if callable.is_async {
         let run = quote_spanned! {result_span=>
-            ::scheduler::__private::IntoJobResult::into_job_result(#ident(#args).await)
+            ::scheduler::__private::IntoJobResult::into_job_result(#callee(#args).await)
+        };
+        // A future that is not `Send` is reported at the function's `async`.
+        let async_span = function
+            .sig
+            .asyncness
+            .map_or(ident.span(), |token| token.span);
+        let boxed = quote_spanned! {async_span=>
+            ::scheduler::__private::Box::pin(async move { #run })
         };
         (
             quote! {
                 fn __scheduler_job(#param: ::scheduler::JobContext) -> ::scheduler::__private::BoxJobFuture {
-                    ::scheduler::__private::Box::pin(async move { #run })
+                    #boxed
                 }
             },
             quote!(::scheduler::__private::RegisteredJob::Async(
@@ -115,7 +130,7 @@ fn generate(
         )
     } else {
         let run = quote_spanned! {result_span=>
-            ::scheduler::__private::IntoJobResult::into_job_result(#ident(#args))
+            ::scheduler::__private::IntoJobResult::into_job_result(#callee(#args))
         };
         (
             quote! {

@@ -39,14 +39,18 @@ pub(crate) struct Callable {
 
 /// Checks the arguments: a valid interval, a known time zone that fits the interval, a non-empty
 /// name. Every problem is reported, spanned on its token.
-pub(crate) fn arguments(args: Args) -> syn::Result<Settings> {
-    let mut errors = None;
+///
+/// The errors found while parsing come first; the well-formed arguments are checked all the same.
+pub(crate) fn arguments(mut args: Args) -> syn::Result<Settings> {
+    let mut errors = args.errors.take();
+    let mut tz_is_valid = true;
     if let Some(tz) = &args.tz {
         // The zone is checked on its own, so that its error points at the zone and does not hide a
         // mistake in the expression.
         if let Err(error @ ScheduleError::UnknownTimeZone(_)) =
             Schedule::cron_in("* * * * *", &tz.value())
         {
+            tz_is_valid = false;
             combine(&mut errors, syn::Error::new(tz.span(), error));
         }
     }
@@ -63,6 +67,8 @@ pub(crate) fn arguments(args: Args) -> syn::Result<Settings> {
         }
     }
     let timing = match args.interval {
+        // A malformed or misspelled `interval` was reported while parsing.
+        None if args.interval_attempted => None,
         None => {
             combine(
                 &mut errors,
@@ -73,16 +79,16 @@ pub(crate) fn arguments(args: Args) -> syn::Result<Settings> {
             );
             None
         }
-        Some(Interval::Cron(expr)) => match cron(&expr, args.tz.as_ref(), errors.is_none()) {
+        Some(Interval::Cron(expr)) => match cron(&expr, args.tz.as_ref(), tz_is_valid) {
             Ok(()) => Some(Timing::Cron(expr)),
             Err(error) => {
                 combine(&mut errors, error);
                 None
             }
         },
-        Some(Interval::Seconds { seconds, span }) => {
+        Some(Interval::Seconds { seconds, value }) => {
             if let Err(error) = Schedule::every_secs(seconds) {
-                combine(&mut errors, syn::Error::new(span, error));
+                combine(&mut errors, syn::Error::new_spanned(value, error));
             }
             if let Some(tz) = &args.tz {
                 combine(
@@ -107,7 +113,7 @@ pub(crate) fn arguments(args: Args) -> syn::Result<Settings> {
             name: args.name,
             on_start: args.on_start.unwrap_or(false),
         }),
-        (None, None) => unreachable!("an interval that is neither valid nor an error"),
+        (None, None) => unreachable!("an interval that is neither valid nor reported"),
     }
 }
 
@@ -142,6 +148,13 @@ fn cron(expr: &LitStr, tz: Option<&LitStr>, tz_is_valid: bool) -> syn::Result<()
 /// Checks that the generated wrapper can call the function: not `unsafe`, not generic, not
 /// variadic, no `self`, and no argument or one `JobContext`.
 pub(crate) fn signature(sig: &Signature) -> syn::Result<Callable> {
+    if let Some(variadic) = &sig.variadic {
+        // The one error for a C-variadic function: its `unsafe` and its arguments follow from it.
+        return Err(syn::Error::new_spanned(
+            variadic,
+            "a background service cannot be variadic: it takes no argument or one `JobContext`",
+        ));
+    }
     let mut errors = None;
     if let Some(unsafety) = &sig.unsafety {
         combine(
@@ -160,15 +173,6 @@ pub(crate) fn signature(sig: &Signature) -> syn::Result<Callable> {
                 &sig.generics,
                 "a background service cannot be generic: the scheduler has no way to choose its \
                  type, lifetime or const parameters",
-            ),
-        );
-    }
-    if let Some(variadic) = &sig.variadic {
-        combine(
-            &mut errors,
-            syn::Error::new_spanned(
-                variadic,
-                "a background service cannot be variadic: it takes no argument or one `JobContext`",
             ),
         );
     }
@@ -262,7 +266,7 @@ mod tests {
     use quote::quote;
 
     fn arg_errors(attr: proc_macro2::TokenStream) -> Vec<String> {
-        match arguments(Args::parse(attr).unwrap()) {
+        match arguments(Args::parse(attr)) {
             Ok(_) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
         }
@@ -310,6 +314,9 @@ mod tests {
     fn rejects_tz_with_seconds_and_missing_interval() {
         assert!(arg_errors(quote!(interval = 5, tz = "UTC"))[0].starts_with("`tz` applies only"));
         assert!(arg_errors(quote!(on_start))[0].starts_with("missing argument `interval`"));
+        assert_eq!(arg_errors(quote!(every = 5)).len(), 1);
+        assert_eq!(arg_errors(quote!("* * * * *")).len(), 1);
+        assert_eq!(arg_errors(quote!(nme = "x")).len(), 2);
     }
 
     #[test]
@@ -346,5 +353,11 @@ mod tests {
             fn f(x: JobContext, y: u8) {}
         ))[0]
             .contains("found 2 arguments"));
+        assert_eq!(
+            sig_errors(quote!(
+                unsafe extern "C" fn f(x: u32, ...) {}
+            )),
+            ["a background service cannot be variadic: it takes no argument or one `JobContext`"]
+        );
     }
 }

@@ -99,7 +99,7 @@ pub(crate) fn parse(spec: &FieldSpec, text: &str) -> Result<ParsedField, FieldPr
     }
     Ok(ParsedField {
         bits,
-        starts_with_star: text.starts_with('*') || text == "?",
+        starts_with_star: text.starts_with(['*', '?']),
     })
 }
 
