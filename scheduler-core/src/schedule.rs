@@ -4,14 +4,14 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::cron::Cron;
 use crate::error::ScheduleError;
 use crate::every::Every;
 use crate::zone::{self, Zone};
 
-/// When a service fires: a cron expression in a time zone, or a fixed period.
+/// When a service fires: a cron expression in a time zone, a fixed period, or once.
 ///
 /// A `Schedule` is pure time math: [`next_after`](Schedule::next_after) never reads a clock, so the same
 /// question always gets the same answer.
@@ -47,6 +47,11 @@ enum Kind {
         expr: Box<str>,
     },
     Every(Every),
+    /// One tick: at `at`, or, until anchored, `delay` after the instant asked about.
+    Once {
+        at: Option<DateTime<Utc>>,
+        delay: Duration,
+    },
 }
 
 impl Schedule {
@@ -114,6 +119,56 @@ impl Schedule {
         })
     }
 
+    /// A single tick at `at`: a one-shot job.
+    ///
+    /// ```
+    /// # use scheduler_core::Schedule;
+    /// # use chrono::{TimeZone, Utc};
+    /// let launch = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+    /// let once = Schedule::once_at(launch);
+    /// assert_eq!(once.next_after(launch - chrono::TimeDelta::days(1)), Some(launch));
+    /// assert_eq!(once.next_after(launch), None);
+    /// ```
+    pub fn once_at(at: DateTime<Utc>) -> Self {
+        Schedule {
+            kind: Kind::Once {
+                at: Some(at),
+                delay: Duration::ZERO,
+            },
+        }
+    }
+
+    /// A single tick `delay` after the service starts: a one-shot job. A runtime anchors it at its
+    /// start (see [`anchored_at`](Schedule::anchored_at)); unanchored, it counts from the instant asked
+    /// about.
+    ///
+    /// # Errors
+    /// [`ScheduleError::InvalidPeriod`] for a delay too long to represent (~292 years).
+    pub fn once_after(delay: Duration) -> Result<Self, ScheduleError> {
+        if delay.as_nanos() > u128::from(i64::MAX.unsigned_abs()) {
+            return Err(ScheduleError::InvalidPeriod(format!("{delay:?}")));
+        }
+        Ok(Schedule {
+            kind: Kind::Once { at: None, delay },
+        })
+    }
+
+    /// [`once_after`](Schedule::once_after) in (possibly fractional) seconds, as in `once_after = 30`.
+    ///
+    /// # Errors
+    /// [`ScheduleError::InvalidPeriod`] when `seconds` is negative, NaN or infinite.
+    pub fn once_after_secs(seconds: f64) -> Result<Self, ScheduleError> {
+        if seconds == 0.0 {
+            return Schedule::once_after(Duration::ZERO);
+        }
+        let invalid = || ScheduleError::InvalidPeriod(seconds.to_string());
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return Err(invalid());
+        }
+        let delay = Duration::try_from_secs_f64(seconds).map_err(|_| invalid())?;
+        Schedule::once_after(delay).map_err(|_| invalid())
+    }
+
     /// Parses an interval as a user writes it in an attribute or config file: a number of seconds
     /// (`"30"`, `"0.5"`) or a cron expression (`"*/5 * * * *"`).
     ///
@@ -134,8 +189,8 @@ impl Schedule {
         }
     }
 
-    /// Ticks of a fixed period fall on `anchor + k × period` for every whole `k`; cron schedules are
-    /// returned unchanged.
+    /// Ticks of a fixed period fall on `anchor + k × period` for every whole `k`, and a `once_after`
+    /// tick falls `delay` after `anchor`; other schedules are returned unchanged.
     ///
     /// ```
     /// # use scheduler_core::Schedule;
@@ -154,7 +209,24 @@ impl Schedule {
             Kind::Every(every) => Schedule {
                 kind: Kind::Every(every.anchored_at(anchor)),
             },
-            cron @ Kind::Cron { .. } => Schedule { kind: cron },
+            Kind::Once { at: None, delay } => Schedule {
+                kind: Kind::Once {
+                    at: TimeDelta::from_std(delay)
+                        .ok()
+                        .and_then(|delay| anchor.checked_add_signed(delay)),
+                    delay,
+                },
+            },
+            kind => Schedule { kind },
+        }
+    }
+
+    /// The first tick of a schedule started at `start`: [`next_after`](Schedule::next_after)`(start)`,
+    /// except that a one-shot instant equal to `start` (as `once_after(0)` anchored there) counts.
+    pub fn first_tick(&self, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.kind {
+            Kind::Once { at: Some(at), .. } if *at == start => Some(*at),
+            _ => self.next_after(start),
         }
     }
 
@@ -166,6 +238,10 @@ impl Schedule {
         match &self.kind {
             Kind::Cron { cron, zone, .. } => zone::next_fire(cron, *zone, after),
             Kind::Every(every) => every.next_after(after),
+            Kind::Once { at: Some(at), .. } => (*at > after).then_some(*at),
+            Kind::Once { at: None, delay } => TimeDelta::from_std(*delay)
+                .ok()
+                .and_then(|delay| after.checked_add_signed(delay)),
         }
     }
 
@@ -173,7 +249,7 @@ impl Schedule {
     pub fn period(&self) -> Option<Duration> {
         match &self.kind {
             Kind::Every(every) => Some(every.period()),
-            Kind::Cron { .. } => None,
+            Kind::Cron { .. } | Kind::Once { .. } => None,
         }
     }
 
@@ -181,7 +257,7 @@ impl Schedule {
     pub fn anchor(&self) -> Option<DateTime<Utc>> {
         match &self.kind {
             Kind::Every(every) => every.anchor(),
-            Kind::Cron { .. } => None,
+            Kind::Cron { .. } | Kind::Once { .. } => None,
         }
     }
 
@@ -189,7 +265,7 @@ impl Schedule {
     pub fn expression(&self) -> Option<&str> {
         match &self.kind {
             Kind::Cron { expr, .. } => Some(expr),
-            Kind::Every(_) => None,
+            Kind::Every(_) | Kind::Once { .. } => None,
         }
     }
 
@@ -197,7 +273,7 @@ impl Schedule {
     pub fn time_zone(&self) -> Option<&str> {
         match &self.kind {
             Kind::Cron { zone_name, .. } => zone_name.as_deref(),
-            Kind::Every(_) => None,
+            Kind::Every(_) | Kind::Once { .. } => None,
         }
     }
 
@@ -205,8 +281,14 @@ impl Schedule {
     pub fn never_fires(&self) -> bool {
         match &self.kind {
             Kind::Cron { cron, .. } => !cron.can_fire(),
-            Kind::Every(_) => false,
+            Kind::Every(_) | Kind::Once { .. } => false,
         }
+    }
+
+    /// Whether this is a one-shot schedule ([`once_at`](Schedule::once_at) or
+    /// [`once_after`](Schedule::once_after)).
+    pub fn is_one_shot(&self) -> bool {
+        matches!(self.kind, Kind::Once { .. })
     }
 }
 
@@ -229,6 +311,46 @@ impl fmt::Display for Schedule {
             } => write!(f, "{expr} ({zone})"),
             Kind::Cron { expr, .. } => f.write_str(expr),
             Kind::Every(every) => write!(f, "every {}s", every.period().as_secs_f64()),
+            Kind::Once { at: Some(at), .. } => write!(f, "once at {}", at.to_rfc3339()),
+            Kind::Once { at: None, delay } => write!(f, "once after {}s", delay.as_secs_f64()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn once_after_anchors_at_the_start_and_fires_once() {
+        let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let once = Schedule::once_after(Duration::from_secs(30))
+            .unwrap()
+            .anchored_at(start);
+        let at = start + TimeDelta::seconds(30);
+        assert_eq!(once.first_tick(start), Some(at));
+        assert_eq!(once.next_after(at), None);
+        assert_eq!(once.to_string(), format!("once at {}", at.to_rfc3339()));
+        let immediately = Schedule::once_after_secs(0.0).unwrap().anchored_at(start);
+        assert_eq!(immediately.first_tick(start), Some(start));
+        assert_eq!(
+            Schedule::once_after_secs(1.5).unwrap().to_string(),
+            "once after 1.5s"
+        );
+    }
+
+    #[test]
+    fn once_at_in_the_past_never_fires() {
+        let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let past = Schedule::once_at(start - TimeDelta::seconds(1));
+        assert_eq!(past.first_tick(start), None);
+    }
+
+    #[test]
+    fn bad_delays_are_errors() {
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e300] {
+            assert!(Schedule::once_after_secs(bad).is_err(), "{bad}");
         }
     }
 }

@@ -32,6 +32,8 @@ pub enum RegisteredTiming {
     Cron(&'static str),
     /// `interval = <seconds>`.
     Seconds(f64),
+    /// `once_after = <seconds>`.
+    OnceAfter(f64),
 }
 
 /// The generated wrapper around the user's function. Not public API.
@@ -51,6 +53,7 @@ impl Registration {
             (RegisteredTiming::Cron(expr), None) => Schedule::cron(expr),
             (RegisteredTiming::Cron(expr), Some(tz)) => Schedule::cron_in(expr, tz),
             (RegisteredTiming::Seconds(seconds), _) => Schedule::every_secs(*seconds),
+            (RegisteredTiming::OnceAfter(seconds), _) => Schedule::once_after_secs(*seconds),
         }
         .map_err(|source| Error::InvalidSchedule {
             name: self.name.to_owned(),

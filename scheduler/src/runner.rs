@@ -39,12 +39,12 @@ pub(crate) struct Shared {
 pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
     let clock = &*shared.clock;
     let started = clock.now();
-    // Fixed periods count from the start, so every tick is `start + k × period`.
+    // Fixed periods and one-shot delays count from the start, so every tick is `start + k × period`.
     let schedule = entry.service.schedule.clone().anchored_at(started);
     let mut due = if entry.service.on_start {
         Some(started)
     } else {
-        schedule.next_after(started)
+        schedule.first_tick(started)
     };
     loop {
         if !entry.schedule_next(due) {

@@ -2,6 +2,9 @@
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use crate::job::{IntoJobResult, Job, JobContext};
 use crate::Schedule;
@@ -42,6 +45,41 @@ impl Service {
         R: IntoJobResult,
     {
         Service::from_job(schedule, Job::from_async(job))
+    }
+
+    /// A one-shot service: runs once, `delay` after it is started, then shows as
+    /// [`ServiceState::Finished`](crate::ServiceState::Finished) with its outcome. Stopping it before
+    /// then cancels it.
+    ///
+    /// ```
+    /// # use scheduler::Service;
+    /// # use std::time::Duration;
+    /// let migrate = Service::once_after(Duration::from_secs(30), |_ctx| async {
+    ///     // e.g. a data migration that should wait until the app has settled
+    /// });
+    /// ```
+    pub fn once_after<F, Fut, R>(delay: Duration, job: F) -> Self
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoJobResult,
+    {
+        let schedule = Schedule::once_after(delay).unwrap_or_else(|_| {
+            // Beyond ~292 years: a tick that can never come, like a cron schedule that never fires.
+            Schedule::once_at(DateTime::<Utc>::MAX_UTC)
+        });
+        Service::new(schedule, job)
+    }
+
+    /// A one-shot service that runs once at `at`. An instant already past when the service starts
+    /// never fires (the service shows as finished, without a run).
+    pub fn once_at<F, Fut, R>(at: DateTime<Utc>, job: F) -> Self
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoJobResult,
+    {
+        Service::new(Schedule::once_at(at), job)
     }
 
     /// A service whose job is blocking code, run on tokio's blocking thread pool.
