@@ -12,12 +12,14 @@ use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Origin;
 use crate::service::Service;
 use crate::status::{Outcome, ServiceState, ServiceStatus};
 
 pub(crate) struct Entry {
     pub(crate) name: Arc<str>,
     pub(crate) service: Service,
+    pub(crate) origin: Origin,
     record: Mutex<Record>,
     /// Cancelled when the service is stopped: wakes the runner from its sleep or its wait for a slot.
     pub(crate) unschedule: CancellationToken,
@@ -34,6 +36,7 @@ pub(crate) struct Entry {
 #[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Default)]
 struct Record {
+    disabled: bool,
     started: bool,
     stopped: bool,
     finished: bool,
@@ -49,11 +52,21 @@ struct Record {
 }
 
 impl Entry {
-    pub(crate) fn new(name: Arc<str>, service: Service, busy: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        service: Service,
+        origin: Origin,
+        disabled: bool,
+        busy: Arc<AtomicBool>,
+    ) -> Self {
         Entry {
             name,
             service,
-            record: Mutex::new(Record::default()),
+            origin,
+            record: Mutex::new(Record {
+                disabled,
+                ..Record::default()
+            }),
             unschedule: CancellationToken::new(),
             cancel_job: CancellationToken::new(),
             task: Mutex::new(None),
@@ -75,7 +88,19 @@ impl Entry {
 
     pub(crate) fn is_startable(&self) -> bool {
         let record = self.record();
-        !record.started && !record.stopped
+        !record.started && !record.stopped && !record.disabled
+    }
+
+    /// A replacement for this entry with the same definition, ready to start again.
+    pub(crate) fn renewed(&self) -> Self {
+        let disabled = self.record().disabled;
+        Entry::new(
+            self.name.clone(),
+            self.service.clone(),
+            self.origin,
+            disabled,
+            self.busy.clone(),
+        )
     }
 
     pub(crate) fn mark_started(&self) {
@@ -150,6 +175,7 @@ impl Entry {
     pub(crate) fn status(&self) -> ServiceStatus {
         let record = self.record();
         let state = match *record {
+            Record { disabled: true, .. } => ServiceState::Disabled,
             Record {
                 stopped: true,
                 in_flight: true,
@@ -170,6 +196,7 @@ impl Entry {
         ServiceStatus {
             name: self.name.to_string(),
             schedule: self.service.schedule.to_string(),
+            origin: self.origin,
             next_fire: record.next_fire,
             state,
             last_start: record.last_start,

@@ -37,6 +37,9 @@ pub enum Error {
         /// What is wrong with its value.
         reason: String,
     },
+    /// The configuration (file or environment) has problems; each is listed.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// `start` was called outside a tokio runtime.
     #[error("the service manager must be started from within a tokio runtime")]
     NoRuntime,

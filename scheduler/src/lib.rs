@@ -73,6 +73,7 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod config;
 mod entry;
 mod error;
 mod job;
@@ -83,9 +84,10 @@ mod service;
 mod status;
 
 pub use clock::{Clock, SystemClock, TokioClock};
+pub use config::{env_var_name, ConfigError, ConfigProblem, Origin};
 pub use error::Error;
 pub use job::{IntoJobResult, JobContext};
-pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
+pub use manager::{ConfigReload, ServiceManager, ServiceManagerBuilder, StopMode};
 pub use scheduler_core::{Field, FieldProblem, Schedule, ScheduleError};
 pub use scheduler_macros::background_service;
 pub use service::Service;

@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
 use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Base, ConfigSources, Effective, EnvSource, Origin};
 use crate::entry::Entry;
 use crate::error::Error;
 use crate::registry;
@@ -54,8 +55,32 @@ struct Inner {
     services: Mutex<BTreeMap<Arc<str>, Arc<Entry>>>,
     /// Set by `start`: where runners are spawned, including those of services added later.
     runtime: Mutex<Option<Handle>>,
+    settings: Mutex<Settings>,
+    config: Mutex<ConfigState>,
+}
+
+/// Manager-wide settings that a configuration reload may change.
+struct Settings {
     stop_deadline: Option<Duration>,
     max_concurrent_jobs: usize,
+}
+
+/// What configuration applies to: the services as the code defines them, and what was last applied.
+#[derive(Default)]
+struct ConfigState {
+    sources: ConfigSources,
+    bases: BTreeMap<String, Base>,
+    applied: BTreeMap<String, Effective>,
+}
+
+/// What [`ServiceManager::reload_config`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConfigReload {
+    /// Services re-registered (or disabled, or enabled) because their settings changed, by name.
+    pub changed: Vec<String>,
+    /// Whether `max_concurrent_jobs` changed.
+    pub pool_resized: bool,
 }
 
 /// Configures a [`ServiceManager`]; from [`ServiceManager::builder`].
@@ -66,6 +91,7 @@ pub struct ServiceManagerBuilder {
     stop_deadline: Option<Duration>,
     on_failure: Option<Arc<FailureHook>>,
     registered: bool,
+    config: ConfigSources,
 }
 
 impl ServiceManagerBuilder {
@@ -111,12 +137,70 @@ impl ServiceManagerBuilder {
         self
     }
 
+    /// Reads operator settings from a TOML file, over what the attributes say. See the README's
+    /// "Configuration" section for the format; every key is optional.
+    ///
+    /// ```no_run
+    /// # use scheduler::ServiceManager;
+    /// let manager = ServiceManager::builder()
+    ///     .with_registered_services()
+    ///     .config_file("/etc/my-app/services.toml")
+    ///     .config_env()
+    ///     .build()?; // a missing file or any bad setting is an error here, listing every problem
+    /// # Ok::<(), scheduler::Error>(())
+    /// ```
+    pub fn config_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.file = Some(path.into());
+        self
+    }
+
+    /// Reads operator settings from the process environment, over the file's:
+    /// `SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START>` per service (the name upper-cased,
+    /// every other character than a letter or digit replaced by `_`), and
+    /// `SCHEDULER_MAX_CONCURRENT_JOBS`, `SCHEDULER_STOP_DEADLINE`.
+    pub fn config_env(mut self) -> Self {
+        self.config.env = Some(EnvSource::Process);
+        self
+    }
+
+    /// Like [`config_env`](Self::config_env), from the given variables instead of the process
+    /// environment.
+    pub fn config_env_vars<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.config.env = Some(EnvSource::Fixed(vars));
+        self
+    }
+
     /// Builds the manager. Nothing runs until [`ServiceManager::start`].
     ///
     /// # Errors
     /// [`Error::DuplicateService`] when two registered services share a name;
+    /// [`Error::Config`] listing every problem of the configuration;
     /// [`Error::InvalidOption`] for `max_concurrent_jobs(0)` or an impossibly large pool.
-    pub fn build(self) -> Result<ServiceManager, Error> {
+    pub fn build(mut self) -> Result<ServiceManager, Error> {
+        let mut bases = BTreeMap::new();
+        if self.registered {
+            for (name, service) in registry::registered_services()? {
+                let origin = Origin::Attribute;
+                bases.insert(name, Base { service, origin });
+            }
+        }
+        let loaded = if self.config.is_empty() {
+            None
+        } else {
+            Some(config::load(&self.config, &bases)?)
+        };
+        if let Some(loaded) = &loaded {
+            self.max_concurrent_jobs = loaded.max_concurrent_jobs.or(self.max_concurrent_jobs);
+            self.stop_deadline = loaded.stop_deadline.or(self.stop_deadline);
+        }
         let max_concurrent_jobs = self.max_concurrent_jobs.unwrap_or_else(cpu_count);
         if max_concurrent_jobs == 0 || max_concurrent_jobs > Semaphore::MAX_PERMITS {
             return Err(Error::InvalidOption {
@@ -127,15 +211,30 @@ impl ServiceManagerBuilder {
                 ),
             });
         }
-        let registered = if self.registered {
-            registry::registered_services()?
-        } else {
-            Vec::new()
-        };
+        let sources = std::mem::take(&mut self.config);
         let manager = self.assemble(max_concurrent_jobs);
-        for (name, service) in registered {
-            manager.add_service(name, service);
+        let applied: BTreeMap<String, Effective> = match loaded {
+            Some(loaded) => loaded.services,
+            None => bases
+                .iter()
+                .map(|(name, base)| {
+                    let effective = Effective {
+                        service: base.service.clone(),
+                        enabled: true,
+                        origin: base.origin,
+                    };
+                    (name.clone(), effective)
+                })
+                .collect(),
+        };
+        for (name, effective) in &applied {
+            manager.put(name, effective.clone());
         }
+        *manager.config() = ConfigState {
+            sources,
+            bases,
+            applied,
+        };
         Ok(manager)
     }
 
@@ -149,8 +248,11 @@ impl ServiceManagerBuilder {
                 }),
                 services: Mutex::new(BTreeMap::new()),
                 runtime: Mutex::new(None),
-                stop_deadline: self.stop_deadline,
-                max_concurrent_jobs,
+                settings: Mutex::new(Settings {
+                    stop_deadline: self.stop_deadline,
+                    max_concurrent_jobs,
+                }),
+                config: Mutex::new(ConfigState::default()),
             }),
         }
     }
@@ -178,12 +280,21 @@ impl ServiceManager {
             stop_deadline: None,
             on_failure: None,
             registered: false,
+            config: ConfigSources::default(),
         }
     }
 
     /// The size of the worker pool.
     pub fn max_concurrent_jobs(&self) -> usize {
-        self.inner.max_concurrent_jobs
+        self.settings().max_concurrent_jobs
+    }
+
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        lock(&self.inner.settings)
+    }
+
+    fn config(&self) -> MutexGuard<'_, ConfigState> {
+        lock(&self.inner.config)
     }
 
     fn services_map(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Arc<Entry>>> {
@@ -217,11 +328,7 @@ impl ServiceManager {
         let mut services = self.services_map();
         for entry in services.values_mut() {
             if entry.is_stopped() {
-                *entry = Arc::new(Entry::new(
-                    entry.name.clone(),
-                    entry.service.clone(),
-                    entry.busy.clone(),
-                ));
+                *entry = Arc::new(entry.renewed());
             }
             if entry.is_startable() {
                 self.spawn(&handle, entry);
@@ -243,8 +350,24 @@ impl ServiceManager {
     /// the old definition will run. A run of the old one still in progress finishes undisturbed, and
     /// the new one does not run until it has (its ticks meanwhile count as skipped), so runs of a name
     /// never overlap.
+    ///
+    /// Configuration (file and environment) applies to services declared with the attribute; a
+    /// service added here runs as the code says.
     pub fn add_service(&self, name: impl Into<String>, service: Service) {
-        let name: Arc<str> = name.into().into();
+        let name: String = name.into();
+        self.put(
+            &name,
+            Effective {
+                service,
+                enabled: true,
+                origin: Origin::Code,
+            },
+        );
+    }
+
+    /// Installs `effective` under `name`, replacing (and stopping) any service of that name.
+    fn put(&self, name: &str, effective: Effective) {
+        let name: Arc<str> = name.into();
         let mut services = self.services_map();
         let busy = match services.get(&name) {
             Some(old) => {
@@ -254,11 +377,77 @@ impl ServiceManager {
             }
             None => Arc::new(AtomicBool::new(false)),
         };
-        let entry = Arc::new(Entry::new(name.clone(), service, busy));
-        if let Some(handle) = self.runtime() {
+        let entry = Arc::new(Entry::new(
+            name.clone(),
+            effective.service,
+            effective.origin,
+            !effective.enabled,
+            busy,
+        ));
+        if let (true, Some(handle)) = (effective.enabled, self.runtime()) {
             self.spawn(&handle, &entry);
         }
         services.insert(name, entry);
+    }
+
+    /// Reads the configuration sources again and applies what changed: every service whose effective
+    /// settings differ is re-registered (with [`add_service`](Self::add_service)'s reload semantics,
+    /// so no tick of the old settings runs once this returns), disabled or enabled; the others are
+    /// not touched. A bad configuration changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::Config`] listing every problem; the running services keep their settings.
+    pub fn reload_config(&self) -> Result<ConfigReload, Error> {
+        let mut config = self.config();
+        let loaded = config::load(&config.sources, &config.bases)?;
+        let mut report = ConfigReload::default();
+        for (name, effective) in loaded.services {
+            let changed = config
+                .applied
+                .get(&name)
+                .is_none_or(|applied| applied.differs_from(&effective));
+            if changed {
+                tracing::info!(service = %name, schedule = %effective.service.schedule,
+                    enabled = effective.enabled, origin = %effective.origin, "configuration changed");
+                self.put(&name, effective.clone());
+                report.changed.push(name.clone());
+            }
+            config.applied.insert(name, effective);
+        }
+        let mut settings = self.settings();
+        if let Some(deadline) = loaded.stop_deadline {
+            settings.stop_deadline = Some(deadline);
+        }
+        if let Some(jobs) = loaded.max_concurrent_jobs {
+            report.pool_resized = self.resize_pool(&mut settings, jobs);
+        }
+        Ok(report)
+    }
+
+    /// Grows the pool at once; shrinks it as running jobs hand back their slots.
+    fn resize_pool(&self, settings: &mut Settings, jobs: usize) -> bool {
+        let pool = &self.inner.shared.pool;
+        let current = settings.max_concurrent_jobs;
+        settings.max_concurrent_jobs = jobs;
+        match jobs.cmp(&current) {
+            std::cmp::Ordering::Greater => pool.add_permits(jobs - current),
+            std::cmp::Ordering::Less => {
+                let excess = current - jobs;
+                let forgotten = pool.forget_permits(excess);
+                if forgotten < excess {
+                    let (pool, rest) = (pool.clone(), (excess - forgotten) as u32);
+                    if let Some(handle) = self.runtime() {
+                        handle.spawn(async move {
+                            if let Ok(permits) = pool.acquire_many_owned(rest).await {
+                                permits.forget();
+                            }
+                        });
+                    }
+                }
+            }
+            std::cmp::Ordering::Equal => return false,
+        }
+        true
     }
 
     /// Schedules a stopped service again with the definition it had.
@@ -307,7 +496,8 @@ impl ServiceManager {
     /// [`stop_deadline`](ServiceManagerBuilder::stop_deadline), if one is set, after which the rest are
     /// aborted.
     pub async fn stop(&self) {
-        match self.inner.stop_deadline {
+        let deadline = self.settings().stop_deadline;
+        match deadline {
             Some(deadline) => self.stop_within(deadline).await,
             None => self.stop_all(None).await,
         }
@@ -364,6 +554,13 @@ impl ServiceManager {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks but our own bookkeeping; the data stays usable.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
@@ -378,8 +575,8 @@ impl fmt::Debug for ServiceManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceManager")
             .field("services", &self.services_map().len())
-            .field("max_concurrent_jobs", &self.inner.max_concurrent_jobs)
-            .field("stop_deadline", &self.inner.stop_deadline)
+            .field("max_concurrent_jobs", &self.settings().max_concurrent_jobs)
+            .field("stop_deadline", &self.settings().stop_deadline)
             .finish_non_exhaustive()
     }
 }

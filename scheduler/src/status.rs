@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::config::Origin;
+
 /// Where a service is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -22,8 +24,11 @@ pub enum ServiceState {
     Stopping,
     /// Stopped: it will not run again unless added or restarted.
     Stopped,
-    /// Its schedule has no tick left (such as `0 0 30 2 *`).
+    /// Its schedule has no tick left: a one-shot service that ran, or a cron expression such as
+    /// `0 0 30 2 *`.
     Finished,
+    /// Turned off by configuration (`enabled = false`): it never runs.
+    Disabled,
 }
 
 impl fmt::Display for ServiceState {
@@ -36,6 +41,7 @@ impl fmt::Display for ServiceState {
             ServiceState::Stopping => "stopping",
             ServiceState::Stopped => "stopped",
             ServiceState::Finished => "finished",
+            ServiceState::Disabled => "disabled",
         })
     }
 }
@@ -79,8 +85,10 @@ impl fmt::Display for Outcome {
 pub struct ServiceStatus {
     /// The service's name.
     pub name: String,
-    /// Its schedule as written, e.g. `*/5 * * * *` or `every 30s`.
+    /// Its effective schedule, e.g. `*/5 * * * *` or `every 30s`.
     pub schedule: String,
+    /// Where that schedule came from: the attribute, code, the config file or the environment.
+    pub origin: Origin,
     /// When it fires next, while it is scheduled.
     pub next_fire: Option<DateTime<Utc>>,
     /// Where it is in its life.
