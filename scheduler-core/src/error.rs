@@ -50,6 +50,9 @@ pub enum ScheduleError {
     /// The time zone is not an IANA name known to the bundled time-zone database.
     #[error("unknown time zone '{0}': expected an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'")]
     UnknownTimeZone(String),
+    /// A one-shot delay that is negative, not finite, or too long to represent.
+    #[error("invalid delay {0}: expected a finite number of seconds, zero or more")]
+    InvalidDelay(String),
     /// A fixed period that is zero, negative, not finite, or too long to represent.
     #[error("invalid period {0}: expected a positive, finite number of seconds")]
     InvalidPeriod(String),

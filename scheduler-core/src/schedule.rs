@@ -143,10 +143,10 @@ impl Schedule {
     /// about.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidPeriod`] for a delay too long to represent (~292 years).
+    /// [`ScheduleError::InvalidDelay`] for a delay too long to represent (~292 years).
     pub fn once_after(delay: Duration) -> Result<Self, ScheduleError> {
         if delay.as_nanos() > u128::from(i64::MAX.unsigned_abs()) {
-            return Err(ScheduleError::InvalidPeriod(format!("{delay:?}")));
+            return Err(ScheduleError::InvalidDelay(format!("{delay:?}")));
         }
         Ok(Schedule {
             kind: Kind::Once { at: None, delay },
@@ -156,12 +156,12 @@ impl Schedule {
     /// [`once_after`](Schedule::once_after) in (possibly fractional) seconds, as in `once_after = 30`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidPeriod`] when `seconds` is negative, NaN or infinite.
+    /// [`ScheduleError::InvalidDelay`] when `seconds` is negative, NaN or infinite.
     pub fn once_after_secs(seconds: f64) -> Result<Self, ScheduleError> {
         if seconds == 0.0 {
             return Schedule::once_after(Duration::ZERO);
         }
-        let invalid = || ScheduleError::InvalidPeriod(seconds.to_string());
+        let invalid = || ScheduleError::InvalidDelay(seconds.to_string());
         if !(seconds.is_finite() && seconds > 0.0) {
             return Err(invalid());
         }

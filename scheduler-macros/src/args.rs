@@ -1,4 +1,5 @@
-//! Parsing the attribute's arguments: `interval = ..., on_start, name = "...", tz = "..."`.
+//! Parsing the attribute's arguments: `interval = ...` or `once_after = ...`, `on_start`,
+//! `name = "..."`, `tz = "..."`.
 //!
 //! Each comma-separated argument is parsed on its own, so that one malformed argument does not hide
 //! the mistakes in the others, nor keep the well-formed ones from being checked: every error is
@@ -12,17 +13,46 @@ use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitBool, LitStr, Token, UnOp};
 /// The custom keywords of the attribute, one per argument.
 mod kw {
     syn::custom_keyword!(interval);
+    syn::custom_keyword!(once_after);
     syn::custom_keyword!(on_start);
     syn::custom_keyword!(name);
     syn::custom_keyword!(tz);
 }
 
 /// The arguments the attribute accepts, for error messages.
-const VALID: &str = "`interval`, `on_start`, `name`, `tz`";
+const VALID: &str = "`interval`, `once_after`, `on_start`, `name`, `tz`";
 
 /// How to write an interval, for error messages.
 pub(crate) const INTERVAL_HELP: &str =
     "expected `interval = <seconds>` or `interval = \"<cron expression>\"`";
+
+/// How to write a one-shot delay, for error messages.
+const ONCE_AFTER_HELP: &str =
+    "expected `once_after = <seconds>`, such as `once_after = 30` or `once_after = 0.5`";
+
+/// An argument whose value is a number of seconds, for error messages.
+struct SecondsArgument {
+    /// The argument's name.
+    name: &'static str,
+    /// What its value is called in a sentence.
+    noun: &'static str,
+    /// How to write it.
+    help: &'static str,
+}
+
+/// `interval = ...`.
+const INTERVAL: SecondsArgument = SecondsArgument {
+    name: "interval",
+    noun: "interval",
+    help: INTERVAL_HELP,
+};
+
+/// `once_after = ...`.
+const ONCE_AFTER: SecondsArgument = SecondsArgument {
+    name: "once_after",
+    noun: "delay",
+    help: ONCE_AFTER_HELP,
+};
 
 /// The attribute's `interval`, as written.
 pub(crate) enum Interval {
@@ -38,20 +68,42 @@ pub(crate) enum Interval {
     Cron(LitStr),
 }
 
+/// The attribute's `once_after = <seconds>`, as written.
+pub(crate) struct OnceAfter {
+    /// The delay in seconds; may be negative or infinite until validated.
+    pub(crate) seconds: f64,
+    /// The value as written (including a leading `-`), for error spans.
+    pub(crate) value: Expr,
+}
+
+/// The attribute's `on_start` or `on_start = <bool>`.
+#[derive(Clone, Copy)]
+pub(crate) struct OnStart {
+    /// Whether the service also runs right at start.
+    pub(crate) value: bool,
+    /// The `on_start` keyword, for error spans.
+    pub(crate) keyword: Span,
+}
+
 /// The attribute's arguments after parsing, before they are checked against each other.
 #[derive(Default)]
 pub(crate) struct Args {
-    /// `interval = ...`; required.
+    /// `interval = ...`; this or `once_after` is required.
     pub(crate) interval: Option<Interval>,
+    /// `once_after = <seconds>`; this or `interval` is required.
+    pub(crate) once_after: Option<OnceAfter>,
     /// `on_start` or `on_start = <bool>`.
-    pub(crate) on_start: Option<bool>,
+    pub(crate) on_start: Option<OnStart>,
     /// `name = "..."`.
     pub(crate) name: Option<LitStr>,
     /// `tz = "..."`.
     pub(crate) tz: Option<LitStr>,
-    /// Whether `interval` was written, even with a malformed value, or something that looks like a
-    /// misspelled one: then a missing `interval` is not reported on top.
-    pub(crate) interval_attempted: bool,
+    /// Every `interval` and `once_after` keyword, in the order written, even with a malformed
+    /// value: the two are alternatives, and the second one of the other kind is reported.
+    pub(crate) timing_keywords: Vec<(&'static str, Span)>,
+    /// Whether `interval` or `once_after` was written, even with a malformed value, or something
+    /// that looks like a misspelled one: then a missing one is not reported on top.
+    pub(crate) timing_attempted: bool,
     /// Every malformed, unknown or duplicate argument; the arguments above are the well-formed ones.
     pub(crate) errors: Option<syn::Error>,
 }
@@ -85,10 +137,25 @@ impl Args {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::interval) {
             let keyword: kw::interval = input.parse()?;
-            self.interval_attempted = true;
+            self.timing_attempted = true;
+            self.timing_keywords.push(("interval", keyword.span));
             let value = parse_value(input, keyword.span, INTERVAL_HELP)?;
-            let interval = parse_interval(&value)?;
+            let interval = match parse_seconds(&value, &INTERVAL)? {
+                Number::Seconds(seconds) => Interval::Seconds { seconds, value },
+                Number::Str(cron) => Interval::Cron(cron),
+            };
             set(&mut self.interval, interval, "interval", keyword.span)
+        } else if lookahead.peek(kw::once_after) {
+            let keyword: kw::once_after = input.parse()?;
+            self.timing_attempted = true;
+            self.timing_keywords.push(("once_after", keyword.span));
+            let value = parse_value(input, keyword.span, ONCE_AFTER_HELP)?;
+            let seconds = match parse_seconds(&value, &ONCE_AFTER)? {
+                Number::Seconds(seconds) => seconds,
+                Number::Str(text) => return Err(once_after_string(&text)),
+            };
+            let once_after = OnceAfter { seconds, value };
+            set(&mut self.once_after, once_after, "once_after", keyword.span)
         } else if lookahead.peek(kw::on_start) {
             let keyword: kw::on_start = input.parse()?;
             let value = if input.is_empty() {
@@ -103,7 +170,11 @@ impl Args {
                     other => return Err(syn::Error::new_spanned(other, help)),
                 }
             };
-            set(&mut self.on_start, value, "on_start", keyword.span)
+            let on_start = OnStart {
+                value,
+                keyword: keyword.span,
+            };
+            set(&mut self.on_start, on_start, "on_start", keyword.span)
         } else if lookahead.peek(kw::name) {
             let keyword: kw::name = input.parse()?;
             let help = "expected `name = \"<service name>\"`";
@@ -118,7 +189,7 @@ impl Args {
             let unknown = Ident::parse_any(input)?;
             let written = unknown.unraw().to_string();
             let guess = guess(&written);
-            self.interval_attempted |= guess == Some("interval");
+            self.timing_attempted |= matches!(guess, Some("interval" | "once_after"));
             let hint =
                 guess.map_or_else(String::new, |valid| format!(" (did you mean `{valid}`?)"));
             Err(syn::Error::new(
@@ -129,7 +200,7 @@ impl Args {
             let lit: Lit = input.parse()?;
             let message = match &lit {
                 Lit::Int(_) | Lit::Float(_) | Lit::Str(_) => {
-                    self.interval_attempted = true;
+                    self.timing_attempted = true;
                     format!(
                         "expected `interval = {}`: name the argument",
                         quote::ToTokens::to_token_stream(&lit)
@@ -168,8 +239,17 @@ fn parse_value(input: ParseStream<'_>, keyword: Span, help: &str) -> syn::Result
     input.parse()
 }
 
-/// The interval an `interval = <value>` expression stands for.
-fn parse_interval(value: &Expr) -> syn::Result<Interval> {
+/// The value of a number-of-seconds argument (`interval = <value>` or `once_after = <value>`):
+/// a number, possibly negative, or a string, left to the caller.
+enum Number {
+    /// A number of seconds; may be zero, negative or infinite until validated.
+    Seconds(f64),
+    /// A string literal: a cron expression for `interval`.
+    Str(LitStr),
+}
+
+/// The number or string that `<argument> = <value>` stands for.
+fn parse_seconds(value: &Expr, argument: &SecondsArgument) -> syn::Result<Number> {
     let (negative, lit) = match value {
         Expr::Lit(ExprLit { lit, .. }) => (false, lit),
         Expr::Unary(ExprUnary {
@@ -181,40 +261,59 @@ fn parse_interval(value: &Expr) -> syn::Result<Interval> {
                 lit: lit @ (Lit::Int(_) | Lit::Float(_)),
                 ..
             }) => (true, lit),
-            _ => return Err(not_a_literal(value)),
+            _ => return Err(not_a_literal(value, argument)),
         },
-        _ => return Err(not_a_literal(value)),
+        _ => return Err(not_a_literal(value, argument)),
     };
     let (digits, suffix) = match lit {
-        Lit::Str(cron) => return Ok(Interval::Cron(cron.clone())),
+        Lit::Str(text) => return Ok(Number::Str(text.clone())),
         Lit::Int(int) => (int.base10_digits(), int.suffix()),
         Lit::Float(float) => (float.base10_digits(), float.suffix()),
-        _ => return Err(syn::Error::new(lit.span(), INTERVAL_HELP)),
+        _ => return Err(syn::Error::new(lit.span(), argument.help)),
     };
     if !suffix.is_empty() {
+        let SecondsArgument { name, noun, .. } = argument;
         return Err(syn::Error::new(
             lit.span(),
             format!(
-                "unexpected suffix `{suffix}`: the interval is a plain number of seconds, \
-                 such as `interval = 30` or `interval = 0.5`"
+                "unexpected suffix `{suffix}`: the {noun} is a plain number of seconds, \
+                 such as `{name} = 30` or `{name} = 0.5`"
             ),
         ));
     }
     let seconds: f64 = digits
         .parse()
-        .map_err(|_| syn::Error::new(lit.span(), INTERVAL_HELP))?;
-    Ok(Interval::Seconds {
-        seconds: if negative { -seconds } else { seconds },
-        value: value.clone(),
-    })
+        .map_err(|_| syn::Error::new(lit.span(), argument.help))?;
+    Ok(Number::Seconds(if negative { -seconds } else { seconds }))
 }
 
-/// The error for `interval = <something other than a literal>`.
-fn not_a_literal(value: &Expr) -> syn::Error {
+/// The error for `<argument> = <something other than a literal>`.
+fn not_a_literal(value: &Expr, argument: &SecondsArgument) -> syn::Error {
     syn::Error::new_spanned(
         value,
-        format!("{INTERVAL_HELP}: the interval must be a literal, not an expression or a constant"),
+        format!(
+            "{}: the {} must be a literal, not an expression or a constant",
+            argument.help, argument.noun
+        ),
     )
+}
+
+/// The error for `once_after = "<text>"`: suggests the number when the text is one.
+fn once_after_string(text: &LitStr) -> syn::Error {
+    let written = text.value();
+    let written = written.trim();
+    let message = if written
+        .parse::<f64>()
+        .is_ok_and(|seconds| seconds.is_finite() && seconds >= 0.0)
+    {
+        format!("expected `once_after = {written}`: the delay is a plain number of seconds, not a string")
+    } else {
+        format!(
+            "{ONCE_AFTER_HELP}: the delay is a plain number of seconds, not a string \
+             (a cron expression goes in `interval`)"
+        )
+    };
+    syn::Error::new(text.span(), message)
 }
 
 /// The string literal of `name = "..."` or `tz = "..."`.
@@ -233,7 +332,9 @@ fn guess(written: &str) -> Option<&'static str> {
         "every" | "cron" | "schedule" | "period" | "secs" | "seconds" => Some("interval"),
         "timezone" | "time_zone" | "zone" => Some("tz"),
         "run_on_start" | "immediate" | "immediately" | "run_at_start" => Some("on_start"),
-        lower => ["interval", "on_start", "name", "tz"]
+        "once" | "delay" | "after" | "run_once" | "oneshot" | "one_shot" | "once_in"
+        | "start_after" | "run_after" | "delay_secs" => Some("once_after"),
+        lower => ["interval", "once_after", "on_start", "name", "tz"]
             .into_iter()
             .find(|valid| valid.len() > 2 && edit_distance(lower, valid) <= 2),
     }
@@ -316,7 +417,7 @@ mod tests {
         ));
         assert!(args.errors.is_none());
         assert!(matches!(args.interval, Some(Interval::Cron(ref c)) if c.value() == "*/5 * * * *"));
-        assert_eq!(args.on_start, Some(true));
+        assert!(args.on_start.is_some_and(|on_start| on_start.value));
         assert_eq!(args.name.unwrap().value(), "x");
         assert_eq!(args.tz.unwrap().value(), "UTC");
     }
@@ -340,7 +441,7 @@ mod tests {
 
     #[test]
     fn on_start_forms() {
-        let parse = |attr| Args::parse(attr).on_start;
+        let parse = |attr| Args::parse(attr).on_start.map(|on_start| on_start.value);
         assert_eq!(parse(quote!(interval = 1, on_start = false)), Some(false));
         assert_eq!(parse(quote!(interval = 1, on_start = true)), Some(true));
         assert_eq!(parse(quote!(interval = 1)), None);
@@ -351,7 +452,7 @@ mod tests {
         let found = messages(quote!(intervall = 5, name = 5, interval = 1, interval = 2, , tz));
         assert_eq!(found.len(), 5, "{found:?}");
         let args = Args::parse(quote!(intervall = 5, name = 5, interval = 1, interval = 2, , tz));
-        assert!(args.interval_attempted && args.interval.is_some() && args.name.is_none());
+        assert!(args.timing_attempted && args.interval.is_some() && args.name.is_none());
         assert!(found[0].starts_with("unknown argument `intervall` (did you mean `interval`?)"));
         assert!(found[1].starts_with("expected `name = \"<service name>\"`"));
         assert!(found[2].starts_with("duplicate argument `interval`"));
@@ -364,6 +465,64 @@ mod tests {
         assert!(messages(quote!(interval = 30ms))[0].starts_with("unexpected suffix `ms`"));
         assert!(messages(quote!(interval = 5 * 60))[0].contains("must be a literal"));
         assert!(messages(quote!(30))[0].starts_with("expected `interval = 30`"));
+    }
+
+    #[test]
+    fn parses_once_after() {
+        for (attr, expected) in [
+            (quote!(once_after = 30), 30.0),
+            (quote!(once_after = 0), 0.0),
+            (quote!(once_after = 2.5), 2.5),
+            (quote!(once_after = -1), -1.0),
+        ] {
+            let args = Args::parse(attr);
+            assert!(args.errors.is_none() && args.interval.is_none());
+            let seconds = args.once_after.expect("once_after").seconds;
+            assert!((seconds - expected).abs() < 1e-9, "{seconds}");
+        }
+        let args = Args::parse(quote!(interval = 5, once_after = 1));
+        let keywords: Vec<_> = args.timing_keywords.iter().map(|(name, _)| *name).collect();
+        assert_eq!(keywords, ["interval", "once_after"]);
+    }
+
+    #[test]
+    fn rejects_malformed_once_after() {
+        assert_eq!(
+            messages(quote!(once_after = "30")),
+            ["expected `once_after = 30`: the delay is a plain number of seconds, not a string"]
+        );
+        assert!(messages(quote!(once_after = "*/5 * * * *"))[0].contains("goes in `interval`"));
+        assert!(messages(quote!(once_after = "inf"))[0]
+            .starts_with("expected `once_after = <seconds>`"));
+        assert!(messages(quote!(once_after = 30s))[0].starts_with(
+            "unexpected suffix `s`: the delay is a plain number of seconds, such as `once_after = 30`"
+        ));
+        assert!(messages(quote!(once_after = 2 * 60))[0].contains("the delay must be a literal"));
+        assert!(messages(quote!(once_after))[0].starts_with("expected `once_after = <seconds>`"));
+        assert!(
+            messages(quote!(once_after = true))[0].starts_with("expected `once_after = <seconds>`")
+        );
+        assert!(messages(quote!(once_after = 1, once_after = 2))[0]
+            .starts_with("duplicate argument `once_after`"));
+        let args = Args::parse(quote!(once_after = "30"));
+        assert!(args.timing_attempted && args.once_after.is_none());
+    }
+
+    #[test]
+    fn guesses_once_after() {
+        for written in [
+            "once",
+            "delay",
+            "after",
+            "onceafter",
+            "once_afer",
+            "Run_Once",
+        ] {
+            assert_eq!(guess(written), Some("once_after"), "{written}");
+        }
+        let found = messages(quote!(delay = 30));
+        assert!(found[0].starts_with("unknown argument `delay` (did you mean `once_after`?)"));
+        assert!(Args::parse(quote!(delay = 30)).timing_attempted);
     }
 
     #[test]

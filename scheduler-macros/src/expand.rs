@@ -83,6 +83,10 @@ fn generate(
             let seconds = Literal::f64_suffixed(*seconds);
             quote!(::scheduler::__private::RegisteredTiming::Seconds(#seconds))
         }
+        Timing::OnceAfter(seconds) => {
+            let seconds = Literal::f64_suffixed(*seconds);
+            quote!(::scheduler::__private::RegisteredTiming::OnceAfter(#seconds))
+        }
     };
     let time_zone = settings.tz.as_ref().map_or_else(
         || quote!(::core::option::Option::None),
@@ -224,6 +228,37 @@ mod tests {
         assert!(out.contains("on_start : true"), "{out}");
         assert!(out.contains("\"::\" , \"compact\""), "{out}");
         assert!(out.contains("# [cfg (unix)] const _"), "{out}");
+    }
+
+    #[test]
+    fn one_shot() {
+        let out = expand(
+            quote!(once_after = 30, name = "migrate"),
+            &quote!(
+                async fn migrate() -> anyhow::Result<()> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            out.contains(
+                "timing : :: scheduler :: __private :: RegisteredTiming :: OnceAfter (30f64)"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("time_zone : :: core :: option :: Option :: None"),
+            "{out}"
+        );
+        assert!(out.contains("on_start : false"), "{out}");
+        let out = expand(
+            quote!(once_after = 0),
+            &quote!(
+                fn now() {}
+            ),
+        );
+        assert!(out.contains("OnceAfter (0f64)"), "{out}");
+        assert!(out.contains("RegisteredJob :: Blocking"), "{out}");
     }
 
     #[test]

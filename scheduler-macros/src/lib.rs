@@ -15,15 +15,20 @@
 //!
 //! #[background_service(interval = "0 9 * * MON-FRI", tz = "Europe/Berlin", name = "daily-report")]
 //! async fn report(ctx: JobContext) { }                         // optional context argument
+//!
+//! #[background_service(once_after = 30)]                       // once, 30 s after start (0: at start)
+//! async fn migrate() -> anyhow::Result<()> { Ok(()) }
 //! ```
 //!
 //! # Compile-time checks
 //! Everything the attribute can see is checked while compiling, with the error on the offending
 //! token: cron expressions and time zones go through `scheduler_core`, the parser the runtime uses,
-//! so what compiles also parses at run time. Expressions that can never fire (`0 0 30 2 *`),
-//! non-positive intervals, `tz` with a numeric interval, unknown or duplicate arguments, and
-//! signatures the scheduler cannot call (generic, `unsafe`, methods, arguments other than one
-//! `JobContext`) are rejected. The return type is checked by the `IntoJobResult` trait: `()` or
+//! so what compiles also parses at run time; periods and delays likewise go through
+//! `Schedule::every_secs` and `Schedule::once_after_secs`. Expressions that can never fire
+//! (`0 0 30 2 *`), non-positive intervals, negative or infinite delays, `interval` together with
+//! `once_after`, `tz` without a cron interval, `on_start` with `once_after`, unknown or duplicate
+//! arguments, and signatures the scheduler cannot call (generic, `unsafe`, methods, arguments other
+//! than one `JobContext`) are rejected. The return type is checked by the `IntoJobResult` trait: `()` or
 //! `Result<(), E>` where `E: Display`.
 //!
 //! On an error the function is still emitted unchanged, so that the only error is the attribute's.
@@ -36,10 +41,13 @@ use proc_macro::TokenStream;
 
 /// Registers a function as a background service of `scheduler`.
 ///
-/// Arguments:
-/// - `interval` (required): seconds, as an integer or float literal greater than zero, or a cron
-///   expression string such as `"*/5 * * * *"`.
-/// - `on_start`: also run once right at start; a bare flag or `on_start = true|false`.
+/// Arguments (exactly one of `interval` and `once_after` is required):
+/// - `interval`: run repeatedly, every so many seconds, as an integer or float literal greater than
+///   zero, or on a cron expression string such as `"*/5 * * * *"`.
+/// - `once_after`: run once, this many seconds after the manager starts, as an integer or float
+///   literal; `0` runs it right at start.
+/// - `on_start`: also run once right at start, with an `interval`; a bare flag or
+///   `on_start = true|false`.
 /// - `name`: the service's name, a non-empty string; defaults to the function's module path and name.
 /// - `tz`: the IANA time zone of a cron interval, such as `"Europe/Berlin"`; UTC by default.
 ///
@@ -50,6 +58,9 @@ use proc_macro::TokenStream;
 /// ```text
 /// #[scheduler::background_service(interval = "0 3 * * *", tz = "Europe/Berlin", on_start)]
 /// async fn nightly_cleanup(ctx: scheduler::JobContext) -> anyhow::Result<()> { Ok(()) }
+///
+/// #[scheduler::background_service(once_after = 0.5, name = "warm-up")]
+/// async fn warm_up() { }
 /// ```
 #[proc_macro_attribute]
 pub fn background_service(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -7,7 +7,7 @@ use scheduler_core::{Schedule, ScheduleError};
 use syn::punctuated::Punctuated;
 use syn::{FnArg, LitStr, Signature, Type};
 
-use crate::args::{combine, Args, Interval, INTERVAL_HELP};
+use crate::args::{combine, Args, Interval, OnStart, OnceAfter, INTERVAL_HELP};
 
 /// When the service runs, checked with the runtime's own parser.
 pub(crate) enum Timing {
@@ -15,6 +15,8 @@ pub(crate) enum Timing {
     Cron(LitStr),
     /// A positive, finite number of seconds.
     Seconds(f64),
+    /// Once, this many seconds (zero or more, finite) after the manager starts.
+    OnceAfter(f64),
 }
 
 /// The checked arguments of the attribute.
@@ -25,7 +27,7 @@ pub(crate) struct Settings {
     pub(crate) tz: Option<LitStr>,
     /// The service's name; `None` for the function's path.
     pub(crate) name: Option<LitStr>,
-    /// Whether the service also runs once right at start.
+    /// Whether the service also runs once right at start; always `false` for `once_after`.
     pub(crate) on_start: bool,
 }
 
@@ -37,8 +39,9 @@ pub(crate) struct Callable {
     pub(crate) is_async: bool,
 }
 
-/// Checks the arguments: a valid interval, a known time zone that fits the interval, a non-empty
-/// name. Every problem is reported, spanned on its token.
+/// Checks the arguments: a valid interval or one-shot delay (not both), a known time zone that fits
+/// the interval, `on_start` only with an interval, a non-empty name. Every problem is reported,
+/// spanned on its token.
 ///
 /// The errors found while parsing come first; the well-formed arguments are checked all the same.
 pub(crate) fn arguments(mut args: Args) -> syn::Result<Settings> {
@@ -66,33 +69,80 @@ pub(crate) fn arguments(mut args: Args) -> syn::Result<Settings> {
             );
         }
     }
-    let timing = match args.interval {
-        // A malformed or misspelled `interval` was reported while parsing.
-        None if args.interval_attempted => None,
-        None => {
+    let timing = if let Some(error) = conflicting_timing(&args.timing_keywords) {
+        // Which of the two was meant is unknown: neither is checked further.
+        combine(&mut errors, error);
+        None
+    } else if let Some(interval) = args.interval {
+        interval_timing(interval, args.tz.as_ref(), tz_is_valid, &mut errors)
+    } else if let Some(once_after) = args.once_after {
+        Some(once_after_timing(
+            once_after,
+            args.tz.as_ref(),
+            args.on_start,
+            &mut errors,
+        ))
+    } else {
+        // A malformed or misspelled `interval` or `once_after` was reported while parsing.
+        if !args.timing_attempted {
             combine(
                 &mut errors,
                 syn::Error::new(
                     Span::call_site(),
-                    format!("missing argument `interval`: {INTERVAL_HELP}"),
+                    format!(
+                        "missing argument `interval` or `once_after`: {INTERVAL_HELP} to run \
+                         the service repeatedly, or `once_after = <seconds>` to run it once"
+                    ),
                 ),
             );
-            None
         }
-        Some(Interval::Cron(expr)) => match cron(&expr, args.tz.as_ref(), tz_is_valid) {
+        None
+    };
+    match (errors, timing) {
+        (Some(errors), _) => Err(errors),
+        (None, Some(timing)) => Ok(Settings {
+            timing,
+            tz: args.tz,
+            name: args.name,
+            on_start: args.on_start.is_some_and(|on_start| on_start.value),
+        }),
+        (None, None) => unreachable!("an interval that is neither valid nor reported"),
+    }
+}
+
+/// The error for the first `interval` or `once_after` that follows one of the other kind.
+fn conflicting_timing(keywords: &[(&'static str, Span)]) -> Option<syn::Error> {
+    let (first, _) = keywords.first()?;
+    let (_, second) = keywords.iter().find(|(name, _)| name != first)?;
+    Some(syn::Error::new(
+        *second,
+        "`interval` and `once_after` are alternatives: a service either repeats or runs once",
+    ))
+}
+
+/// Checks `interval = ...`: a cron expression as the runtime parses it, or a valid period without
+/// `tz`.
+fn interval_timing(
+    interval: Interval,
+    tz: Option<&LitStr>,
+    tz_is_valid: bool,
+    errors: &mut Option<syn::Error>,
+) -> Option<Timing> {
+    match interval {
+        Interval::Cron(expr) => match cron(&expr, tz, tz_is_valid) {
             Ok(()) => Some(Timing::Cron(expr)),
             Err(error) => {
-                combine(&mut errors, error);
+                combine(errors, error);
                 None
             }
         },
-        Some(Interval::Seconds { seconds, value }) => {
+        Interval::Seconds { seconds, value } => {
             if let Err(error) = Schedule::every_secs(seconds) {
-                combine(&mut errors, syn::Error::new_spanned(value, error));
+                combine(errors, syn::Error::new_spanned(value, error));
             }
-            if let Some(tz) = &args.tz {
+            if let Some(tz) = tz {
                 combine(
-                    &mut errors,
+                    errors,
                     syn::Error::new(
                         tz.span(),
                         format!(
@@ -104,17 +154,45 @@ pub(crate) fn arguments(mut args: Args) -> syn::Result<Settings> {
             }
             Some(Timing::Seconds(seconds))
         }
-    };
-    match (errors, timing) {
-        (Some(errors), _) => Err(errors),
-        (None, Some(timing)) => Ok(Settings {
-            timing,
-            tz: args.tz,
-            name: args.name,
-            on_start: args.on_start.unwrap_or(false),
-        }),
-        (None, None) => unreachable!("an interval that is neither valid nor reported"),
     }
+}
+
+/// Checks `once_after = <seconds>` with the runtime's `Schedule::once_after_secs`, and that neither
+/// `tz` nor `on_start` comes with it.
+fn once_after_timing(
+    once_after: OnceAfter,
+    tz: Option<&LitStr>,
+    on_start: Option<OnStart>,
+    errors: &mut Option<syn::Error>,
+) -> Timing {
+    let OnceAfter { seconds, value } = once_after;
+    if let Err(error) = Schedule::once_after_secs(seconds) {
+        combine(errors, syn::Error::new_spanned(value, error));
+    }
+    if let Some(tz) = tz {
+        combine(
+            errors,
+            syn::Error::new(
+                tz.span(),
+                format!(
+                    "`tz` applies only to a cron interval: a service run once {seconds} seconds \
+                     after start runs the same in every time zone; remove `tz`"
+                ),
+            ),
+        );
+    }
+    if let Some(on_start) = on_start {
+        combine(
+            errors,
+            syn::Error::new(
+                on_start.keyword,
+                "`on_start` does not apply to `once_after`: a one-shot service runs once; use \
+                 `once_after = 0` to run it right at start",
+            ),
+        );
+    }
+    // `-0.0` passes the check above; the generated literal is `0f64` all the same.
+    Timing::OnceAfter(seconds.abs())
 }
 
 /// Checks a cron expression as the runtime will parse it: `Schedule::cron`, or `Schedule::cron_in`
@@ -313,10 +391,79 @@ mod tests {
     #[test]
     fn rejects_tz_with_seconds_and_missing_interval() {
         assert!(arg_errors(quote!(interval = 5, tz = "UTC"))[0].starts_with("`tz` applies only"));
-        assert!(arg_errors(quote!(on_start))[0].starts_with("missing argument `interval`"));
+        assert!(arg_errors(quote!(on_start))[0]
+            .starts_with("missing argument `interval` or `once_after`"));
+        assert_eq!(arg_errors(quote!(delay = 5)).len(), 1);
         assert_eq!(arg_errors(quote!(every = 5)).len(), 1);
         assert_eq!(arg_errors(quote!("* * * * *")).len(), 1);
         assert_eq!(arg_errors(quote!(nme = "x")).len(), 2);
+    }
+
+    #[test]
+    fn checks_once_after() {
+        for attr in [
+            quote!(once_after = 30),
+            quote!(once_after = 0),
+            quote!(once_after = 0.25, name = "warm-up"),
+            quote!(once_after = -0.0),
+        ] {
+            match arguments(Args::parse(attr)) {
+                Ok(Settings {
+                    timing: Timing::OnceAfter(seconds),
+                    on_start: false,
+                    tz: None,
+                    ..
+                }) => assert!(seconds >= 0.0 && seconds.is_sign_positive()),
+                _ => panic!("expected a one-shot timing"),
+            }
+        }
+        assert_eq!(
+            arg_errors(quote!(once_after = -5)),
+            ["invalid delay -5: expected a finite number of seconds, zero or more"]
+        );
+        assert!(arg_errors(quote!(once_after = 1e999))[0].starts_with("invalid delay inf"));
+        assert!(arg_errors(quote!(once_after = 5, tz = "UTC"))[0].starts_with("`tz` applies only"));
+        for attr in [
+            quote!(once_after = 5, on_start),
+            quote!(on_start = false, once_after = 5),
+        ] {
+            assert_eq!(
+                arg_errors(attr),
+                [
+                    "`on_start` does not apply to `once_after`: a one-shot service runs once; use \
+                  `once_after = 0` to run it right at start"
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_interval_and_once_after_together() {
+        let conflict =
+            "`interval` and `once_after` are alternatives: a service either repeats or runs once";
+        for attr in [
+            quote!(interval = 5, once_after = 1),
+            quote!(once_after = 1, interval = "* * * * *", tz = "UTC", on_start),
+            quote!(interval = 5, once_after = "x"),
+        ] {
+            let found = arg_errors(attr);
+            assert_eq!(
+                found.last().map(String::as_str),
+                Some(conflict),
+                "{found:?}"
+            );
+        }
+        assert_eq!(arg_errors(quote!(interval = 5, once_after = 1)).len(), 1);
+        assert_eq!(
+            arg_errors(quote!(
+                once_after = 1,
+                interval = "* * * * *",
+                tz = "UTC",
+                on_start
+            ))
+            .len(),
+            1
+        );
     }
 
     #[test]

@@ -22,21 +22,28 @@ use tracing_subscriber::EnvFilter;
 const USAGE: &str = "\
 services-demo: runs the app's background services until Ctrl-C or SIGTERM
 
-USAGE: services-demo [--status-every SECONDS] [--stop-deadline SECONDS]
+USAGE: services-demo [--config FILE] [--status-every SECONDS] [--stop-deadline SECONDS]
 
+  --config FILE            operator settings (TOML) over the services' attributes; see
+                           services-demo/config.example.toml. SIGHUP reloads it.
   --status-every SECONDS   print the services table this often (default 10)
-  --stop-deadline SECONDS  on shutdown, wait this long for running jobs, then abort them (default 10)
+  --stop-deadline SECONDS  on shutdown, wait this long for running jobs, then abort them (default 10;
+                           the config file's [manager] stop_deadline wins)
   -h, --help               show this help
 
+Environment variables SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START>,
+SCHEDULER_MAX_CONCURRENT_JOBS and SCHEDULER_STOP_DEADLINE override the file.
 Logging follows RUST_LOG (default: info).";
 
 struct Options {
+    config: Option<std::path::PathBuf>,
     status_every: Duration,
     stop_deadline: Duration,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Options>> {
     let mut options = Options {
+        config: None,
         status_every: Duration::from_secs(10),
         stop_deadline: Duration::from_secs(10),
     };
@@ -56,6 +63,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<O
         };
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
+            "--config" => {
+                let path = args.next().context("--config needs a file path")?;
+                options.config = Some(path.into());
+            }
             "--status-every" => options.status_every = seconds("--status-every")?,
             "--stop-deadline" => options.stop_deadline = seconds("--stop-deadline")?,
             other => anyhow::bail!("unknown argument '{other}'\n\n{USAGE}"),
@@ -77,18 +88,27 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
-    let manager = ServiceManager::builder()
+    let mut builder = ServiceManager::builder()
         .with_registered_services()
         .stop_deadline(options.stop_deadline)
         .on_failure(|failure| tracing::warn!(alert = %failure, "ALERT raised"))
-        .build()?;
+        .config_env();
+    if let Some(path) = &options.config {
+        builder = builder.config_file(path);
+    }
+    let manager = builder.build()?;
     manager.start()?;
+    let mut reload = ReloadSignal::new();
 
     let mut status = tokio::time::interval(options.status_every);
     status.tick().await; // the first tick is immediate; the table is more useful after some runs
     loop {
         tokio::select! {
             () = shutdown_signal() => break,
+            () = reload.recv() => match manager.reload_config() {
+                Ok(report) => tracing::info!(changed = ?report.changed, "configuration reloaded"),
+                Err(error) => tracing::error!(%error, "configuration not reloaded; keeping the old one"),
+            },
             _ = status.tick() => println!("{}", table(&manager.services())),
         }
     }
@@ -96,6 +116,30 @@ async fn main() -> anyhow::Result<()> {
     manager.stop().await;
     println!("{}", table(&manager.services()));
     Ok(())
+}
+
+/// SIGHUP, which asks a daemon to reload its configuration.
+struct ReloadSignal {
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl ReloadSignal {
+    fn new() -> Self {
+        ReloadSignal {
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(hangup) = &mut self.hangup {
+            hangup.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn shutdown_signal() {
@@ -123,8 +167,16 @@ async fn shutdown_signal() {
 
 fn table(services: &[ServiceStatus]) -> String {
     let mut out = format!(
-        "{:<15} {:<22} {:<18} {:<20} {:>5} {:>5} {:>5}  {}\n",
-        "SERVICE", "SCHEDULE", "STATE", "NEXT (UTC)", "RUNS", "FAIL", "SKIP", "LAST OUTCOME"
+        "{:<15} {:<32} {:<9} {:<18} {:<12} {:>5} {:>5} {:>5}  {}\n",
+        "SERVICE",
+        "SCHEDULE",
+        "FROM",
+        "STATE",
+        "NEXT (UTC)",
+        "RUNS",
+        "FAIL",
+        "SKIP",
+        "LAST OUTCOME"
     );
     for s in services {
         let next = s
@@ -136,9 +188,10 @@ fn table(services: &[ServiceStatus]) -> String {
             .map_or_else(|| "-".to_owned(), ToString::to_string);
         let _ = writeln!(
             out,
-            "{:<15} {:<22} {:<18} {:<20} {:>5} {:>5} {:>5}  {}",
+            "{:<15} {:<32} {:<9} {:<18} {:<12} {:>5} {:>5} {:>5}  {}",
             s.name,
             s.schedule,
+            s.origin.to_string(),
             s.state.to_string(),
             next,
             s.runs,

@@ -5,7 +5,7 @@
 //! log lines it needs, with a generous deadline that only a hung process would reach.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -39,11 +39,9 @@ impl Log {
     }
 }
 
-#[cfg(unix)]
-#[test]
-fn demo_fires_alerts_and_stops_cleanly_on_sigterm() {
+fn start_demo(args: &[&str]) -> (Child, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_services-demo"))
-        .args(["--status-every", "1"])
+        .args(args)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -59,10 +57,25 @@ fn demo_fires_alerts_and_stops_cleanly_on_sigterm() {
             }
         }
     });
-    let mut log = Log {
+    let log = Log {
         lines,
         seen: Vec::new(),
     };
+    (child, log)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[cfg(unix)]
+#[test]
+fn demo_fires_alerts_and_stops_cleanly_on_sigterm() {
+    let (mut child, mut log) = start_demo(&["--status-every", "1"]);
 
     log.wait_for("cache warmed", 1); // on_start
     log.wait_for("alive", 2); // fixed period
@@ -71,11 +84,7 @@ fn demo_fires_alerts_and_stops_cleanly_on_sigterm() {
     log.wait_for("payments in sync", 2); // …and the schedule goes on
     log.wait_for("SERVICE", 1); // the status table
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    signal(&child, "TERM");
     log.wait_for("service manager stopped", 1);
     log.rest();
     let exit = child.wait().expect("the demo exits");
@@ -87,4 +96,47 @@ fn demo_fires_alerts_and_stops_cleanly_on_sigterm() {
         table_after.contains("heartbeat") && table_after.contains("stopped"),
         "a final table shows every service stopped:\n{table_after}"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn demo_follows_its_config_file_and_reloads_it_on_sighup() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let config = std::env::temp_dir().join(format!("services-demo-{}.toml", std::process::id()));
+    std::fs::copy(example, &config).expect("the example config exists");
+    let (mut child, mut log) =
+        start_demo(&["--config", config.to_str().unwrap(), "--status-every", "1"]);
+
+    // The example disables payment-sync and speeds the heartbeat up to every second.
+    log.wait_for("alive", 3);
+    log.wait_for("SERVICE", 2);
+    let table = log
+        .seen
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("payment-sync"))
+        .expect("the table lists payment-sync")
+        .clone();
+    assert!(table.contains("disabled"), "{table}");
+    assert!(
+        log.seen
+            .iter()
+            .any(|l| l.starts_with("heartbeat") && l.contains("every 1s") && l.contains("file")),
+        "the heartbeat's schedule comes from the file"
+    );
+    assert!(!log.seen.iter().any(|l| l.contains("payments in sync")));
+
+    // The operator turns payment-sync back on and reloads.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("enabled = false", "enabled = true")).unwrap();
+    signal(&child, "HUP");
+    log.wait_for("configuration reloaded", 1);
+    log.wait_for("payments in sync", 1);
+
+    signal(&child, "TERM");
+    log.wait_for("service manager stopped", 1);
+    log.rest();
+    let exit = child.wait().expect("the demo exits");
+    let _ = std::fs::remove_file(&config);
+    assert!(exit.success(), "clean exit after SIGTERM, got {exit}");
 }
