@@ -27,3 +27,8 @@ pub mod search {
 }
 
 pub use extra_services::CLEANUPS;
+
+/// The README's examples, compiled (and, where they do not wait for a signal, run) as doc tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
