@@ -49,6 +49,8 @@ struct Record {
     runs: u64,
     failures: u64,
     skipped: u64,
+    claimed_elsewhere: u64,
+    coordinator_error: Option<String>,
 }
 
 impl Entry {
@@ -168,6 +170,15 @@ impl Entry {
         }
     }
 
+    pub(crate) fn add_claimed_elsewhere(&self) {
+        self.record().claimed_elsewhere += 1;
+    }
+
+    /// Records whether the coordinator is reachable; returns whether it was unreachable before.
+    pub(crate) fn set_coordinator_error(&self, error: Option<String>) -> bool {
+        std::mem::replace(&mut self.record().coordinator_error, error).is_some()
+    }
+
     pub(crate) fn add_skipped(&self, skipped: u64) {
         self.record().skipped += skipped;
     }
@@ -205,6 +216,8 @@ impl Entry {
             runs: record.runs,
             failures: record.failures,
             skipped: record.skipped,
+            claimed_elsewhere: record.claimed_elsewhere,
+            coordinator_error: record.coordinator_error.clone(),
         }
     }
 

@@ -40,6 +40,12 @@ pub enum Error {
     /// The configuration (file or environment) has problems; each is listed.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The coordinator could not answer.
+    #[error("coordinator: {0}")]
+    Coordinator(#[from] crate::coordinator::CoordinatorError),
+    /// The manager has no coordinator, so there is no cluster to ask.
+    #[error("this manager has no coordinator: there is no cluster-wide history")]
+    NotCoordinated,
     /// `start` was called outside a tokio runtime.
     #[error("the service manager must be started from within a tokio runtime")]
     NoRuntime,

@@ -73,7 +73,9 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod cluster;
 mod config;
+mod coordinator;
 mod entry;
 mod error;
 mod job;
@@ -85,6 +87,10 @@ mod status;
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::{env_var_name, ConfigError, ConfigProblem, Origin};
+pub use coordinator::{
+    outcome_parts, Claim, ClaimPolicy, Coordinator, CoordinatorError, Delivery, FinishedRun,
+    InMemoryCoordinator, RunRecord, Ticket,
+};
 pub use error::Error;
 pub use job::{IntoJobResult, JobContext};
 pub use manager::{ConfigReload, ServiceManager, ServiceManagerBuilder, StopMode};

@@ -11,6 +11,9 @@ use tokio::sync::Semaphore;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Base, ConfigSources, Effective, EnvSource, Origin};
+use crate::coordinator::{Coordinator, RunRecord};
+
+const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 use crate::entry::Entry;
 use crate::error::Error;
 use crate::registry;
@@ -92,6 +95,8 @@ pub struct ServiceManagerBuilder {
     on_failure: Option<Arc<FailureHook>>,
     registered: bool,
     config: ConfigSources,
+    coordinator: Option<Arc<dyn Coordinator>>,
+    lease: Duration,
 }
 
 impl ServiceManagerBuilder {
@@ -128,6 +133,22 @@ impl ServiceManagerBuilder {
     /// ```
     pub fn on_failure(mut self, hook: impl Fn(&Failure) + Send + Sync + 'static) -> Self {
         self.on_failure = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs each tick on only one of several replicas: before running a tick, this manager claims it
+    /// from `coordinator`. See the [`Coordinator`] docs; `scheduler` ships
+    /// [`InMemoryCoordinator`](crate::InMemoryCoordinator) and, with the `postgres` feature, a
+    /// PostgreSQL one.
+    pub fn coordinator(mut self, coordinator: impl Coordinator) -> Self {
+        self.coordinator = Some(Arc::new(coordinator));
+        self
+    }
+
+    /// How long a claim holds without renewal (30 s by default): a run is renewed every third of it,
+    /// and a replica that dies blocks its service at most this long.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
         self
     }
 
@@ -202,6 +223,12 @@ impl ServiceManagerBuilder {
             self.stop_deadline = loaded.stop_deadline.or(self.stop_deadline);
         }
         let max_concurrent_jobs = self.max_concurrent_jobs.unwrap_or_else(cpu_count);
+        if self.lease < Duration::from_millis(30) {
+            return Err(Error::InvalidOption {
+                option: "lease",
+                reason: format!("{:?} is too short: at least 30ms", self.lease),
+            });
+        }
         if max_concurrent_jobs == 0 || max_concurrent_jobs > Semaphore::MAX_PERMITS {
             return Err(Error::InvalidOption {
                 option: "max_concurrent_jobs",
@@ -245,6 +272,8 @@ impl ServiceManagerBuilder {
                     clock: self.clock,
                     pool: Arc::new(Semaphore::new(max_concurrent_jobs)),
                     on_failure: self.on_failure,
+                    coordinator: self.coordinator,
+                    lease: self.lease,
                 }),
                 services: Mutex::new(BTreeMap::new()),
                 runtime: Mutex::new(None),
@@ -281,6 +310,8 @@ impl ServiceManager {
             on_failure: None,
             registered: false,
             config: ConfigSources::default(),
+            coordinator: None,
+            lease: DEFAULT_LEASE,
         }
     }
 
@@ -325,6 +356,13 @@ impl ServiceManager {
             .runtime
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle.clone());
+        if let Some(coordinator) = self.inner.shared.coordinator.clone() {
+            handle.spawn(async move {
+                if let Err(error) = coordinator.prepare().await {
+                    tracing::warn!(%error, "coordinator not ready; claims will retry");
+                }
+            });
+        }
         let mut services = self.services_map();
         for entry in services.values_mut() {
             if entry.is_stopped() {
@@ -541,6 +579,24 @@ impl ServiceManager {
             }
         }
         tracing::info!(tasks = in_flight, "service manager stopped");
+    }
+
+    /// The latest runs of `service` across every replica, newest first (with a coordinator).
+    ///
+    /// # Errors
+    /// [`Error::NotCoordinated`] without a coordinator; [`Error::Coordinator`] when it cannot answer.
+    pub async fn cluster_history(
+        &self,
+        service: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, Error> {
+        let coordinator = self
+            .inner
+            .shared
+            .coordinator
+            .clone()
+            .ok_or(Error::NotCoordinated)?;
+        Ok(coordinator.history(service, limit).await?)
     }
 
     /// A snapshot of every service, sorted by name.

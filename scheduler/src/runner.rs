@@ -22,6 +22,8 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::clock::Clock;
+use crate::cluster::{self, Decision};
+use crate::coordinator::{Coordinator, Ticket};
 use crate::entry::{BusyGuard, Entry};
 use crate::job::{Job, JobContext};
 use crate::status::{Failure, Outcome};
@@ -29,23 +31,33 @@ use crate::Schedule;
 
 pub(crate) type FailureHook = dyn Fn(&Failure) + Send + Sync;
 
-/// What every runner shares: the clock, the worker pool and the failure hook.
+/// What every runner shares: the clock, the worker pool, the failure hook and the coordinator.
 pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) pool: Arc<Semaphore>,
     pub(crate) on_failure: Option<Arc<FailureHook>>,
+    /// `None`: every tick runs here, with no claim (and no cost for one).
+    pub(crate) coordinator: Option<Arc<dyn Coordinator>>,
+    pub(crate) lease: Duration,
 }
 
 pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
     let clock = &*shared.clock;
     let started = clock.now();
-    // Fixed periods and one-shot delays count from the start, so every tick is `start + k × period`.
-    let schedule = entry.service.schedule.clone().anchored_at(started);
+    // Fixed periods count from the start, so every tick is `start + k × period`; replicas that
+    // coordinate count from the Unix epoch instead, so that they all compute the same ticks.
+    let anchor = match (&shared.coordinator, entry.service.schedule.period()) {
+        (Some(_), Some(_)) => DateTime::UNIX_EPOCH,
+        _ => started,
+    };
+    let schedule = entry.service.schedule.clone().anchored_at(anchor);
     let mut due = if entry.service.on_start {
         Some(started)
     } else {
         schedule.first_tick(started)
     };
+    // `on_start` belongs to this replica's start, so that run is never coordinated.
+    let mut on_start_tick = entry.service.on_start.then_some(started);
     loop {
         if !entry.schedule_next(due) {
             return;
@@ -54,7 +66,29 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
             tracing::info!(service = %entry.name, "schedule has no further ticks");
             return;
         };
-        if !sleep_until(clock, tick, &entry).await || !entry.wait_for_slot() {
+        if !sleep_until(clock, tick, &entry).await {
+            return;
+        }
+        let coordinator = shared
+            .coordinator
+            .as_ref()
+            .filter(|_| on_start_tick.take() != Some(tick));
+        let ticket = match coordinator {
+            None => None,
+            Some(coordinator) => {
+                match cluster::claim(&**coordinator, &entry, &shared, &schedule, tick).await {
+                    Decision::Run(ticket) => Some(ticket),
+                    Decision::Skip => {
+                        due = next_tick(&entry, &schedule, tick, clock.now());
+                        continue;
+                    }
+                    Decision::Stopped => return,
+                }
+            }
+        };
+        // A takeover (at-least-once delivery) runs an older, abandoned tick first.
+        let run_tick = ticket.as_ref().map_or(tick, |t| t.tick);
+        if !entry.wait_for_slot() {
             return;
         }
         let permit = tokio::select! {
@@ -69,13 +103,17 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
             if !entry.begin_run(clock.now()) {
                 return;
             }
-            run_once(&entry, &shared, tick, busy).await;
+            run_once(&entry, &shared, run_tick, busy, ticket.as_ref()).await;
         } else {
             // The previous definition of this service (before a reload) is still running.
             entry.add_skipped(1);
         }
         drop(permit);
-        due = next_tick(&entry, &schedule, tick, clock.now());
+        due = if run_tick == tick {
+            next_tick(&entry, &schedule, tick, clock.now())
+        } else {
+            Some(tick)
+        };
     }
 }
 
@@ -97,31 +135,50 @@ async fn sleep_until(clock: &dyn Clock, tick: DateTime<Utc>, entry: &Entry) -> b
     }
 }
 
-async fn run_once(entry: &Arc<Entry>, shared: &Shared, tick: DateTime<Utc>, busy: BusyGuard) {
+async fn run_once(
+    entry: &Arc<Entry>,
+    shared: &Shared,
+    tick: DateTime<Utc>,
+    busy: BusyGuard,
+    ticket: Option<&Ticket>,
+) {
     let ctx = JobContext::new(entry.name.clone(), tick, entry.cancel_job.clone());
     let span = tracing::info_span!("service_run", service = %entry.name, %tick);
     let began = tokio::time::Instant::now();
-    let outcome = match &entry.service.job {
-        Job::Async(job) => {
-            let _busy = busy;
-            let run = AssertUnwindSafe(async { job(ctx).await }).catch_unwind();
-            outcome_of(run.instrument(span.clone()).await)
-        }
-        Job::Blocking(job) => {
-            let job = job.clone();
-            let blocking_span = span.clone();
-            let run = tokio::task::spawn_blocking(move || {
+    let started = shared.clock.now();
+    let execute = async {
+        match &entry.service.job {
+            Job::Async(job) => {
                 let _busy = busy;
-                blocking_span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| job(ctx))))
-            });
-            match run.await {
-                Ok(result) => outcome_of(result),
-                Err(join_error) => Outcome::Panicked(join_error.to_string()),
+                let run = AssertUnwindSafe(async { job(ctx).await }).catch_unwind();
+                outcome_of(run.instrument(span.clone()).await)
+            }
+            Job::Blocking(job) => {
+                let job = job.clone();
+                let blocking_span = span.clone();
+                let run = tokio::task::spawn_blocking(move || {
+                    let _busy = busy;
+                    blocking_span
+                        .in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| job(ctx))))
+                });
+                match run.await {
+                    Ok(result) => outcome_of(result),
+                    Err(join_error) => Outcome::Panicked(join_error.to_string()),
+                }
             }
         }
     };
+    let outcome = match (ticket, &shared.coordinator) {
+        (Some(ticket), Some(coordinator)) => {
+            cluster::renewing(execute, &**coordinator, ticket, shared.lease).await
+        }
+        _ => execute.await,
+    };
     let duration = began.elapsed();
     span.in_scope(|| report(entry, shared, tick, &outcome, duration));
+    if let (Some(ticket), Some(coordinator)) = (ticket, &shared.coordinator) {
+        cluster::finish(coordinator, ticket, started, shared.clock.now(), &outcome).await;
+    }
     entry.finish_run(outcome, duration);
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::coordinator::Delivery;
 use crate::job::{IntoJobResult, Job, JobContext};
 use crate::Schedule;
 
@@ -34,6 +35,7 @@ pub struct Service {
     pub(crate) schedule: Schedule,
     pub(crate) job: Job,
     pub(crate) on_start: bool,
+    pub(crate) delivery: Delivery,
 }
 
 impl Service {
@@ -100,6 +102,7 @@ impl Service {
             schedule,
             job,
             on_start: false,
+            delivery: Delivery::AtMostOnce,
         }
     }
 
@@ -107,6 +110,14 @@ impl Service {
     #[must_use]
     pub fn on_start(mut self, on_start: bool) -> Self {
         self.on_start = on_start;
+        self
+    }
+
+    /// With a [`Coordinator`](crate::Coordinator): whether a tick whose runner died is run again by
+    /// another replica ([`Delivery::AtLeastOnce`]) or not ([`Delivery::AtMostOnce`], the default).
+    #[must_use]
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
         self
     }
 
@@ -126,6 +137,7 @@ impl fmt::Debug for Service {
         f.debug_struct("Service")
             .field("schedule", &self.schedule)
             .field("on_start", &self.on_start)
+            .field("delivery", &self.delivery)
             .field(
                 "job",
                 &match self.job {

@@ -103,8 +103,13 @@ pub struct ServiceStatus {
     pub runs: u64,
     /// Runs that returned `Err` or panicked.
     pub failures: u64,
-    /// Ticks skipped because the previous run was still going (or waiting for a slot) when they came.
+    /// Ticks skipped because the previous run was still going (or waiting for a slot) when they came
+    /// — on this replica or, with a coordinator, on another.
     pub skipped: u64,
+    /// With a coordinator: ticks another replica claimed, so this one did not run them.
+    pub claimed_elsewhere: u64,
+    /// With a coordinator: why it is unreachable, while it is (coordinated runs are paused).
+    pub coordinator_error: Option<String>,
 }
 
 /// A failed run, as the failure hook receives it.

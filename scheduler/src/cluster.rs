@@ -1,0 +1,142 @@
+//! The runner's side of coordination: claiming a tick (with retries while the coordinator is down),
+//! keeping the claim's lease alive while the job runs, and reporting the end of the run.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::coordinator::{Claim, ClaimPolicy, Coordinator, FinishedRun, Ticket};
+use crate::entry::Entry;
+use crate::runner::Shared;
+use crate::status::Outcome;
+use crate::Schedule;
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LONGEST_RETRY: Duration = Duration::from_secs(30);
+
+/// What to do with a due tick in coordinated mode.
+pub(crate) enum Decision {
+    /// This replica runs the ticket's tick.
+    Run(Ticket),
+    /// Another replica has it, or is still running an earlier one, or the coordinator stayed
+    /// unreachable until the next tick was due.
+    Skip,
+    /// The service was stopped while waiting.
+    Stopped,
+}
+
+/// Claims `tick`, retrying with backoff while the coordinator is unreachable, until the tick after it
+/// is due: then this tick is given up (no replica could be sure of running it alone).
+pub(crate) async fn claim(
+    coordinator: &dyn Coordinator,
+    entry: &Entry,
+    shared: &Shared,
+    schedule: &Schedule,
+    tick: DateTime<Utc>,
+) -> Decision {
+    let policy = ClaimPolicy {
+        lease: shared.lease,
+        delivery: entry.service.delivery,
+    };
+    let give_up_at = schedule.next_after(tick);
+    let mut backoff = FIRST_RETRY;
+    loop {
+        let error = match coordinator.claim(&entry.name, tick, policy).await {
+            Ok(claim) => {
+                if entry.set_coordinator_error(None) {
+                    tracing::info!(service = %entry.name, "coordinator reachable again: coordinated runs resume");
+                }
+                return match claim {
+                    Claim::Granted(ticket) => Decision::Run(ticket),
+                    Claim::Taken { replica } => {
+                        tracing::debug!(service = %entry.name, %tick, %replica, "tick claimed by another replica");
+                        entry.add_claimed_elsewhere();
+                        Decision::Skip
+                    }
+                    Claim::Busy {
+                        replica,
+                        tick: running,
+                    } => {
+                        tracing::warn!(service = %entry.name, %tick, %replica, %running,
+                            "tick skipped: another replica is still running an earlier tick");
+                        entry.add_skipped(1);
+                        Decision::Skip
+                    }
+                };
+            }
+            Err(error) => error,
+        };
+        if !entry.set_coordinator_error(Some(error.to_string())) {
+            tracing::warn!(service = %entry.name, %error,
+                "coordinator unreachable: coordinated runs paused, retrying with backoff");
+        }
+        let now = shared.clock.now();
+        let retry_at = now + chrono::TimeDelta::from_std(backoff).unwrap_or(chrono::TimeDelta::MAX);
+        if give_up_at.is_some_and(|next| retry_at >= next) {
+            tracing::warn!(service = %entry.name, %tick, "tick not run: the coordinator stayed unreachable");
+            return Decision::Skip;
+        }
+        tokio::select! {
+            biased;
+            () = entry.unschedule.cancelled() => return Decision::Stopped,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(LONGEST_RETRY);
+    }
+}
+
+/// Runs `job` while renewing the ticket's lease every third of it.
+pub(crate) async fn renewing<F: Future>(
+    job: F,
+    coordinator: &dyn Coordinator,
+    ticket: &Ticket,
+    lease: Duration,
+) -> F::Output {
+    let renew = async {
+        let mut every = tokio::time::interval(lease / 3);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if let Err(error) = coordinator.renew(ticket).await {
+                tracing::warn!(service = %ticket.service, tick = %ticket.tick, %error, "lease not renewed");
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        output = job => output,
+        () = renew => unreachable!("the renewal loop never ends"),
+    }
+}
+
+/// Reports the end of a run, retrying a few times; a report that never arrives leaves the claim to
+/// run out, as if this replica had died.
+pub(crate) async fn finish(
+    coordinator: &Arc<dyn Coordinator>,
+    ticket: &Ticket,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+    outcome: &Outcome,
+) {
+    let run = FinishedRun {
+        started,
+        finished,
+        outcome: outcome.clone(),
+    };
+    let mut backoff = FIRST_RETRY;
+    for attempt in 1..=4 {
+        match coordinator.finish(ticket, &run).await {
+            Ok(()) => return,
+            Err(error) if attempt == 4 => {
+                tracing::error!(service = %ticket.service, tick = %ticket.tick, %error,
+                    "could not record the end of the run; its claim will run out");
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Coordination across replicas: which replica runs a tick.
+//!
+//! By default a manager runs every tick itself. Give it a [`Coordinator`] and, before running tick *T*
+//! of service *S*, it claims the key (S, T) from the coordinator; only the replica whose claim is
+//! granted runs it. Ticks are instants of the schedule, which every replica computes alike (fixed
+//! periods are anchored at the Unix epoch in coordinated mode, so that they agree), so a claim per
+//! tick — not a lock per name — is what keeps a tick from running twice, however long the job takes.
+//!
+//! ```text
+//! replica A ── tick T due ── claim (S,T) ✔ ── run ──────────── finish (S,T) ✔
+//! replica B ── tick T due ── claim (S,T) ✘ taken by A: skip, sleep until T+1
+//! replica B ── tick T+1 due ─ claim (S,T+1) ✘ A still running T (lease alive): skipped, no overlap
+//! ```
+//!
+//! A granted claim carries a lease that the runner renews while the job runs; a replica that dies
+//! leaves a claim whose lease runs out. What happens to that tick is the service's [`Delivery`].
+
+mod memory;
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+
+use crate::status::Outcome;
+
+pub use memory::InMemoryCoordinator;
+
+/// Decides, tick by tick, which replica runs a service.
+///
+/// Implementations must make [`claim`](Coordinator::claim) atomic across replicas: for one
+/// (service, tick) key at most one call ever returns [`Claim::Granted`] (a takeover under
+/// [`Delivery::AtLeastOnce`] aside).
+pub trait Coordinator: Send + Sync + 'static {
+    /// This replica's name, as it appears in claims and history.
+    fn replica(&self) -> &str;
+
+    /// Called by [`ServiceManager::start`](crate::ServiceManager::start) before any claim, e.g. to
+    /// create or migrate a schema. Failing here is not fatal: claims retry until it works.
+    fn prepare(&self) -> BoxFuture<'_, Result<(), CoordinatorError>>;
+
+    /// Tries to claim `tick` of `service` for this replica, with a lease of `policy.lease`.
+    fn claim<'a>(
+        &'a self,
+        service: &'a str,
+        tick: DateTime<Utc>,
+        policy: ClaimPolicy,
+    ) -> BoxFuture<'a, Result<Claim, CoordinatorError>>;
+
+    /// Extends the lease of a granted claim while its job runs.
+    fn renew<'a>(&'a self, ticket: &'a Ticket) -> BoxFuture<'a, Result<(), CoordinatorError>>;
+
+    /// Records the end of a run.
+    fn finish<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+        run: &'a FinishedRun,
+    ) -> BoxFuture<'a, Result<(), CoordinatorError>>;
+
+    /// The latest runs of `service` across the cluster, newest first.
+    fn history<'a>(
+        &'a self,
+        service: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, CoordinatorError>>;
+}
+
+/// What happens to a tick whose runner died (its lease ran out before it finished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// The tick is not run again: a tick runs at most once. The default.
+    #[default]
+    AtMostOnce,
+    /// The next replica to claim a tick of the service first takes over the abandoned tick and runs
+    /// it: a tick runs at least once (twice, if the "dead" runner was only cut off and did finish).
+    AtLeastOnce,
+}
+
+/// How to claim: the lease, and what to do with abandoned ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimPolicy {
+    /// How long a claim holds without renewal.
+    pub lease: Duration,
+    /// The service's delivery guarantee.
+    pub delivery: Delivery,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Claim {
+    /// This replica runs the ticket's tick. Under [`Delivery::AtLeastOnce`] that may be an older,
+    /// abandoned tick being taken over; the runner then claims the tick it asked for right after.
+    Granted(Ticket),
+    /// Another replica claimed this tick.
+    Taken {
+        /// The replica that has it.
+        replica: String,
+    },
+    /// Another replica is still running an earlier tick of this service (its lease is alive):
+    /// running this one would overlap it, so it is skipped.
+    Busy {
+        /// The replica running it.
+        replica: String,
+        /// The tick it is running.
+        tick: DateTime<Utc>,
+    },
+}
+
+/// A granted claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The service.
+    pub service: String,
+    /// The tick this replica runs.
+    pub tick: DateTime<Utc>,
+    /// 1 for a first run, more for a takeover of an abandoned tick.
+    pub attempt: u32,
+}
+
+/// A finished run, as reported to [`Coordinator::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedRun {
+    /// When the job started.
+    pub started: DateTime<Utc>,
+    /// When it ended.
+    pub finished: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// One run in the cluster's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunRecord {
+    /// The service.
+    pub service: String,
+    /// The tick.
+    pub tick: DateTime<Utc>,
+    /// The replica that ran (or runs) it.
+    pub replica: String,
+    /// Which attempt this is (more than 1 after a takeover).
+    pub attempt: u32,
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// When it ended; `None` while running, or if its runner died.
+    pub finished: Option<DateTime<Utc>>,
+    /// `ok`, `failed`, `panicked`, `aborted`; `None` while running or if its runner died.
+    pub outcome: Option<String>,
+    /// The error or panic message of a failed run.
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// A record; for [`Coordinator`] implementations.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        service: String,
+        tick: DateTime<Utc>,
+        replica: String,
+        attempt: u32,
+        started: DateTime<Utc>,
+        finished: Option<DateTime<Utc>>,
+        outcome: Option<String>,
+        error: Option<String>,
+    ) -> Self {
+        RunRecord {
+            service,
+            tick,
+            replica,
+            attempt,
+            started,
+            finished,
+            outcome,
+            error,
+        }
+    }
+}
+
+/// Why a coordinator could not answer (a database that is down, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorError(String);
+
+impl CoordinatorError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        CoordinatorError(message.into())
+    }
+}
+
+impl fmt::Display for CoordinatorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CoordinatorError {}
+
+/// The outcome's name and message, as coordinators store them.
+pub fn outcome_parts(outcome: &Outcome) -> (&'static str, Option<&str>) {
+    match outcome {
+        Outcome::Succeeded => ("ok", None),
+        Outcome::Failed(error) => ("failed", Some(error)),
+        Outcome::Panicked(message) => ("panicked", Some(message)),
+        Outcome::Aborted => ("aborted", None),
+    }
+}
