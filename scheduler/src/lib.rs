@@ -39,6 +39,7 @@
 //! | `tz = "Europe/Berlin"` | the time zone of a cron expression; UTC by default |
 //! | `on_start` | also run once right when the manager starts |
 //! | `name = "daily-report"` | the service's name; by default the function's module path and name |
+//! | `once_after = 30` | instead of `interval`: run once, 30 s after start (`0`: right at start) |
 //!
 //! The function may be `async` or not, take nothing or a [`JobContext`], and return `()` or
 //! `Result<(), E>` with `E: Display`. Everything the macro can see is checked when you compile: a
@@ -65,6 +66,24 @@
 //!   of the old definition runs once the call returns.
 //! - **Observability**: each run is a `tracing` span `service_run` with the service name and tick;
 //!   [`ServiceManager::services`] reports state, next tick, last run, and counts.
+//!
+//! # One-shot services
+//! [`Service::once_after`] and [`Service::once_at`] (or `once_after = N` in the attribute) run a job
+//! once; afterwards the service shows as [`ServiceState::Finished`] with its outcome. Stopping it
+//! before it fires cancels it.
+//!
+//! # Configuration
+//! Operators can override each service's `enabled`, `interval`, `tz` and `on_start`, and the
+//! manager's `max_concurrent_jobs` and `stop_deadline`, from a TOML file
+//! ([`config_file`](ServiceManagerBuilder::config_file)) and environment variables
+//! ([`config_env`](ServiceManagerBuilder::config_env), names from [`env_var_name`]): attribute < file
+//! < environment. Everything is validated at once ([`ConfigError`] lists every problem), and
+//! [`ServiceManager::reload_config`] re-registers only the services whose settings changed.
+//!
+//! # Several replicas
+//! With a [`Coordinator`] ([`ServiceManagerBuilder::coordinator`]), replicas of an app claim each
+//! tick before running it, so each tick runs on exactly one replica, and a long run on one replica
+//! blocks the service on all of them. See the [`Coordinator`] docs for leases and [`Delivery`].
 //!
 //! # Testing your services
 //! Give the manager a [`TokioClock`] and run under tokio's paused time: ticks then happen exactly,
