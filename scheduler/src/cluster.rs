@@ -16,17 +16,10 @@ use crate::Schedule;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LONGEST_RETRY: Duration = Duration::from_secs(30);
 
-/// What to do with a due tick in coordinated mode.
-pub(crate) enum Decision {
-    /// This replica runs the ticket's tick.
-    Run(Ticket),
-    /// Another replica has it, or is still running an earlier one, or the coordinator stayed
-    /// unreachable until the next tick was due.
-    Skip,
-    /// The service was stopped while waiting.
-    Stopped,
-}
-
+/// Claims `tick` and returns the ticket to run, or `None` when this replica does not run it: another
+/// replica has it, or is still running an earlier tick, or the coordinator stayed unreachable until
+/// the next tick was due.
+///
 /// Claims `tick`, retrying with backoff while the coordinator is unreachable, until the tick after it
 /// is due: then this tick is given up (no replica could be sure of running it alone).
 pub(crate) async fn claim(
@@ -35,7 +28,7 @@ pub(crate) async fn claim(
     shared: &Shared,
     schedule: &Schedule,
     tick: DateTime<Utc>,
-) -> Decision {
+) -> Option<Ticket> {
     let policy = ClaimPolicy {
         lease: shared.lease,
         delivery: entry.service.delivery,
@@ -49,11 +42,11 @@ pub(crate) async fn claim(
                     tracing::info!(service = %entry.name, "coordinator reachable again: coordinated runs resume");
                 }
                 return match claim {
-                    Claim::Granted(ticket) => Decision::Run(ticket),
+                    Claim::Granted(ticket) => Some(ticket),
                     Claim::Taken { replica } => {
                         tracing::debug!(service = %entry.name, %tick, %replica, "tick claimed by another replica");
                         entry.add_claimed_elsewhere();
-                        Decision::Skip
+                        None
                     }
                     Claim::Busy {
                         replica,
@@ -62,7 +55,7 @@ pub(crate) async fn claim(
                         tracing::warn!(service = %entry.name, %tick, %replica, %running,
                             "tick skipped: another replica is still running an earlier tick");
                         entry.add_skipped(1);
-                        Decision::Skip
+                        None
                     }
                 };
             }
@@ -76,13 +69,9 @@ pub(crate) async fn claim(
         let retry_at = now + chrono::TimeDelta::from_std(backoff).unwrap_or(chrono::TimeDelta::MAX);
         if give_up_at.is_some_and(|next| retry_at >= next) {
             tracing::warn!(service = %entry.name, %tick, "tick not run: the coordinator stayed unreachable");
-            return Decision::Skip;
+            return None;
         }
-        tokio::select! {
-            biased;
-            () = entry.unschedule.cancelled() => return Decision::Stopped,
-            () = tokio::time::sleep(backoff) => {}
-        }
+        tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(LONGEST_RETRY);
     }
 }

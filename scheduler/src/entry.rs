@@ -1,8 +1,10 @@
 //! One added service: its definition, its live record, and the handles that stop it.
 //!
 //! Invariant: the record's `stopped` flag is only set under its lock, and a run only begins under the
-//! same lock after checking it. So once [`Entry::mark_stopped`] returns, no new run of this entry can
-//! begin — which is what makes reloads and stops exact.
+//! same lock after checking it. So once [`Entry::stop`] returns, no new run of this entry can
+//! begin — which is what makes reloads and stops exact. It also tells whether a run was in flight:
+//! if not, the runner task is only sleeping or waiting and can be aborted outright; if so, the
+//! runner finds `stopped` set when the run ends and returns by itself.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,8 +23,6 @@ pub(crate) struct Entry {
     pub(crate) service: Service,
     pub(crate) origin: Origin,
     record: Mutex<Record>,
-    /// Cancelled when the service is stopped: wakes the runner from its sleep or its wait for a slot.
-    pub(crate) unschedule: CancellationToken,
     /// Cancelled on abort: what the job sees through its `JobContext`.
     pub(crate) cancel_job: CancellationToken,
     pub(crate) task: Mutex<Option<JoinHandle<()>>>,
@@ -69,7 +69,6 @@ impl Entry {
                 disabled,
                 ..Record::default()
             }),
-            unschedule: CancellationToken::new(),
             cancel_job: CancellationToken::new(),
             task: Mutex::new(None),
             busy,
@@ -109,8 +108,10 @@ impl Entry {
         self.record().started = true;
     }
 
-    /// Stops new runs; returns whether a run is in progress.
-    pub(crate) fn mark_stopped(&self) -> bool {
+    /// Stops new runs, and aborts the runner unless a run is in progress (which then finishes, and
+    /// the runner returns). Returns the runner task, if it was still there, and whether it was
+    /// running a job.
+    pub(crate) fn stop(&self) -> (Option<JoinHandle<()>>, bool) {
         let in_flight = {
             let mut record = self.record();
             record.stopped = true;
@@ -118,13 +119,27 @@ impl Entry {
             record.waiting_for_slot = false;
             record.in_flight
         };
-        self.unschedule.cancel();
-        in_flight
+        let task = self.take_task();
+        if let (Some(task), false) = (&task, in_flight) {
+            task.abort();
+        }
+        (task, in_flight)
     }
 
     /// Records the next tick; `false` when the service was stopped meanwhile.
     pub(crate) fn schedule_next(&self, next: Option<DateTime<Utc>>) -> bool {
+        self.schedule_next_after_skipping(0, next)
+    }
+
+    /// Counts skipped ticks and records the next one; `false` when the service was stopped.
+    pub(crate) fn schedule_next_after_skipping(
+        &self,
+        skipped: u64,
+        next: Option<DateTime<Utc>>,
+    ) -> bool {
         let mut record = self.record();
+        record.skipped += skipped;
+        record.waiting_for_slot = false;
         if record.stopped {
             return false;
         }
@@ -133,10 +148,9 @@ impl Entry {
         true
     }
 
-    pub(crate) fn wait_for_slot(&self) -> bool {
+    pub(crate) fn wait_for_slot(&self) {
         let mut record = self.record();
         record.waiting_for_slot = !record.stopped;
-        !record.stopped
     }
 
     /// Begins a run unless the service was stopped; see the module invariant.
@@ -151,13 +165,27 @@ impl Entry {
         true
     }
 
-    pub(crate) fn finish_run(&self, outcome: Outcome, duration: Duration) {
-        let mut record = self.record();
-        record.in_flight = false;
-        record.runs += 1;
-        record.failures += u64::from(outcome.is_failure());
-        record.last_duration = Some(duration);
-        record.last_outcome = Some(outcome);
+    /// Records a finished run, the ticks skipped meanwhile and the next tick; `false` when the
+    /// service was stopped meanwhile.
+    pub(crate) fn finish_run(
+        &self,
+        outcome: Outcome,
+        duration: Duration,
+        skipped: u64,
+        next: Option<DateTime<Utc>>,
+    ) -> bool {
+        {
+            let mut record = self.record();
+            record.in_flight = false;
+            record.runs += 1;
+            record.failures += u64::from(outcome.is_failure());
+            record.last_duration = Some(duration);
+            record.last_outcome = Some(outcome);
+        }
+        if skipped > 0 {
+            tracing::warn!(service = %self.name, skipped, "ticks skipped: the previous run was still in progress");
+        }
+        self.schedule_next_after_skipping(skipped, next)
     }
 
     /// After an abort: the run that was in progress, if any, will never report back.

@@ -409,7 +409,9 @@ impl ServiceManager {
         let mut services = self.services_map();
         let busy = match services.get(&name) {
             Some(old) => {
-                old.mark_stopped();
+                // A run of the old definition in progress finishes undisturbed (its task then
+                // returns by itself); otherwise the old runner is aborted.
+                drop(old.stop());
                 tracing::info!(service = %name, "service reloaded");
                 old.busy.clone()
             }
@@ -515,8 +517,7 @@ impl ServiceManager {
             .get(name)
             .cloned()
             .ok_or_else(|| Error::UnknownService(name.to_owned()))?;
-        entry.mark_stopped();
-        let Some(task) = entry.take_task() else {
+        let (Some(task), _) = entry.stop() else {
             return Ok(());
         };
         if mode == StopMode::Abort {
@@ -551,8 +552,7 @@ impl ServiceManager {
         let mut running = Vec::new();
         let mut tasks = Vec::new();
         for entry in entries {
-            entry.mark_stopped();
-            if let Some(task) = entry.take_task() {
+            if let (Some(task), _) = entry.stop() {
                 running.push((entry, task.abort_handle()));
                 tasks.push(task);
             }

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::clock::Clock;
-use crate::cluster::{self, Decision};
+use crate::cluster;
 use crate::coordinator::{Coordinator, Ticket};
 use crate::entry::{BusyGuard, Entry};
 use crate::job::{Job, JobContext};
@@ -58,17 +58,13 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
     };
     // `on_start` belongs to this replica's start, so that run is never coordinated.
     let mut on_start_tick = entry.service.on_start.then_some(started);
-    loop {
-        if !entry.schedule_next(due) {
-            return;
-        }
-        let Some(tick) = due else {
-            tracing::info!(service = %entry.name, "schedule has no further ticks");
-            return;
-        };
-        if !sleep_until(clock, tick, &entry).await {
-            return;
-        }
+    if !entry.schedule_next(due) {
+        return;
+    }
+    // Stopping this service aborts this task while it sleeps or waits, and lets a run in progress
+    // finish first (see `Entry`): so there is no cancellation to race against here.
+    while let Some(tick) = due {
+        let now = sleep_until(clock, tick).await;
         let coordinator = shared
             .coordinator
             .as_ref()
@@ -76,62 +72,67 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
         let ticket = match coordinator {
             None => None,
             Some(coordinator) => {
-                match cluster::claim(&**coordinator, &entry, &shared, &schedule, tick).await {
-                    Decision::Run(ticket) => Some(ticket),
-                    Decision::Skip => {
-                        due = next_tick(&entry, &schedule, tick, clock.now());
-                        continue;
+                let claimed =
+                    cluster::claim(&**coordinator, &entry, &shared, &schedule, tick).await;
+                if claimed.is_none() {
+                    let (skipped, next) = next_tick(&schedule, tick, clock.now());
+                    if !entry.schedule_next_after_skipping(skipped, next) {
+                        return;
                     }
-                    Decision::Stopped => return,
+                    due = next;
+                    continue;
                 }
+                claimed
             }
         };
         // A takeover (at-least-once delivery) runs an older, abandoned tick first.
         let run_tick = ticket.as_ref().map_or(tick, |t| t.tick);
-        if !entry.wait_for_slot() {
-            return;
-        }
-        let permit = tokio::select! {
-            biased;
-            () = entry.unschedule.cancelled() => return,
-            permit = shared.pool.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
+        let permit = if let Ok(permit) = shared.pool.try_acquire() {
+            permit
+        } else {
+            entry.wait_for_slot();
+            let Ok(permit) = shared.pool.acquire().await else {
+                return;
+            };
+            permit
         };
-        if let Some(busy) = BusyGuard::claim(&entry.busy) {
-            if !entry.begin_run(clock.now()) {
+        let outcome = if let Some(busy) = BusyGuard::claim(&entry.busy) {
+            if !entry.begin_run(now) {
                 return;
             }
-            run_once(&entry, &shared, run_tick, busy, ticket.as_ref()).await;
+            Some(run_once(&entry, &shared, run_tick, busy, ticket.as_ref()).await)
         } else {
             // The previous definition of this service (before a reload) is still running.
-            entry.add_skipped(1);
-        }
-        drop(permit);
-        due = if run_tick == tick {
-            next_tick(&entry, &schedule, tick, clock.now())
-        } else {
-            Some(tick)
+            None
         };
+        drop(permit);
+        let (skipped, next) = if run_tick == tick {
+            next_tick(&schedule, tick, clock.now())
+        } else {
+            (0, Some(tick))
+        };
+        let still_scheduled = match outcome {
+            Some((outcome, duration)) => entry.finish_run(outcome, duration, skipped, next),
+            None => entry.schedule_next_after_skipping(skipped + 1, next),
+        };
+        if !still_scheduled {
+            return;
+        }
+        due = next;
     }
+    tracing::info!(service = %entry.name, "schedule has no further ticks");
 }
 
-/// Sleeps until the clock reads `tick`; `false` when the service was stopped first.
-async fn sleep_until(clock: &dyn Clock, tick: DateTime<Utc>, entry: &Entry) -> bool {
+/// Sleeps until the clock reads `tick`, and returns the clock's reading then.
+async fn sleep_until(clock: &dyn Clock, tick: DateTime<Utc>) -> DateTime<Utc> {
     loop {
         let now = clock.now();
         if now >= tick {
-            return !entry.unschedule.is_cancelled();
+            return now;
         }
         // Re-checking the clock after each sleep keeps a tick from firing early if the wall clock was
         // set back while we slept.
-        let wait = (tick - now).to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            biased;
-            () = entry.unschedule.cancelled() => return false,
-            () = tokio::time::sleep(wait) => {}
-        }
+        tokio::time::sleep((tick - now).to_std().unwrap_or(Duration::ZERO)).await;
     }
 }
 
@@ -141,11 +142,11 @@ async fn run_once(
     tick: DateTime<Utc>,
     busy: BusyGuard,
     ticket: Option<&Ticket>,
-) {
+) -> (Outcome, Duration) {
     let ctx = JobContext::new(entry.name.clone(), tick, entry.cancel_job.clone());
     let span = tracing::info_span!("service_run", service = %entry.name, %tick);
     let began = tokio::time::Instant::now();
-    let started = shared.clock.now();
+    let started = ticket.map(|_| shared.clock.now());
     let execute = async {
         match &entry.service.job {
             Job::Async(job) => {
@@ -176,10 +177,11 @@ async fn run_once(
     };
     let duration = began.elapsed();
     span.in_scope(|| report(entry, shared, tick, &outcome, duration));
-    if let (Some(ticket), Some(coordinator)) = (ticket, &shared.coordinator) {
+    if let (Some(ticket), Some(coordinator), Some(started)) = (ticket, &shared.coordinator, started)
+    {
         cluster::finish(coordinator, ticket, started, shared.clock.now(), &outcome).await;
     }
-    entry.finish_run(outcome, duration);
+    (outcome, duration)
 }
 
 fn outcome_of(result: Result<Result<(), String>, Box<dyn Any + Send>>) -> Outcome {
@@ -224,20 +226,20 @@ fn report(entry: &Entry, shared: &Shared, tick: DateTime<Utc>, outcome: &Outcome
     }
 }
 
-/// The first tick at or after `now` that follows `tick`; ticks in between were missed while the run
-/// (or its wait for a slot) went on, and are counted as skipped.
+/// The first tick at or after `now` that follows `tick`, and how many ticks came in between: those
+/// were missed while the run (or its wait for a slot) went on, and count as skipped.
 fn next_tick(
-    entry: &Entry,
     schedule: &Schedule,
     tick: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let first = schedule.next_after(tick)?;
+) -> (u64, Option<DateTime<Utc>>) {
+    let Some(first) = schedule.next_after(tick) else {
+        return (0, None);
+    };
     if first >= now {
-        return Some(first);
+        return (0, Some(first));
     }
-    let just_before_now = now - TimeDelta::nanoseconds(1);
-    let next = schedule.next_after(just_before_now);
+    let next = schedule.next_after(now - TimeDelta::nanoseconds(1));
     let skipped = match (schedule.period(), next) {
         (Some(period), Some(next)) => {
             let span = (next - first).to_std().unwrap_or(Duration::ZERO);
@@ -245,13 +247,7 @@ fn next_tick(
         }
         _ => count_ticks(schedule, first, now),
     };
-    entry.add_skipped(skipped);
-    tracing::warn!(
-        service = %entry.name,
-        skipped,
-        "ticks skipped: the previous run was still in progress"
-    );
-    next
+    (skipped, next)
 }
 
 /// Ticks of a cron schedule in `[from, until)`, counted one by one: cron ticks are whole seconds, so a
