@@ -106,6 +106,8 @@ mod status;
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::{env_var_name, ConfigError, ConfigProblem, Origin};
+#[cfg(feature = "postgres")]
+pub use coordinator::PostgresCoordinator;
 pub use coordinator::{
     outcome_parts, Claim, ClaimPolicy, Coordinator, CoordinatorError, Delivery, FinishedRun,
     InMemoryCoordinator, RunRecord, Ticket,

@@ -16,19 +16,24 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context;
-use scheduler::{ServiceManager, ServiceStatus};
+use scheduler::{PostgresCoordinator, ServiceManager, ServiceManagerBuilder, ServiceStatus};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 services-demo: runs the app's background services until Ctrl-C or SIGTERM
 
 USAGE: services-demo [--config FILE] [--status-every SECONDS] [--stop-deadline SECONDS]
+                     [--database-url URL [--replica NAME] [--lease SECONDS]]
 
   --config FILE            operator settings (TOML) over the services' attributes; see
                            services-demo/config.example.toml. SIGHUP reloads it.
   --status-every SECONDS   print the services table this often (default 10)
   --stop-deadline SECONDS  on shutdown, wait this long for running jobs, then abort them (default 10;
                            the config file's [manager] stop_deadline wins)
+  --database-url URL       cluster mode: replicas sharing this PostgreSQL database run each tick
+                           once in all (default: env DATABASE_URL; without either, every tick runs here)
+  --replica NAME           this replica's name in the runs table (default: hostname-pid)
+  --lease SECONDS          how long a claim holds without renewal (default 30)
   -h, --help               show this help
 
 Environment variables SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START>,
@@ -39,6 +44,15 @@ struct Options {
     config: Option<std::path::PathBuf>,
     status_every: Duration,
     stop_deadline: Duration,
+    cluster: Cluster,
+}
+
+/// Cluster mode's options.
+#[derive(Default)]
+struct Cluster {
+    database_url: Option<String>,
+    replica: Option<String>,
+    lease: Option<Duration>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Options>> {
@@ -46,6 +60,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<O
         config: None,
         status_every: Duration::from_secs(10),
         stop_deadline: Duration::from_secs(10),
+        cluster: Cluster::default(),
     };
     while let Some(arg) = args.next() {
         let mut seconds = |name: &str| -> anyhow::Result<Duration> {
@@ -69,6 +84,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<O
             }
             "--status-every" => options.status_every = seconds("--status-every")?,
             "--stop-deadline" => options.stop_deadline = seconds("--stop-deadline")?,
+            "--database-url" => {
+                options.cluster.database_url =
+                    Some(args.next().context("--database-url needs a URL")?);
+            }
+            "--replica" => {
+                options.cluster.replica = Some(args.next().context("--replica needs a name")?);
+            }
+            "--lease" => options.cluster.lease = Some(seconds("--lease")?),
             other => anyhow::bail!("unknown argument '{other}'\n\n{USAGE}"),
         }
     }
@@ -96,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &options.config {
         builder = builder.config_file(path);
     }
+    builder = clustered(builder, &options.cluster);
     let manager = builder.build()?;
     manager.start()?;
     let mut reload = ReloadSignal::new();
@@ -116,6 +140,30 @@ async fn main() -> anyhow::Result<()> {
     manager.stop().await;
     println!("{}", table(&manager.services()));
     Ok(())
+}
+
+/// With a database URL, replicas coordinate through PostgreSQL: each tick runs on one of them.
+fn clustered(mut builder: ServiceManagerBuilder, cluster: &Cluster) -> ServiceManagerBuilder {
+    let Some(url) = cluster.database_url.clone().or_else(|| {
+        std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+    }) else {
+        return builder;
+    };
+    let replica = cluster.replica.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map_or_else(|| "replica".to_owned(), |h| h.trim().to_owned());
+        format!("{host}-{}", std::process::id())
+    });
+    if let Some(lease) = cluster.lease {
+        builder = builder.lease(lease);
+    }
+    tracing::info!(%replica, lease = ?cluster.lease.unwrap_or(Duration::from_secs(30)),
+        "cluster mode: coordinating through PostgreSQL");
+    builder.coordinator(PostgresCoordinator::connect(&url, replica))
 }
 
 /// SIGHUP, which asks a daemon to reload its configuration.

@@ -16,6 +16,8 @@
 //! leaves a claim whose lease runs out. What happens to that tick is the service's [`Delivery`].
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::fmt;
 use std::time::Duration;
@@ -26,6 +28,8 @@ use futures_util::future::BoxFuture;
 use crate::status::Outcome;
 
 pub use memory::InMemoryCoordinator;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresCoordinator;
 
 /// Decides, tick by tick, which replica runs a service.
 ///

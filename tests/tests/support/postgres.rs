@@ -1,0 +1,271 @@
+//! A throw-away PostgreSQL server for tests: `initdb` into a temporary directory, `pg_ctl start` on
+//! a free port of 127.0.0.1 with trust authentication, removed again on drop.
+//!
+//! The server binaries are looked up in `SCHEDULER_PG_BIN`, then `/usr/lib/postgresql/<newest>/bin`
+//! (Debian's `postgresql` package), then `PATH`. Without them a test is skipped with a loud notice —
+//! unless `SCHEDULER_REQUIRE_POSTGRES=1` (CI sets it), which makes it fail instead. As root (initdb
+//! refuses to run as root) the server runs as the `postgres` user, through `runuser`.
+//!
+//! Shared by `tests/tests/cluster_postgres.rs` and `services-demo/tests/cluster.rs`.
+
+#![allow(
+    dead_code,
+    reason = "each test crate that includes this file uses a different part of it"
+)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// A running (or stopped) throw-away server.
+pub(crate) struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    as_postgres_user: bool,
+    running: bool,
+}
+
+impl Postgres {
+    /// Creates and starts a server for the test `name`; `None` (after a notice) to skip the test
+    /// when the server binaries are not installed.
+    ///
+    /// # Panics
+    /// If the binaries are missing and `SCHEDULER_REQUIRE_POSTGRES=1`, or the server cannot start.
+    pub(crate) fn launch(name: &str) -> Option<Postgres> {
+        let Some(bin) = server_binaries() else {
+            let help =
+                "no PostgreSQL server binaries (initdb, pg_ctl) found in $SCHEDULER_PG_BIN, \
+                        /usr/lib/postgresql/*/bin or PATH; install them with \
+                        `apt-get install postgresql` (Debian/Ubuntu), or point SCHEDULER_PG_BIN at \
+                        the directory that has them";
+            assert!(
+                std::env::var("SCHEDULER_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "{name}: {help} (SCHEDULER_REQUIRE_POSTGRES=1 makes this an error)"
+            );
+            // Straight to the process's stderr: the test harness captures `eprintln!`, and a skip
+            // must be seen.
+            let notice = format!(
+                "\n==================== SKIPPED: {name} ====================\n\
+                 {help}.\nSet SCHEDULER_REQUIRE_POSTGRES=1 to make this a failure.\n\
+                 ========================================================\n"
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), notice.as_bytes());
+            return None;
+        };
+        let short: String = name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(20)
+            .collect();
+        // Short: the server's socket lives in this directory, and socket paths are limited to ~100
+        // bytes.
+        let dir = std::env::temp_dir().join(format!(
+            "sched-pg-{}-{}-{short}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the server's directory");
+        let as_postgres_user = is_root();
+        if as_postgres_user {
+            let status = Command::new("chown")
+                .args(["postgres:", dir.to_str().expect("a UTF-8 temp dir")])
+                .status()
+                .expect("run chown");
+            assert!(
+                status.success(),
+                "chown postgres: {} failed; as root, the tests need the `postgres` user that \
+                 Debian's postgresql package creates",
+                dir.display()
+            );
+        }
+        let mut server = Postgres {
+            bin,
+            dir,
+            port: 0,
+            as_postgres_user,
+            running: false,
+        };
+        let data = server.data_dir();
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().expect("a UTF-8 path"),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+        );
+        // A free port now may be taken by the time the server binds it: try a few.
+        for attempt in 1..=3 {
+            server.port = free_port();
+            if server.try_start() {
+                return Some(server);
+            }
+            eprintln!(
+                "{name}: server did not start on port {} (attempt {attempt})",
+                server.port
+            );
+        }
+        panic!(
+            "{name}: the PostgreSQL server did not start:\n{}",
+            server.log()
+        );
+    }
+
+    /// The URL to connect to, as the `postgres` superuser to the `postgres` database.
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server (fast shutdown: open connections are cut), keeping its data.
+    pub(crate) fn stop(&mut self) {
+        let data = self.data_dir();
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
+        self.running = false;
+    }
+
+    /// Starts the stopped server again, on the same port with the same data.
+    ///
+    /// # Panics
+    /// If it does not start.
+    pub(crate) fn start(&mut self) {
+        assert!(
+            self.try_start(),
+            "the server did not restart:\n{}",
+            self.log()
+        );
+    }
+
+    /// The server's log so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    fn try_start(&mut self) -> bool {
+        let data = self.data_dir();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=50",
+            self.port,
+            self.dir.display()
+        );
+        let output = self.command(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                self.dir.join("server.log").to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+        self.running = output.status.success();
+        self.running
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Output {
+        let program = self.bin.join(program);
+        let mut command = if self.as_postgres_user {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&program);
+            command
+        } else {
+            Command::new(&program)
+        };
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", program.display()))
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self.command(program, args);
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed ({}):\n{}\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.running {
+            let data = self.data_dir();
+            let _ = self.command(
+                "pg_ctl",
+                &[
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn server_binaries() -> Option<PathBuf> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("SCHEDULER_PG_BIN") {
+        return Some(PathBuf::from(dir)).filter(|dir| has_server(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, bin)| has_server(bin))
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?).find(|dir| has_server(dir))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
