@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -40,12 +41,8 @@ pub struct Schedule {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
-    Cron {
-        cron: Box<Cron>,
-        zone: Zone,
-        zone_name: Option<Box<str>>,
-        expr: Box<str>,
-    },
+    /// Shared, so that cloning a schedule (once per service start) costs a reference count.
+    Cron(Arc<CronIn>),
     Every(Every),
     /// One tick: at `at`, or, until anchored, `delay` after the instant asked about.
     Once {
@@ -54,19 +51,36 @@ enum Kind {
     },
 }
 
+/// A cron expression, the zone whose wall clock it reads, and how the user wrote both.
+#[derive(Debug, PartialEq, Eq)]
+struct CronIn {
+    cron: Cron,
+    zone: Zone,
+    zone_name: Option<Box<str>>,
+    expr: Box<str>,
+}
+
 impl Schedule {
     /// A cron expression evaluated in UTC; the same as `expr.parse::<Schedule>()`.
     ///
     /// # Errors
     /// A [`ScheduleError`] naming the field and token when the expression is malformed.
     pub fn cron(expr: &str) -> Result<Self, ScheduleError> {
+        Schedule::cron_with_zone(expr, Zone::Utc, None)
+    }
+
+    fn cron_with_zone(
+        expr: &str,
+        zone: Zone,
+        zone_name: Option<&str>,
+    ) -> Result<Self, ScheduleError> {
         Ok(Schedule {
-            kind: Kind::Cron {
-                cron: Box::new(Cron::parse(expr)?),
-                zone: Zone::Utc,
-                zone_name: None,
+            kind: Kind::Cron(Arc::new(CronIn {
+                cron: Cron::parse(expr)?,
+                zone,
+                zone_name: zone_name.map(Into::into),
                 expr: expr.trim().into(),
-            },
+            })),
         })
     }
 
@@ -85,15 +99,7 @@ impl Schedule {
     pub fn cron_in(expr: &str, time_zone: &str) -> Result<Self, ScheduleError> {
         let zone = Zone::parse(time_zone)
             .ok_or_else(|| ScheduleError::UnknownTimeZone(time_zone.to_owned()))?;
-        let mut schedule = Schedule::cron(expr)?;
-        if let Kind::Cron {
-            zone: z, zone_name, ..
-        } = &mut schedule.kind
-        {
-            *z = zone;
-            *zone_name = Some(time_zone.into());
-        }
-        Ok(schedule)
+        Schedule::cron_with_zone(expr, zone, Some(time_zone))
     }
 
     /// A fixed period, such as every 30 seconds. Fixed periods ignore the wall clock and DST.
@@ -236,7 +242,7 @@ impl Schedule {
     /// Cron schedules fire on whole seconds; fixed periods keep nanosecond precision.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match &self.kind {
-            Kind::Cron { cron, zone, .. } => zone::next_fire(cron, *zone, after),
+            Kind::Cron(c) => zone::next_fire(&c.cron, c.zone, after),
             Kind::Every(every) => every.next_after(after),
             Kind::Once { at: Some(at), .. } => (*at > after).then_some(*at),
             Kind::Once { at: None, delay } => TimeDelta::from_std(*delay)
@@ -249,7 +255,7 @@ impl Schedule {
     pub fn period(&self) -> Option<Duration> {
         match &self.kind {
             Kind::Every(every) => Some(every.period()),
-            Kind::Cron { .. } | Kind::Once { .. } => None,
+            Kind::Cron(_) | Kind::Once { .. } => None,
         }
     }
 
@@ -257,14 +263,14 @@ impl Schedule {
     pub fn anchor(&self) -> Option<DateTime<Utc>> {
         match &self.kind {
             Kind::Every(every) => every.anchor(),
-            Kind::Cron { .. } | Kind::Once { .. } => None,
+            Kind::Cron(_) | Kind::Once { .. } => None,
         }
     }
 
     /// The cron expression as written (trimmed); `None` for a fixed period.
     pub fn expression(&self) -> Option<&str> {
         match &self.kind {
-            Kind::Cron { expr, .. } => Some(expr),
+            Kind::Cron(c) => Some(&c.expr),
             Kind::Every(_) | Kind::Once { .. } => None,
         }
     }
@@ -272,7 +278,7 @@ impl Schedule {
     /// The time zone given to [`cron_in`](Schedule::cron_in); `None` for UTC cron and fixed periods.
     pub fn time_zone(&self) -> Option<&str> {
         match &self.kind {
-            Kind::Cron { zone_name, .. } => zone_name.as_deref(),
+            Kind::Cron(c) => c.zone_name.as_deref(),
             Kind::Every(_) | Kind::Once { .. } => None,
         }
     }
@@ -280,7 +286,7 @@ impl Schedule {
     /// Whether the schedule can never fire at all, such as `0 0 31 4,6,9,11 *`.
     pub fn never_fires(&self) -> bool {
         match &self.kind {
-            Kind::Cron { cron, .. } => !cron.can_fire(),
+            Kind::Cron(c) => !c.cron.can_fire(),
             Kind::Every(_) | Kind::Once { .. } => false,
         }
     }
@@ -304,12 +310,10 @@ impl fmt::Display for Schedule {
     /// The expression as written with its zone, or `every Ns`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Cron {
-                expr,
-                zone_name: Some(zone),
-                ..
-            } => write!(f, "{expr} ({zone})"),
-            Kind::Cron { expr, .. } => f.write_str(expr),
+            Kind::Cron(c) => match &c.zone_name {
+                Some(zone) => write!(f, "{} ({zone})", c.expr),
+                None => f.write_str(&c.expr),
+            },
             Kind::Every(every) => write!(f, "every {}s", every.period().as_secs_f64()),
             Kind::Once { at: Some(at), .. } => write!(f, "once at {}", at.to_rfc3339()),
             Kind::Once { at: None, delay } => write!(f, "once after {}s", delay.as_secs_f64()),

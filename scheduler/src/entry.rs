@@ -23,8 +23,6 @@ pub(crate) struct Entry {
     pub(crate) service: Service,
     pub(crate) origin: Origin,
     record: Mutex<Record>,
-    /// Cancelled on abort: what the job sees through its `JobContext`.
-    pub(crate) cancel_job: CancellationToken,
     pub(crate) task: Mutex<Option<JoinHandle<()>>>,
     /// Set while a run of this *name* is in progress. Shared by every entry that replaces this one, so
     /// a reload never overlaps the old definition's last run with the new one's first.
@@ -51,6 +49,9 @@ struct Record {
     skipped: u64,
     claimed_elsewhere: u64,
     coordinator_error: Option<String>,
+    /// What runs see through their `JobContext`; cancelled on abort. Made at the first run, so a
+    /// service that never runs costs none.
+    cancel: Option<CancellationToken>,
 }
 
 impl Entry {
@@ -69,7 +70,6 @@ impl Entry {
                 disabled,
                 ..Record::default()
             }),
-            cancel_job: CancellationToken::new(),
             task: Mutex::new(None),
             busy,
         }
@@ -153,16 +153,29 @@ impl Entry {
         record.waiting_for_slot = !record.stopped;
     }
 
-    /// Begins a run unless the service was stopped; see the module invariant.
-    pub(crate) fn begin_run(&self, start: DateTime<Utc>) -> bool {
+    /// Begins a run unless the service was stopped (see the module invariant), and returns the token
+    /// the run's `JobContext` carries.
+    pub(crate) fn begin_run(&self, start: DateTime<Utc>) -> Option<CancellationToken> {
         let mut record = self.record();
         record.waiting_for_slot = false;
         if record.stopped {
-            return false;
+            return None;
         }
         record.in_flight = true;
         record.last_start = Some(start);
-        true
+        Some(
+            record
+                .cancel
+                .get_or_insert_with(CancellationToken::new)
+                .clone(),
+        )
+    }
+
+    /// Cancels the `JobContext` of the run in progress, if any.
+    pub(crate) fn cancel_run(&self) {
+        if let Some(cancel) = &self.record().cancel {
+            cancel.cancel();
+        }
     }
 
     /// Records a finished run, the ticks skipped meanwhile and the next tick; `false` when the

@@ -521,7 +521,7 @@ impl ServiceManager {
             return Ok(());
         };
         if mode == StopMode::Abort {
-            entry.cancel_job.cancel();
+            entry.cancel_run();
             task.abort();
         }
         if task.await.is_err() {
@@ -569,7 +569,7 @@ impl ServiceManager {
             for (entry, task) in &running {
                 if !task.is_finished() {
                     tracing::warn!(service = %entry.name, "stop deadline passed: aborting the run");
-                    entry.cancel_job.cancel();
+                    entry.cancel_run();
                     task.abort();
                 }
             }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::clock::Clock;
@@ -72,8 +73,16 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
         let ticket = match coordinator {
             None => None,
             Some(coordinator) => {
-                let claimed =
-                    cluster::claim(&**coordinator, &entry, &shared, &schedule, tick).await;
+                // Boxed: coordination is the rare path, and its future would otherwise widen every
+                // idle runner task.
+                let claimed = Box::pin(cluster::claim(
+                    &**coordinator,
+                    &entry,
+                    &shared,
+                    &schedule,
+                    tick,
+                ))
+                .await;
                 if claimed.is_none() {
                     let (skipped, next) = next_tick(&schedule, tick, clock.now());
                     if !entry.schedule_next_after_skipping(skipped, next) {
@@ -97,10 +106,22 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
             permit
         };
         let outcome = if let Some(busy) = BusyGuard::claim(&entry.busy) {
-            if !entry.begin_run(now) {
+            let Some(cancel) = entry.begin_run(now) else {
                 return;
-            }
-            Some(run_once(&entry, &shared, run_tick, busy, ticket.as_ref()).await)
+            };
+            // Boxed: a run's future is several times the size of a sleeping runner, and most
+            // services spend most of their life asleep. One allocation per run buys that back.
+            Some(
+                Box::pin(run_once(
+                    &entry,
+                    &shared,
+                    run_tick,
+                    busy,
+                    cancel,
+                    ticket.as_ref(),
+                ))
+                .await,
+            )
         } else {
             // The previous definition of this service (before a reload) is still running.
             None
@@ -141,9 +162,10 @@ async fn run_once(
     shared: &Shared,
     tick: DateTime<Utc>,
     busy: BusyGuard,
+    cancel: CancellationToken,
     ticket: Option<&Ticket>,
 ) -> (Outcome, Duration) {
-    let ctx = JobContext::new(entry.name.clone(), tick, entry.cancel_job.clone());
+    let ctx = JobContext::new(entry.name.clone(), tick, cancel);
     let span = tracing::info_span!("service_run", service = %entry.name, %tick);
     let began = tokio::time::Instant::now();
     let started = ticket.map(|_| shared.clock.now());
@@ -171,7 +193,13 @@ async fn run_once(
     };
     let outcome = match (ticket, &shared.coordinator) {
         (Some(ticket), Some(coordinator)) => {
-            cluster::renewing(execute, &**coordinator, ticket, shared.lease).await
+            Box::pin(cluster::renewing(
+                execute,
+                &**coordinator,
+                ticket,
+                shared.lease,
+            ))
+            .await
         }
         _ => execute.await,
     };
@@ -179,7 +207,14 @@ async fn run_once(
     span.in_scope(|| report(entry, shared, tick, &outcome, duration));
     if let (Some(ticket), Some(coordinator), Some(started)) = (ticket, &shared.coordinator, started)
     {
-        cluster::finish(coordinator, ticket, started, shared.clock.now(), &outcome).await;
+        Box::pin(cluster::finish(
+            coordinator,
+            ticket,
+            started,
+            shared.clock.now(),
+            &outcome,
+        ))
+        .await;
     }
     (outcome, duration)
 }
@@ -261,4 +296,37 @@ fn count_ticks(schedule: &Schedule, from: DateTime<Utc>, until: DateTime<Utc>) -
         at = schedule.next_after(t);
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::config::Origin;
+    use crate::service::Service;
+    use std::sync::atomic::AtomicBool;
+
+    /// Every idle service is one parked task whose size is this future's: keep it small (issue 5's
+    /// memory target is about 1 KiB per service above a bare tokio task, all costs included).
+    #[test]
+    fn an_idle_runner_task_stays_small() {
+        let service = Service::new("* * * * *".parse().unwrap(), |_ctx| async {});
+        let entry = Arc::new(Entry::new(
+            "sized".into(),
+            service,
+            Origin::Code,
+            false,
+            Arc::new(AtomicBool::new(false)),
+        ));
+        let shared = Arc::new(Shared {
+            clock: Arc::new(SystemClock),
+            pool: Arc::new(Semaphore::new(1)),
+            on_failure: None,
+            coordinator: None,
+            lease: Duration::from_secs(30),
+        });
+        let size = std::mem::size_of_val(&run(entry, shared));
+        println!("runner future: {size} bytes");
+        assert!(size <= 448, "the runner future grew to {size} bytes");
+    }
 }
