@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Origin;
 use crate::service::Service;
@@ -24,9 +24,16 @@ pub(crate) struct Entry {
     pub(crate) origin: Origin,
     record: Mutex<Record>,
     pub(crate) task: Mutex<Option<JoinHandle<()>>>,
-    /// Set while a run of this *name* is in progress. Shared by every entry that replaces this one, so
-    /// a reload never overlaps the old definition's last run with the new one's first.
-    pub(crate) busy: Arc<AtomicBool>,
+    /// Set while a run of this entry is in progress — including a blocking job that outlived an
+    /// aborted runner — see [`RunGuard`].
+    running: AtomicBool,
+    /// Earlier definitions of this name whose last run may still be going; a run of this entry waits
+    /// for none of them, it skips its tick, so that runs of a name never overlap across a reload.
+    predecessors: Vec<Arc<Entry>>,
+    /// Set by an abort; what `JobContext::is_cancelled` reads.
+    cancelled: AtomicBool,
+    /// Wakes `JobContext::cancelled` waiters.
+    cancel_notify: Notify,
 }
 
 /// The flags are independent facts (a stopped service may still have a run in flight), so they stay
@@ -49,9 +56,6 @@ struct Record {
     skipped: u64,
     claimed_elsewhere: u64,
     coordinator_error: Option<String>,
-    /// What runs see through their `JobContext`; cancelled on abort. Made at the first run, so a
-    /// service that never runs costs none.
-    cancel: Option<CancellationToken>,
 }
 
 impl Entry {
@@ -60,7 +64,7 @@ impl Entry {
         service: Service,
         origin: Origin,
         disabled: bool,
-        busy: Arc<AtomicBool>,
+        replaces: Option<&Arc<Entry>>,
     ) -> Self {
         Entry {
             name,
@@ -71,7 +75,46 @@ impl Entry {
                 ..Record::default()
             }),
             task: Mutex::new(None),
-            busy,
+            running: AtomicBool::new(false),
+            predecessors: replaces.map(Entry::still_running).unwrap_or_default(),
+            cancelled: AtomicBool::new(false),
+            cancel_notify: Notify::new(),
+        }
+    }
+
+    /// This entry and its predecessors, those of them whose run may still be going.
+    fn still_running(this: &Arc<Entry>) -> Vec<Arc<Entry>> {
+        let mut running: Vec<Arc<Entry>> = this
+            .predecessors
+            .iter()
+            .filter(|p| p.running.load(Ordering::Acquire))
+            .cloned()
+            .collect();
+        if this.running.load(Ordering::Acquire) {
+            running.push(this.clone());
+        }
+        running
+    }
+
+    /// Cancels what the running job sees through its `JobContext`.
+    pub(crate) fn cancel_run(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.cancel_notify.notify_waiters();
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let notified = self.cancel_notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -93,14 +136,14 @@ impl Entry {
     }
 
     /// A replacement for this entry with the same definition, ready to start again.
-    pub(crate) fn renewed(&self) -> Self {
-        let disabled = self.record().disabled;
+    pub(crate) fn renewed(this: &Arc<Entry>) -> Self {
+        let disabled = this.record().disabled;
         Entry::new(
-            self.name.clone(),
-            self.service.clone(),
-            self.origin,
+            this.name.clone(),
+            this.service.clone(),
+            this.origin,
             disabled,
-            self.busy.clone(),
+            Some(this),
         )
     }
 
@@ -153,29 +196,16 @@ impl Entry {
         record.waiting_for_slot = !record.stopped;
     }
 
-    /// Begins a run unless the service was stopped (see the module invariant), and returns the token
-    /// the run's `JobContext` carries.
-    pub(crate) fn begin_run(&self, start: DateTime<Utc>) -> Option<CancellationToken> {
+    /// Begins a run unless the service was stopped; see the module invariant.
+    pub(crate) fn begin_run(&self, start: DateTime<Utc>) -> bool {
         let mut record = self.record();
         record.waiting_for_slot = false;
         if record.stopped {
-            return None;
+            return false;
         }
         record.in_flight = true;
         record.last_start = Some(start);
-        Some(
-            record
-                .cancel
-                .get_or_insert_with(CancellationToken::new)
-                .clone(),
-        )
-    }
-
-    /// Cancels the `JobContext` of the run in progress, if any.
-    pub(crate) fn cancel_run(&self) {
-        if let Some(cancel) = &self.record().cancel {
-            cancel.cancel();
-        }
+        true
     }
 
     /// Records a finished run, the ticks skipped meanwhile and the next tick; `false` when the
@@ -277,19 +307,27 @@ impl Entry {
     }
 }
 
-/// Holds the `busy` flag of a service name for the length of one run, wherever the run goes (an
-/// aborted task or a blocking thread that outlives it).
-pub(crate) struct BusyGuard(Arc<AtomicBool>);
+/// Marks an entry as running for the length of one run, wherever the run goes (an aborted task, or a
+/// blocking thread that outlives it).
+pub(crate) struct RunGuard(Arc<Entry>);
 
-impl BusyGuard {
-    /// Claims the name, unless a run of it is already in progress.
-    pub(crate) fn claim(busy: &Arc<AtomicBool>) -> Option<Self> {
-        (!busy.swap(true, Ordering::AcqRel)).then(|| BusyGuard(busy.clone()))
+impl RunGuard {
+    /// Claims the entry for a run, unless a run of it — or of a definition it replaced — is already
+    /// in progress.
+    pub(crate) fn claim(entry: &Arc<Entry>) -> Option<Self> {
+        if entry
+            .predecessors
+            .iter()
+            .any(|p| p.running.load(Ordering::Acquire))
+        {
+            return None;
+        }
+        (!entry.running.swap(true, Ordering::AcqRel)).then(|| RunGuard(entry.clone()))
     }
 }
 
-impl Drop for BusyGuard {
+impl Drop for RunGuard {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.running.store(false, Ordering::Release);
     }
 }

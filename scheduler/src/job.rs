@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
+
+use crate::entry::Entry;
 
 /// A boxed job future, as the registry stores it.
 pub type BoxJobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
@@ -90,21 +91,20 @@ impl Job {
 ///     Ok(())
 /// }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JobContext {
-    name: Arc<str>,
+    entry: Arc<Entry>,
     tick: DateTime<Utc>,
-    cancel: CancellationToken,
 }
 
 impl JobContext {
-    pub(crate) fn new(name: Arc<str>, tick: DateTime<Utc>, cancel: CancellationToken) -> Self {
-        JobContext { name, tick, cancel }
+    pub(crate) fn new(entry: Arc<Entry>, tick: DateTime<Utc>) -> Self {
+        JobContext { entry, tick }
     }
 
     /// The service's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.entry.name
     }
 
     /// The scheduled instant this run belongs to (not when it actually started).
@@ -115,11 +115,21 @@ impl JobContext {
     /// Whether the manager asked this run to stop ([`StopMode::Abort`](crate::StopMode::Abort), or a
     /// stop deadline that ran out). Blocking jobs cannot be killed, so they should check this.
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.entry.is_cancelled()
     }
 
     /// Completes when the manager asks this run to stop; for use in `tokio::select!`.
     pub async fn cancelled(&self) {
-        self.cancel.cancelled().await;
+        self.entry.cancelled().await;
+    }
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("name", &self.name())
+            .field("tick", &self.tick)
+            .field("cancelled", &self.is_cancelled())
+            .finish_non_exhaustive()
     }
 }

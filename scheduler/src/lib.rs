@@ -99,6 +99,7 @@ mod entry;
 mod error;
 mod job;
 mod manager;
+mod pool;
 mod registry;
 mod runner;
 mod service;

@@ -2,12 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::Semaphore;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Base, ConfigSources, Effective, EnvSource, Origin};
@@ -16,6 +14,7 @@ use crate::coordinator::{Coordinator, RunRecord};
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 use crate::entry::Entry;
 use crate::error::Error;
+use crate::pool::{Pool, MAX_SLOTS};
 use crate::registry;
 use crate::runner::{self, FailureHook, Shared};
 use crate::service::Service;
@@ -229,13 +228,10 @@ impl ServiceManagerBuilder {
                 reason: format!("{:?} is too short: at least 30ms", self.lease),
             });
         }
-        if max_concurrent_jobs == 0 || max_concurrent_jobs > Semaphore::MAX_PERMITS {
+        if max_concurrent_jobs == 0 || max_concurrent_jobs > MAX_SLOTS {
             return Err(Error::InvalidOption {
                 option: "max_concurrent_jobs",
-                reason: format!(
-                    "{max_concurrent_jobs} is out of range 1-{}",
-                    Semaphore::MAX_PERMITS
-                ),
+                reason: format!("{max_concurrent_jobs} is out of range 1-{MAX_SLOTS}"),
             });
         }
         let sources = std::mem::take(&mut self.config);
@@ -270,7 +266,7 @@ impl ServiceManagerBuilder {
             inner: Arc::new(Inner {
                 shared: Arc::new(Shared {
                     clock: self.clock,
-                    pool: Arc::new(Semaphore::new(max_concurrent_jobs)),
+                    pool: Pool::new(max_concurrent_jobs),
                     on_failure: self.on_failure,
                     coordinator: self.coordinator,
                     lease: self.lease,
@@ -366,7 +362,7 @@ impl ServiceManager {
         let mut services = self.services_map();
         for entry in services.values_mut() {
             if entry.is_stopped() {
-                *entry = Arc::new(entry.renewed());
+                *entry = Arc::new(Entry::renewed(entry));
             }
             if entry.is_startable() {
                 self.spawn(&handle, entry);
@@ -407,22 +403,20 @@ impl ServiceManager {
     fn put(&self, name: &str, effective: Effective) {
         let name: Arc<str> = name.into();
         let mut services = self.services_map();
-        let busy = match services.get(&name) {
-            Some(old) => {
-                // A run of the old definition in progress finishes undisturbed (its task then
-                // returns by itself); otherwise the old runner is aborted.
-                drop(old.stop());
-                tracing::info!(service = %name, "service reloaded");
-                old.busy.clone()
-            }
-            None => Arc::new(AtomicBool::new(false)),
-        };
+        let old = services.get(&name);
+        if let Some(old) = old {
+            // A run of the old definition in progress finishes undisturbed (its task then returns by
+            // itself, and the new definition skips its ticks until then); otherwise the old runner
+            // is aborted.
+            drop(old.stop());
+            tracing::info!(service = %name, "service reloaded");
+        }
         let entry = Arc::new(Entry::new(
             name.clone(),
             effective.service,
             effective.origin,
             !effective.enabled,
-            busy,
+            old,
         ));
         if let (true, Some(handle)) = (effective.enabled, self.runtime()) {
             self.spawn(&handle, &entry);
@@ -466,28 +460,13 @@ impl ServiceManager {
 
     /// Grows the pool at once; shrinks it as running jobs hand back their slots.
     fn resize_pool(&self, settings: &mut Settings, jobs: usize) -> bool {
-        let pool = &self.inner.shared.pool;
         let current = settings.max_concurrent_jobs;
         settings.max_concurrent_jobs = jobs;
-        match jobs.cmp(&current) {
-            std::cmp::Ordering::Greater => pool.add_permits(jobs - current),
-            std::cmp::Ordering::Less => {
-                let excess = current - jobs;
-                let forgotten = pool.forget_permits(excess);
-                if forgotten < excess {
-                    let (pool, rest) = (pool.clone(), (excess - forgotten) as u32);
-                    if let Some(handle) = self.runtime() {
-                        handle.spawn(async move {
-                            if let Ok(permits) = pool.acquire_many_owned(rest).await {
-                                permits.forget();
-                            }
-                        });
-                    }
-                }
-            }
-            std::cmp::Ordering::Equal => return false,
-        }
-        true
+        self.inner
+            .shared
+            .pool
+            .resize(jobs as isize - current as isize);
+        jobs != current
     }
 
     /// Schedules a stopped service again with the definition it had.

@@ -18,15 +18,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::FutureExt;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::cluster;
 use crate::coordinator::{Coordinator, Ticket};
-use crate::entry::{BusyGuard, Entry};
+use crate::entry::{Entry, RunGuard};
 use crate::job::{Job, JobContext};
+use crate::pool::Pool;
 use crate::status::{Failure, Outcome};
 use crate::Schedule;
 
@@ -35,7 +34,7 @@ pub(crate) type FailureHook = dyn Fn(&Failure) + Send + Sync;
 /// What every runner shares: the clock, the worker pool, the failure hook and the coordinator.
 pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) pool: Arc<Semaphore>,
+    pub(crate) pool: Pool,
     pub(crate) on_failure: Option<Arc<FailureHook>>,
     /// `None`: every tick runs here, with no claim (and no cost for one).
     pub(crate) coordinator: Option<Arc<dyn Coordinator>>,
@@ -62,10 +61,12 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
     if !entry.schedule_next(due) {
         return;
     }
+    // The latest clock reading: each pass reads the clock once on waking and derives the rest.
+    let mut now = started;
     // Stopping this service aborts this task while it sleeps or waits, and lets a run in progress
     // finish first (see `Entry`): so there is no cancellation to race against here.
     while let Some(tick) = due {
-        let now = sleep_until(clock, tick).await;
+        now = sleep_until(clock, tick, now).await;
         let coordinator = shared
             .coordinator
             .as_ref()
@@ -84,7 +85,8 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 ))
                 .await;
                 if claimed.is_none() {
-                    let (skipped, next) = next_tick(&schedule, tick, clock.now());
+                    now = clock.now();
+                    let (skipped, next) = next_tick(&schedule, tick, now);
                     if !entry.schedule_next_after_skipping(skipped, next) {
                         return;
                     }
@@ -96,39 +98,34 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
         };
         // A takeover (at-least-once delivery) runs an older, abandoned tick first.
         let run_tick = ticket.as_ref().map_or(tick, |t| t.tick);
-        let permit = if let Ok(permit) = shared.pool.try_acquire() {
-            permit
+        let permit = if let Some(slot) = shared.pool.try_acquire() {
+            slot
         } else {
             entry.wait_for_slot();
-            let Ok(permit) = shared.pool.acquire().await else {
-                return;
-            };
-            permit
+            let slot = shared.pool.acquire().await;
+            now = clock.now();
+            slot
         };
-        let outcome = if let Some(busy) = BusyGuard::claim(&entry.busy) {
-            let Some(cancel) = entry.begin_run(now) else {
+        let outcome = if let Some(guard) = RunGuard::claim(&entry) {
+            if !entry.begin_run(now) {
                 return;
-            };
+            }
             // Boxed: a run's future is several times the size of a sleeping runner, and most
             // services spend most of their life asleep. One allocation per run buys that back.
-            Some(
-                Box::pin(run_once(
-                    &entry,
-                    &shared,
-                    run_tick,
-                    busy,
-                    cancel,
-                    ticket.as_ref(),
-                ))
-                .await,
-            )
+            Some(Box::pin(run_once(&entry, &shared, run_tick, guard, ticket.as_ref())).await)
         } else {
             // The previous definition of this service (before a reload) is still running.
             None
         };
         drop(permit);
+        if let Some((_, took)) = &outcome {
+            now = TimeDelta::from_std(*took)
+                .ok()
+                .and_then(|took| now.checked_add_signed(took))
+                .unwrap_or(now);
+        }
         let (skipped, next) = if run_tick == tick {
-            next_tick(&schedule, tick, clock.now())
+            next_tick(&schedule, tick, now)
         } else {
             (0, Some(tick))
         };
@@ -144,16 +141,20 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
     tracing::info!(service = %entry.name, "schedule has no further ticks");
 }
 
-/// Sleeps until the clock reads `tick`, and returns the clock's reading then.
-async fn sleep_until(clock: &dyn Clock, tick: DateTime<Utc>) -> DateTime<Utc> {
+/// Sleeps until the clock reads `tick` (given its reading `now`), and returns its reading then.
+async fn sleep_until(
+    clock: &dyn Clock,
+    tick: DateTime<Utc>,
+    mut now: DateTime<Utc>,
+) -> DateTime<Utc> {
     loop {
-        let now = clock.now();
         if now >= tick {
             return now;
         }
         // Re-checking the clock after each sleep keeps a tick from firing early if the wall clock was
         // set back while we slept.
         tokio::time::sleep((tick - now).to_std().unwrap_or(Duration::ZERO)).await;
+        now = clock.now();
     }
 }
 
@@ -161,18 +162,17 @@ async fn run_once(
     entry: &Arc<Entry>,
     shared: &Shared,
     tick: DateTime<Utc>,
-    busy: BusyGuard,
-    cancel: CancellationToken,
+    guard: RunGuard,
     ticket: Option<&Ticket>,
 ) -> (Outcome, Duration) {
-    let ctx = JobContext::new(entry.name.clone(), tick, cancel);
+    let ctx = JobContext::new(entry.clone(), tick);
     let span = tracing::info_span!("service_run", service = %entry.name, %tick);
     let began = tokio::time::Instant::now();
     let started = ticket.map(|_| shared.clock.now());
     let execute = async {
         match &entry.service.job {
             Job::Async(job) => {
-                let _busy = busy;
+                let _running = guard;
                 let run = AssertUnwindSafe(async { job(ctx).await }).catch_unwind();
                 outcome_of(run.instrument(span.clone()).await)
             }
@@ -180,7 +180,7 @@ async fn run_once(
                 let job = job.clone();
                 let blocking_span = span.clone();
                 let run = tokio::task::spawn_blocking(move || {
-                    let _busy = busy;
+                    let _running = guard;
                     blocking_span
                         .in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| job(ctx))))
                 });
@@ -304,7 +304,6 @@ mod tests {
     use crate::clock::SystemClock;
     use crate::config::Origin;
     use crate::service::Service;
-    use std::sync::atomic::AtomicBool;
 
     /// Every idle service is one parked task whose size is this future's: keep it small (issue 5's
     /// memory target is about 1 KiB per service above a bare tokio task, all costs included).
@@ -316,11 +315,11 @@ mod tests {
             service,
             Origin::Code,
             false,
-            Arc::new(AtomicBool::new(false)),
+            None,
         ));
         let shared = Arc::new(Shared {
             clock: Arc::new(SystemClock),
-            pool: Arc::new(Semaphore::new(1)),
+            pool: Pool::new(1),
             on_failure: None,
             coordinator: None,
             lease: Duration::from_secs(30),

@@ -358,7 +358,7 @@ fn apply_manager_setting(
                 _ => None,
             };
             match jobs {
-                Some(jobs) if (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&jobs) => {
+                Some(jobs) if (1..=crate::pool::MAX_SLOTS).contains(&jobs) => {
                     loaded.max_concurrent_jobs = Some(jobs);
                 }
                 _ => problems.push(problem(
