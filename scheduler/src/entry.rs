@@ -126,13 +126,18 @@ impl Entry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.record().stopped
-    }
-
-    pub(crate) fn is_startable(&self) -> bool {
-        let record = self.record();
-        !record.started && !record.stopped && !record.disabled
+    /// What `start` does with this entry: start it, replace a stopped one with a fresh copy, or
+    /// leave it (already started, or disabled).
+    pub(crate) fn start_decision(&self) -> StartDecision {
+        let mut record = self.record();
+        if record.stopped {
+            StartDecision::Renew
+        } else if record.started || record.disabled {
+            StartDecision::Leave
+        } else {
+            record.started = true;
+            StartDecision::Start
+        }
     }
 
     /// A replacement for this entry with the same definition, ready to start again.
@@ -305,6 +310,13 @@ impl Entry {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
     }
+}
+
+/// See [`Entry::start_decision`].
+pub(crate) enum StartDecision {
+    Start,
+    Renew,
+    Leave,
 }
 
 /// Marks an entry as running for the length of one run, wherever the run goes (an aborted task, or a

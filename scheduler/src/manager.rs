@@ -1,6 +1,6 @@
 //! [`ServiceManager`]: adds, starts, stops, reloads and reports services.
 
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use crate::config::{self, Base, ConfigSources, Effective, EnvSource, Origin};
 use crate::coordinator::{Coordinator, RunRecord};
 
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-use crate::entry::Entry;
+use crate::entry::{Entry, StartDecision};
 use crate::error::Error;
 use crate::pool::{Pool, MAX_SLOTS};
 use crate::registry;
@@ -361,19 +361,22 @@ impl ServiceManager {
         }
         let mut services = self.services_map();
         for entry in services.values_mut() {
-            if entry.is_stopped() {
-                *entry = Arc::new(Entry::renewed(entry));
-            }
-            if entry.is_startable() {
-                self.spawn(&handle, entry);
+            match entry.start_decision() {
+                StartDecision::Start => self.spawn(&handle, entry),
+                StartDecision::Renew => {
+                    *entry = Arc::new(Entry::renewed(entry));
+                    entry.mark_started();
+                    self.spawn(&handle, entry);
+                }
+                StartDecision::Leave => {}
             }
         }
         tracing::info!(services = services.len(), "service manager started");
         Ok(())
     }
 
+    /// Starts the runner of an entry marked started.
     fn spawn(&self, handle: &Handle, entry: &Arc<Entry>) {
-        entry.mark_started();
         let task = handle.spawn(runner::run(entry.clone(), self.inner.shared.clone()));
         entry.set_task(task);
     }
@@ -402,26 +405,35 @@ impl ServiceManager {
     /// Installs `effective` under `name`, replacing (and stopping) any service of that name.
     fn put(&self, name: &str, effective: Effective) {
         let name: Arc<str> = name.into();
-        let mut services = self.services_map();
-        let old = services.get(&name);
-        if let Some(old) = old {
-            // A run of the old definition in progress finishes undisturbed (its task then returns by
-            // itself, and the new definition skips its ticks until then); otherwise the old runner
-            // is aborted.
-            drop(old.stop());
-            tracing::info!(service = %name, "service reloaded");
+        let runtime = self.runtime();
+        let make = |old: Option<&Arc<Entry>>| {
+            let entry = Arc::new(Entry::new(
+                name.clone(),
+                effective.service,
+                effective.origin,
+                !effective.enabled,
+                old,
+            ));
+            if let (true, Some(handle)) = (effective.enabled, &runtime) {
+                entry.mark_started();
+                self.spawn(handle, &entry);
+            }
+            entry
+        };
+        match self.services_map().entry(name.clone()) {
+            btree_map::Entry::Vacant(slot) => {
+                slot.insert(make(None));
+            }
+            btree_map::Entry::Occupied(mut slot) => {
+                // A run of the old definition in progress finishes undisturbed (its task then
+                // returns by itself, and the new definition skips its ticks until then); otherwise
+                // the old runner is aborted.
+                drop(slot.get().stop());
+                tracing::info!(service = %name, "service reloaded");
+                let entry = make(Some(slot.get()));
+                slot.insert(entry);
+            }
         }
-        let entry = Arc::new(Entry::new(
-            name.clone(),
-            effective.service,
-            effective.origin,
-            !effective.enabled,
-            old,
-        ));
-        if let (true, Some(handle)) = (effective.enabled, self.runtime()) {
-            self.spawn(&handle, &entry);
-        }
-        services.insert(name, entry);
     }
 
     /// Reads the configuration sources again and applies what changed: every service whose effective
