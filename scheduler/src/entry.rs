@@ -185,7 +185,10 @@ impl Entry {
         skipped: u64,
         next: Option<DateTime<Utc>>,
     ) -> bool {
-        let mut record = self.record();
+        Entry::advance(&mut self.record(), skipped, next)
+    }
+
+    fn advance(record: &mut Record, skipped: u64, next: Option<DateTime<Utc>>) -> bool {
         record.skipped += skipped;
         record.waiting_for_slot = false;
         if record.stopped {
@@ -222,18 +225,16 @@ impl Entry {
         skipped: u64,
         next: Option<DateTime<Utc>>,
     ) -> bool {
-        {
-            let mut record = self.record();
-            record.in_flight = false;
-            record.runs += 1;
-            record.failures += u64::from(outcome.is_failure());
-            record.last_duration = Some(duration);
-            record.last_outcome = Some(outcome);
-        }
         if skipped > 0 {
             tracing::warn!(service = %self.name, skipped, "ticks skipped: the previous run was still in progress");
         }
-        self.schedule_next_after_skipping(skipped, next)
+        let mut record = self.record();
+        record.in_flight = false;
+        record.runs += 1;
+        record.failures += u64::from(outcome.is_failure());
+        record.last_duration = Some(duration);
+        record.last_outcome = Some(outcome);
+        Entry::advance(&mut record, skipped, next)
     }
 
     /// After an abort: the run that was in progress, if any, will never report back.

@@ -13,11 +13,13 @@
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::FutureExt;
+use tokio::time::Sleep;
 use tracing::Instrument;
 
 use crate::clock::Clock;
@@ -63,10 +65,13 @@ pub(crate) async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
     }
     // The latest clock reading: each pass reads the clock once on waking and derives the rest.
     let mut now = started;
+    // One timer for the task's whole life, moved to each new deadline: cheaper than a new `Sleep`
+    // (and a runtime-handle lookup) per tick.
+    let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     // Stopping this service aborts this task while it sleeps or waits, and lets a run in progress
     // finish first (see `Entry`): so there is no cancellation to race against here.
     while let Some(tick) = due {
-        now = sleep_until(clock, tick, now).await;
+        now = sleep_until(clock, tick, now, timer.as_mut()).await;
         let coordinator = shared
             .coordinator
             .as_ref()
@@ -146,14 +151,23 @@ async fn sleep_until(
     clock: &dyn Clock,
     tick: DateTime<Utc>,
     mut now: DateTime<Utc>,
+    mut timer: Pin<&mut Sleep>,
 ) -> DateTime<Utc> {
     loop {
         if now >= tick {
             return now;
         }
+        let wait = (tick - now).to_std().unwrap_or(Duration::ZERO);
+        // `Instant + Duration` panics on overflow; a tick centuries away just waits "forever".
+        let deadline = tokio::time::Instant::now()
+            .checked_add(wait)
+            .unwrap_or_else(|| {
+                tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+            });
+        timer.as_mut().reset(deadline);
+        timer.as_mut().await;
         // Re-checking the clock after each sleep keeps a tick from firing early if the wall clock was
         // set back while we slept.
-        tokio::time::sleep((tick - now).to_std().unwrap_or(Duration::ZERO)).await;
         now = clock.now();
     }
 }
