@@ -382,10 +382,7 @@ fn write_fire(out: &mut String, n: u64, rows: &[Row], floor: Option<&Row>) {
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in rows {
-        let register = match r.capped {
-            Some((registered, secs)) => format!("capped: {registered:.0} in {secs:.0} s"),
-            None => format!("{:.1}", r.register_ms),
-        };
+        let register = register_cell(r);
         let _ = writeln!(
             out,
             "| {} | {:.0} / {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.1} | {:.4} ({:.4}–{:.4}) | {:.1} | {:.0} | {} | {} | {} | {} | {} |",
@@ -417,6 +414,14 @@ fn write_fire(out: &mut String, n: u64, rows: &[Row], floor: Option<&Row>) {
     out.push('\n');
 }
 
+/// The registration time, or how far a capped registration got.
+fn register_cell(r: &Row) -> String {
+    match r.capped {
+        Some((registered, secs)) => format!("capped: {registered:.0} in {secs:.0} s"),
+        None => format!("{:.1}", r.register_ms),
+    }
+}
+
 fn write_idle(out: &mut String, n: u64, options: &Options, rows: &[Row], floor: Option<&Row>) {
     let _ = writeln!(
         out,
@@ -430,10 +435,7 @@ fn write_idle(out: &mut String, n: u64, options: &Options, rows: &[Row], floor: 
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for r in rows {
-        let register = match r.capped {
-            Some((registered, secs)) => format!("capped: {registered:.0} in {secs:.0} s"),
-            None => format!("{:.1}", r.register_ms),
-        };
+        let register = register_cell(r);
         let _ = writeln!(
             out,
             "| {} | {:.4} | {} | {:.1} | {:.0} | {} | {} | {} |",
