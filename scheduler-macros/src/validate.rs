@@ -140,20 +140,26 @@ fn interval_timing(
             if let Err(error) = Schedule::every_secs(seconds) {
                 combine(errors, syn::Error::new_spanned(value, error));
             }
-            if let Some(tz) = tz {
-                combine(
-                    errors,
-                    syn::Error::new(
-                        tz.span(),
-                        format!(
-                            "`tz` applies only to a cron interval: an interval of {seconds} \
-                             seconds runs the same in every time zone; remove `tz`"
-                        ),
-                    ),
-                );
-            }
+            reject_tz(tz, &format!("an interval of {seconds} seconds"), errors);
             Some(Timing::Seconds(seconds))
         }
+    }
+}
+
+/// A `tz` next to a timing that does not read the wall clock (`what`, e.g. "an interval of 30
+/// seconds") is a mistake: point at it.
+fn reject_tz(tz: Option<&LitStr>, what: &str, errors: &mut Option<syn::Error>) {
+    if let Some(tz) = tz {
+        combine(
+            errors,
+            syn::Error::new(
+                tz.span(),
+                format!(
+                    "`tz` applies only to a cron interval: {what} runs the same in every time \
+                     zone; remove `tz`"
+                ),
+            ),
+        );
     }
 }
 
@@ -169,18 +175,11 @@ fn once_after_timing(
     if let Err(error) = Schedule::once_after_secs(seconds) {
         combine(errors, syn::Error::new_spanned(value, error));
     }
-    if let Some(tz) = tz {
-        combine(
-            errors,
-            syn::Error::new(
-                tz.span(),
-                format!(
-                    "`tz` applies only to a cron interval: a service run once {seconds} seconds \
-                     after start runs the same in every time zone; remove `tz`"
-                ),
-            ),
-        );
-    }
+    reject_tz(
+        tz,
+        &format!("a service run once {seconds} seconds after start"),
+        errors,
+    );
     if let Some(on_start) = on_start {
         combine(
             errors,
