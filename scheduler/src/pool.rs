@@ -124,31 +124,35 @@ mod tests {
         assert!(pool.try_acquire().is_some());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_waiter_wakes_when_a_slot_is_returned_or_added() {
-        let pool = Arc::new(Pool::new(1));
-        let held = pool.try_acquire().unwrap();
+    /// Spawns a task waiting for a slot, and returns once it is parked in `acquire`'s slow path,
+    /// so the tests below exercise the wake-up, not the fast path.
+    async fn parked_waiter(pool: &Arc<Pool>) -> tokio::task::JoinHandle<()> {
         let waiter = {
             let pool = pool.clone();
             tokio::spawn(async move {
                 let _slot = pool.acquire().await;
             })
         };
-        tokio::task::yield_now().await;
+        while pool.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        waiter
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_wakes_when_a_slot_is_returned_or_added() {
+        let pool = Arc::new(Pool::new(1));
+        let held = pool.try_acquire().unwrap();
+        let waiter = parked_waiter(&pool).await;
         drop(held);
+        // The deadline only turns a lost wake-up into a failure instead of a hang.
         tokio::time::timeout(Duration::from_secs(10), waiter)
             .await
             .expect("woken by the returned slot")
             .unwrap();
 
         let held = pool.try_acquire().unwrap();
-        let waiter = {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                let _slot = pool.acquire().await;
-            })
-        };
-        tokio::task::yield_now().await;
+        let waiter = parked_waiter(&pool).await;
         pool.resize(1);
         tokio::time::timeout(Duration::from_secs(10), waiter)
             .await
