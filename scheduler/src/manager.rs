@@ -347,6 +347,9 @@ impl ServiceManager {
     /// [`Error::NoRuntime`] outside a tokio runtime.
     pub fn start(&self) -> Result<(), Error> {
         let handle = Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        // The runtime is recorded under the services lock, which `put` also holds while it reads
+        // it: a service added concurrently is either seen here or started by `put`, never neither.
+        let mut services = self.services_map();
         *self
             .inner
             .runtime
@@ -359,7 +362,6 @@ impl ServiceManager {
                 }
             });
         }
-        let mut services = self.services_map();
         for entry in services.values_mut() {
             match entry.start_decision() {
                 StartDecision::Start => self.spawn(&handle, entry),
@@ -405,6 +407,8 @@ impl ServiceManager {
     /// Installs `effective` under `name`, replacing (and stopping) any service of that name.
     fn put(&self, name: &str, effective: Effective) {
         let name: Arc<str> = name.into();
+        let mut services = self.services_map();
+        // Read under the services lock: see `start`.
         let runtime = self.runtime();
         let make = |old: Option<&Arc<Entry>>| {
             let entry = Arc::new(Entry::new(
@@ -420,7 +424,7 @@ impl ServiceManager {
             }
             entry
         };
-        match self.services_map().entry(name.clone()) {
+        match services.entry(name.clone()) {
             btree_map::Entry::Vacant(slot) => {
                 slot.insert(make(None));
             }
