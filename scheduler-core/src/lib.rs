@@ -52,6 +52,7 @@ mod cron;
 mod error;
 mod every;
 mod schedule;
+pub mod suggest;
 mod zone;
 
 pub use error::{Field, FieldProblem, ScheduleError};
