@@ -336,23 +336,10 @@ fn guess(written: &str) -> Option<&'static str> {
         | "start_after" | "run_after" | "delay_secs" => Some("once_after"),
         lower => ["interval", "once_after", "on_start", "name", "tz"]
             .into_iter()
-            .find(|valid| valid.len() > 2 && edit_distance(lower, valid) <= 2),
+            .find(|valid| {
+                valid.len() > 2 && scheduler_core::suggest::edit_distance(lower, valid) <= 2
+            }),
     }
-}
-
-/// The Levenshtein distance between two short ASCII strings.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b = b.as_bytes();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.bytes().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// One comma-separated piece of the attribute's arguments.
@@ -523,12 +510,5 @@ mod tests {
         let found = messages(quote!(delay = 30));
         assert!(found[0].starts_with("unknown argument `delay` (did you mean `once_after`?)"));
         assert!(Args::parse(quote!(delay = 30)).timing_attempted);
-    }
-
-    #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("intervl", "interval"), 1);
-        assert_eq!(edit_distance("name", "name"), 0);
-        assert_eq!(edit_distance("", "tz"), 2);
     }
 }
