@@ -102,6 +102,7 @@ mod manager;
 mod pool;
 mod registry;
 mod runner;
+mod send_check;
 mod service;
 mod status;
 
@@ -126,6 +127,7 @@ pub use status::{Failure, Outcome, ServiceState, ServiceStatus};
 pub mod __private {
     pub use crate::job::{BoxJobFuture, IntoJobResult};
     pub use crate::registry::{RegisteredJob, RegisteredTiming, Registration};
+    pub use crate::send_check::job_future;
     pub use inventory;
     pub use std::boxed::Box;
 }
