@@ -174,8 +174,9 @@ fn unquoted_name_hint(text: &str, at: usize) -> Option<String> {
     let colons = colons?;
     let in_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':');
     let name_start = code[..colons]
-        .rfind(|c: char| !in_name(c))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rfind(|&(_, c)| !in_name(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let name_end = code[colons..]
         .find(|c: char| !in_name(c))
         .map_or(code.len(), |i| colons + i);
@@ -211,5 +212,10 @@ mod tests {
         assert_eq!(unquoted_name_hint(quoted, quoted.len() - 3), None);
         assert_eq!(unquoted_name_hint(quoted, 3), None);
         assert_eq!(unquoted_name_hint("[services.x\n", 5), None);
+        // Any text: a name after a character of several bytes, a position inside one.
+        assert!(unquoted_name_hint("é::x = 1", 2)
+            .unwrap()
+            .ends_with("write `é\"::x\" = 1`"));
+        assert_eq!(unquoted_name_hint("[é]", 2), None);
     }
 }
