@@ -302,11 +302,17 @@ fn not_a_literal(value: &Expr, argument: &SecondsArgument) -> syn::Error {
 fn once_after_string(text: &LitStr) -> syn::Error {
     let written = text.value();
     let written = written.trim();
-    let message = if written
+    // `"30"` as written; `"30s"` or `"5m"` in seconds.
+    let number = if written
         .parse::<f64>()
         .is_ok_and(|seconds| seconds.is_finite() && seconds >= 0.0)
     {
-        format!("expected `once_after = {written}`: the delay is a plain number of seconds, not a string")
+        Some(written.to_owned())
+    } else {
+        scheduler_core::suggest::period_secs(written).map(|seconds| seconds.to_string())
+    };
+    let message = if let Some(number) = number {
+        format!("expected `once_after = {number}`: the delay is a plain number of seconds, not a string")
     } else {
         format!(
             "{ONCE_AFTER_HELP}: the delay is a plain number of seconds, not a string \
@@ -477,6 +483,10 @@ mod tests {
         assert_eq!(
             messages(quote!(once_after = "30")),
             ["expected `once_after = 30`: the delay is a plain number of seconds, not a string"]
+        );
+        assert_eq!(
+            messages(quote!(once_after = "2m")),
+            ["expected `once_after = 120`: the delay is a plain number of seconds, not a string"]
         );
         assert!(messages(quote!(once_after = "*/5 * * * *"))[0].contains("goes in `interval`"));
         assert!(messages(quote!(once_after = "inf"))[0]

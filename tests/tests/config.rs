@@ -445,6 +445,24 @@ async fn a_period_written_with_a_unit_gets_the_number_to_write() {
 }
 
 #[tokio::test]
+async fn a_stop_deadline_with_a_unit_gets_the_number_to_write() {
+    let file = ConfigFile::new("deadline", "[manager]\nstop_deadline = \"2m\"\n");
+    let path = file.0.display().to_string();
+    assert_eq!(
+        build_problems(Some(&file), &[]),
+        [format!(
+            "{path}: manager.stop_deadline: expected a number of seconds, found string '2m'; for 120 \
+             seconds, write `stop_deadline = 120` (a number of seconds, without quotes)"
+        )]
+    );
+    assert_eq!(
+        build_problems(None, &[("SCHEDULER_STOP_DEADLINE".to_owned(), "30s")]),
+        ["environment variable SCHEDULER_STOP_DEADLINE: expected a number of seconds, found '30s'; \
+          for 30 seconds, set it to 30 (a number of seconds, no unit)"]
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_variable_says_which_part_is_unknown_and_what_is_near() {
     let var = |v: &str| format!("environment variable {v}: ");
     let cases = [

@@ -348,20 +348,11 @@ fn as_seconds(setting: &Setting) -> Result<f64, ConfigProblem> {
     let seconds = match &setting.value {
         Value::Integer(i) => *i as f64,
         Value::Float(x) => *x,
-        Value::Text(text) if setting.origin == Origin::Env => {
-            text.trim().parse::<f64>().map_err(|_| {
-                problem(
-                    setting,
-                    format!("expected a number of seconds, found '{text}'"),
-                )
-            })?
-        }
-        _ => {
-            return Err(problem(
-                setting,
-                format!("expected a number of seconds, found {}", setting.shown()),
-            ))
-        }
+        Value::Text(text) if setting.origin == Origin::Env => match text.trim().parse::<f64>() {
+            Ok(seconds) => seconds,
+            Err(_) => return Err(not_seconds(setting)),
+        },
+        _ => return Err(not_seconds(setting)),
     };
     if seconds.is_finite() && seconds >= 0.0 {
         Ok(seconds)
@@ -370,6 +361,34 @@ fn as_seconds(setting: &Setting) -> Result<f64, ConfigProblem> {
             setting,
             format!("expected a non-negative number of seconds, found {seconds}"),
         ))
+    }
+}
+
+/// The problem with a value that should be a number of seconds, with the number to write when the
+/// text reads as a period (`"30s"`).
+fn not_seconds(setting: &Setting) -> ConfigProblem {
+    let mut message = format!("expected a number of seconds, found {}", setting.shown());
+    if let Value::Text(text) = &setting.value {
+        if let Some(seconds) = scheduler_core::suggest::period_secs(text) {
+            message = format!("{message}; {}", period_fix(setting, seconds));
+        }
+    }
+    problem(setting, message)
+}
+
+/// How to write a period of `seconds` where `setting` is: a number in the file, digits alone in the
+/// environment.
+fn period_fix(setting: &Setting, seconds: f64) -> String {
+    let what = match setting.key {
+        Key::Interval => format!("a period of {seconds} seconds"),
+        _ => format!("{seconds} seconds"),
+    };
+    match setting.origin {
+        Origin::Env => format!("for {what}, set it to {seconds} (a number of seconds, no unit)"),
+        _ => format!(
+            "for {what}, write `{} = {seconds}` (a number of seconds, without quotes)",
+            setting.key.name()
+        ),
     }
 }
 
@@ -529,13 +548,7 @@ fn check_interval(setting: &Setting) -> Result<IntervalValue, ConfigProblem> {
         Err(e) => {
             let mut message = e.to_string();
             if let Some(seconds) = scheduler_core::suggest::period_secs(text) {
-                let fix = match setting.origin {
-                    Origin::Env => format!("set it to {seconds} (a number of seconds, no unit)"),
-                    _ => format!(
-                        "write `interval = {seconds}` (a number of seconds, without quotes)"
-                    ),
-                };
-                message = format!("{message}; for a period of {seconds} seconds, {fix}");
+                message = format!("{message}; {}", period_fix(setting, seconds));
             }
             Err(problem(setting, message))
         }
