@@ -445,6 +445,24 @@ async fn a_period_written_with_a_unit_gets_the_number_to_write() {
 }
 
 #[tokio::test]
+async fn a_misspelt_section_or_key_in_the_file_gets_a_suggestion() {
+    let file = ConfigFile::new(
+        "misspelt",
+        "[service.x]\n\n[manager]\nstop_deadlin = 3\n\n[services.\"search-reindex\"]\nintervall = 5\n\n[services.search-reindx]\nenabled = false\n",
+    );
+    let path = file.0.display().to_string();
+    assert_eq!(
+        build_problems(Some(&file), &[]),
+        [
+            format!("{path}: manager.stop_deadlin: unknown setting (did you mean stop_deadline?): expected max_concurrent_jobs or stop_deadline"),
+            format!("{path}: service: unknown section (did you mean services?): expected [manager] or [services.\"<name>\"]"),
+            format!("{path}: services.search-reindex.intervall: unknown setting (did you mean interval?): expected enabled, interval, tz or on_start"),
+            format!("{path}: services.search-reindx.enabled: no service is named 'search-reindx' (did you mean 'search-reindex'?)"),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_stop_deadline_with_a_unit_gets_the_number_to_write() {
     let file = ConfigFile::new("deadline", "[manager]\nstop_deadline = \"2m\"\n");
     let path = file.0.display().to_string();

@@ -58,7 +58,10 @@ pub(super) fn read(path: &Path, settings: &mut Vec<Setting>, problems: &mut Vec<
                         Some(key) => settings.push(setting(None, key, value, &shown, &location)),
                         None => at(
                             &location,
-                            "unknown setting: expected max_concurrent_jobs or stop_deadline".into(),
+                            format!(
+                                "unknown setting{}: expected max_concurrent_jobs or stop_deadline",
+                                near(key, &Key::MANAGER.map(Key::name))
+                            ),
                         ),
                     }
                 }
@@ -93,8 +96,10 @@ pub(super) fn read(path: &Path, settings: &mut Vec<Setting>, problems: &mut Vec<
                             )),
                             None => at(
                                 &location,
-                                "unknown setting: expected enabled, interval, tz or on_start"
-                                    .into(),
+                                format!(
+                                    "unknown setting{}: expected enabled, interval, tz or on_start",
+                                    near(key, &Key::SERVICE.map(Key::name))
+                                ),
                             ),
                         }
                     }
@@ -106,7 +111,10 @@ pub(super) fn read(path: &Path, settings: &mut Vec<Setting>, problems: &mut Vec<
             ),
             _ => at(
                 section,
-                "unknown section: expected [manager] or [services.\"<name>\"]".into(),
+                format!(
+                    "unknown section{}: expected [manager] or [services.\"<name>\"]",
+                    near(section, &["manager", "services"])
+                ),
             ),
         }
     }
@@ -135,6 +143,13 @@ fn setting(
         origin: Origin::File,
         location: format!("{file}: {location}"),
     }
+}
+
+/// ` (did you mean x?)` when a name in `valid` is near `written`, else nothing.
+fn near(written: &str, valid: &[&str]) -> String {
+    scheduler_core::suggest::closest(written, valid.iter().copied())
+        .first()
+        .map_or_else(String::new, |name| format!(" (did you mean {name}?)"))
 }
 
 /// A service name as a TOML key: bare when it can be, quoted otherwise.
