@@ -4,6 +4,11 @@
 //! with every character other than a letter or digit replaced by `_` (`daily-report` →
 //! `DAILY_REPORT`, `app::jobs::sync` → `APP__JOBS__SYNC`) and `<KEY>` is `ENABLED`, `INTERVAL`, `TZ`
 //! or `ON_START`. Manager-wide: `SCHEDULER_MAX_CONCURRENT_JOBS` and `SCHEDULER_STOP_DEADLINE`.
+//!
+//! A `SCHEDULER_SERVICE__` variable that matches no service and key is an error that says which
+//! part is unknown, the service or the key, and names the variables near it. Other `SCHEDULER_`
+//! variables may be the application's own and are ignored, except near misses of ours
+//! (`SCHEDULER_SERVICE_X__TZ`, `SCHEDULER_MAX_CONCURENT_JOBS`), which are errors too.
 
 use std::collections::HashMap;
 
