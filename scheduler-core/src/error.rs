@@ -48,7 +48,16 @@ pub enum ScheduleError {
         expr: String,
     },
     /// The time zone is not an IANA name known to the bundled time-zone database.
-    #[error("unknown time zone '{0}': expected an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'")]
+    ///
+    /// The message suggests the zone that was probably meant ([`suggest::time_zone`](crate::suggest::time_zone)):
+    ///
+    /// ```
+    /// use scheduler_core::Schedule;
+    ///
+    /// let err = Schedule::cron_in("0 9 * * *", "Europe/Berln").unwrap_err();
+    /// assert_eq!(err.to_string(), "unknown time zone 'Europe/Berln': did you mean 'Europe/Berlin'?");
+    /// ```
+    #[error("unknown time zone '{0}': {hint}", hint = zone_hint(.0))]
     UnknownTimeZone(String),
     /// A one-shot delay that is negative, not finite, or too long to represent.
     #[error("invalid delay {0}: expected a finite number of seconds, zero or more")]
@@ -56,6 +65,16 @@ pub enum ScheduleError {
     /// A fixed period that is zero, negative, not finite, or too long to represent.
     #[error("invalid period {0}: expected a positive, finite number of seconds")]
     InvalidPeriod(String),
+}
+
+/// What to say after "unknown time zone": the zone probably meant, or what a zone looks like.
+fn zone_hint(written: &str) -> String {
+    match crate::suggest::time_zone(written) {
+        Some(zone) => format!("did you mean '{zone}'?"),
+        None => {
+            "expected an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'".to_owned()
+        }
+    }
 }
 
 /// A field of a cron expression.

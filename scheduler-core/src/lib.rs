@@ -47,11 +47,17 @@
 //! ```
 //!
 //! Fixed periods ([`Schedule::every`]) count real elapsed time and ignore the wall clock entirely.
+//!
+//! # Suggestions
+//! [`suggest`] holds the "did you mean" rules for what people mistype (a zone such as
+//! `Europe/Berln`, a period such as `"30s"` where seconds are expected, a name), shared by the
+//! attribute and the runtime's configuration so that both suggest the same.
 
 mod cron;
 mod error;
 mod every;
 mod schedule;
+pub mod suggest;
 mod zone;
 
 pub use error::{Field, FieldProblem, ScheduleError};

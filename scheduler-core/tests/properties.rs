@@ -17,7 +17,7 @@ use chrono::{
 use chrono_tz::Tz;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use scheduler_core::Schedule;
+use scheduler_core::{suggest, Schedule};
 
 // ---------------------------------------------------------------------------------------------------
 // Generated expressions and the oracle
@@ -739,6 +739,32 @@ proptest! {
         }
         let interval = Schedule::parse_interval(&seconds.to_string());
         prop_assert_eq!(interval.is_ok(), valid, "parse_interval({})", seconds);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn suggestions_never_panic_and_name_only_real_things(
+        zone in zone_name_strategy(),
+        text in any::<String>(),
+    ) {
+        if let Some(suggested) = suggest::time_zone(&zone) {
+            prop_assert!(suggested.parse::<Tz>().is_ok(), "{:?} → {:?}", zone, suggested);
+            prop_assert_ne!(suggested, zone.as_str());
+        }
+        // The error message, which asks for a suggestion, can always be shown.
+        if let Err(error) = Schedule::cron_in("* * * * *", &zone) {
+            prop_assert!(error.to_string().starts_with("unknown time zone '"));
+        }
+        if let Some(seconds) = suggest::period_secs(&text) {
+            prop_assert!(seconds.is_finite() && seconds > 0.0, "{:?} → {}", text, seconds);
+        }
+        let names = ["interval", "once_after", "on_start", "name", "tz"];
+        for near in suggest::closest(&text, names) {
+            prop_assert!(names.contains(&near));
+        }
     }
 }
 
