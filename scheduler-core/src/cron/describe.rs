@@ -54,6 +54,13 @@ impl Cron {
         let hours = values(u64::from(self.hours), 0, 23);
         let seconds_matter = self.seconds != 1;
         let (all_s, all_m, all_h) = (seconds.len() == 60, minutes.len() == 60, hours.len() == 24);
+        if let ([0], [m], Some(n)) = (&seconds[..], &minutes[..], step(&hours, 0, 23)) {
+            return if *m == 0 {
+                format!("Every {n} hours")
+            } else {
+                format!("Every {n} hours, at minute {m}")
+            };
+        }
         if !all_h
             && !all_m
             && !all_s
@@ -107,13 +114,6 @@ impl Cron {
             return format!("{lead}, {}", hours_qualifier(&hours));
         }
         if let [m] = minutes[..] {
-            if let Some(n) = step(&hours, 0, 23) {
-                return if m == 0 {
-                    format!("Every {n} hours")
-                } else {
-                    format!("Every {n} hours, at minute {m}")
-                };
-            }
             if let Some((first, last)) = single_run(&hours) {
                 return format!("Every hour from {first:02}:{m:02} through {last:02}:{m:02}");
             }
@@ -270,10 +270,21 @@ fn step_anywhere(vals: &[u32]) -> Option<u32> {
     (n >= 2 && vals.windows(2).all(|w| w[1] - w[0] == n)).then_some(n)
 }
 
-/// `(first, last)` when `vals` is one unbroken run.
+/// `(first, last)` when the hours `vals` are one unbroken run, also one that wraps past midnight
+/// (22, 23, 0, 1 gives `(22, 1)`).
 fn single_run(vals: &[u32]) -> Option<(u32, u32)> {
     let (&first, &last) = (vals.first()?, vals.last()?);
-    (last - first + 1 == vals.len() as u32).then_some((first, last))
+    if last - first + 1 == vals.len() as u32 {
+        return Some((first, last));
+    }
+    // Wrapped: one gap, and the run touches both 0 and 23.
+    let gaps: Vec<usize> = (1..vals.len())
+        .filter(|&i| vals[i] != vals[i - 1] + 1)
+        .collect();
+    match gaps[..] {
+        [i] if first == 0 && last == 23 => Some((vals[i], vals[i - 1])),
+        _ => None,
+    }
 }
 
 /// Sorted values as list items: runs of three or more become "a through b".

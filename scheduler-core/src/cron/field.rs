@@ -144,7 +144,7 @@ fn parse_element(spec: &FieldSpec, element: &str) -> Result<u64, FieldProblem> {
         _ => {
             if let Some((a, b)) = range.split_once('-') {
                 let (mut a, b) = (spec.value(a)?, spec.value(b)?);
-                if spec.field == Field::DayOfWeek && a == 7 {
+                if spec.field == Field::DayOfWeek && a == 7 && b < 7 {
                     a = 0; // `SUN-TUE` with Sunday written 7
                 }
                 if a > b {
@@ -258,6 +258,7 @@ mod tests {
         // 7 is Sunday at either end.
         assert_eq!(bits(&DAY_OF_WEEK, "7-2"), [0, 1, 2]);
         assert_eq!(bits(&DAY_OF_WEEK, "5-7"), [0, 5, 6]);
+        assert_eq!(bits(&DAY_OF_WEEK, "7-7"), [0]);
     }
 
     #[test]

@@ -200,7 +200,7 @@ def parse_field(text, kind, rules=None):
         elif "-" in item:
             a_txt, b_txt = item.split("-")
             a, b = parse_value(a_txt, kind), parse_value(b_txt, kind)
-            if kind == "dow" and a == 7:
+            if kind == "dow" and a == 7 and b < 7:
                 a = 0
             if a > b:
                 if kind == "year":
@@ -1018,7 +1018,7 @@ def has_wrap(cron, stepped_only=False):
             if "-" in base and not base.upper().startswith("L"):
                 a, b = base.split("-")
                 a, b = parse_value(a, kind), parse_value(b, kind)
-                if kind == "dow" and a == 7:
+                if kind == "dow" and a == 7 and b < 7:
                     a = 0
                 if a > b:
                     return True
