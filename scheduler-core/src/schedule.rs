@@ -360,6 +360,11 @@ impl FromStr for Schedule {
     /// # Ok::<(), scheduler_core::ScheduleError>(())
     /// ```
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // The common case, a bare cron expression, goes straight to the parser.
+        let lead = text.trim_start().as_bytes().first();
+        if !matches!(lead, Some(b'e' | b'o')) && !text.contains('(') {
+            return Schedule::cron(text);
+        }
         let trimmed = text.trim();
         // No cron expression holds parentheses, so a trailing `(...)` can only be a zone.
         if let Some((expr, zone)) = trimmed

@@ -112,10 +112,13 @@ pub(crate) fn dom_element(
     element: &str,
     rules: &mut DomRules,
 ) -> Result<bool, FieldProblem> {
-    let upper = element.to_ascii_uppercase();
-    if !upper.contains(['L', 'W', '#']) {
+    if !element
+        .bytes()
+        .any(|b| matches!(b, b'L' | b'l' | b'W' | b'w' | b'#'))
+    {
         return Ok(false);
     }
+    let upper = element.to_ascii_uppercase();
     let fail = |rule| {
         Err(FieldProblem::Extension {
             token: element.to_owned(),
@@ -161,8 +164,8 @@ pub(crate) fn dow_element(
 ) -> Result<bool, FieldProblem> {
     // Weekday names contain no `#` and none ends in L; anything else (such as a misplaced W) is left
     // to the plain parser, whose error says where the extensions belong.
-    let is_last = element.ends_with(['L', 'l']);
-    if !element.contains('#') && !is_last {
+    let is_last = matches!(element.as_bytes().last(), Some(b'L' | b'l'));
+    if !is_last && !element.as_bytes().contains(&b'#') {
         return Ok(false);
     }
     let fail = |rule| {
