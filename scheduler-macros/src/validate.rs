@@ -218,11 +218,16 @@ fn cron(expr: &LitStr, tz: Option<&LitStr>, tz_is_valid: bool) -> syn::Result<()
         syn::Error::new(expr.span(), message)
     })?;
     if schedule.never_fires() {
+        // A 7-field expression ends in a year field, which can rule out the remaining dates too.
+        let fields = if text.split_whitespace().count() == 7 {
+            "day-of-month, month, day-of-week and year fields"
+        } else {
+            "day-of-month, month and day-of-week fields"
+        };
         return Err(syn::Error::new(
             expr.span(),
             format!(
-                "cron expression '{}' never fires: no date matches its day-of-month, month and \
-                 day-of-week fields",
+                "cron expression '{}' never fires: no date matches its {fields}",
                 text.trim()
             ),
         ));
