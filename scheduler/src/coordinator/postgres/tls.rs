@@ -278,6 +278,21 @@ mod tests {
     }
 
     #[test]
+    fn verify_full_trusts_the_systems_cas_by_default() {
+        let system = Check::Issuer {
+            roots: Roots::System,
+            name: true,
+        };
+        let result = connector(SslMode::VerifyFull, &system, SharedProbe::default());
+        // Debian's and most distributions' bundle; without one the error says what to do.
+        if Path::new("/etc/ssl/certs/ca-certificates.crt").is_file() {
+            assert!(result.is_ok(), "{:?}", result.err());
+        } else if let Err(error) = result {
+            assert!(error.contains("sslrootcert=PATH"), "{error}");
+        }
+    }
+
+    #[test]
     fn no_check_needs_no_file() {
         assert!(connector(SslMode::Require, &Check::Nothing, SharedProbe::default()).is_ok());
     }

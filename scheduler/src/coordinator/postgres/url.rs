@@ -377,12 +377,13 @@ fn key_values(text: &str) -> Result<Vec<Pair>, String> {
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
+            let after = pairs
+                .last()
+                .map(|pair: &Pair| format!(" (after `{}`)", pair.key))
+                .unwrap_or_default();
             return Err(format!(
-                "connection parameter {} (after `{}`) has no `=`",
-                pairs.len() + 1,
-                pairs
-                    .last()
-                    .map_or("the start", |pair: &Pair| pair.key.as_str())
+                "connection parameter {}{after} has no `=`",
+                pairs.len() + 1
             ));
         }
         if key.is_empty() {
@@ -547,6 +548,7 @@ mod tests {
             ("postgres://h:port/db", "invalid value for option `port`"),
             ("host=h password='open", "the value of `password` has no closing quote"),
             ("host=h user", "connection parameter 2 (after `host`) has no `=`"),
+            ("user", "connection parameter 1 has no `=`"),
             ("host=h =x", "connection parameter 2 has no name before its `=`"),
             ("host=h user=", "`user` has no value"),
             ("host=h sslmode=on", "sslmode 'on' is not one of"),
