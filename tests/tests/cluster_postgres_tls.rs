@@ -543,3 +543,62 @@ fn builder_inputs_that_cannot_work_are_errors_not_panics() {
         "{debug}"
     );
 }
+
+/// What TLS costs: the first `prepare` (connect, handshake, schema) and claims (each then
+/// finished, untimed) on an open connection, verify-full against disable, on one server that
+/// accepts both; each creates its own table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_latency_over_tls() {
+    let pki = Pki::new("latency");
+    let setup = Setup {
+        tls: Some((&pki.server_cert, &pki.server_key)),
+        hba: None,
+        password: None,
+    };
+    let Some(server) = Postgres::launch_with("tls_latency", &setup) else {
+        return;
+    };
+    let policy = scheduler::ClaimPolicy {
+        lease: Duration::from_secs(30),
+        delivery: scheduler::Delivery::AtMostOnce,
+    };
+    let base = Utc::now();
+    let ca = ca_param(&pki.ca);
+    for (mode, params, table) in [
+        ("disable", "sslmode=disable".to_owned(), "runs_plain"),
+        (
+            "verify-full",
+            format!("sslmode=verify-full&{ca}"),
+            "runs_tls",
+        ),
+    ] {
+        let coordinator =
+            PostgresCoordinator::connect(&url(&server, "localhost", &params), mode).table(table);
+        let began = Instant::now();
+        coordinator.prepare().await.unwrap();
+        let first = began.elapsed();
+        let mut claims = Vec::new();
+        for k in 0..200 {
+            let tick = base + TimeDelta::seconds(k);
+            let began = Instant::now();
+            let claim = coordinator.claim("latency", tick, policy).await.unwrap();
+            claims.push(began.elapsed());
+            let scheduler::Claim::Granted(ticket) = claim else {
+                panic!("{mode}, tick {k}: {claim:?}")
+            };
+            let run = scheduler::FinishedRun {
+                started: tick,
+                finished: tick,
+                outcome: scheduler::Outcome::Succeeded,
+            };
+            coordinator.finish(&ticket, &run).await.unwrap();
+        }
+        claims.sort();
+        println!(
+            "{mode}: first prepare {first:?}; claim p50 {:?}, p99 {:?} over {} claims",
+            claims[claims.len() / 2],
+            claims[claims.len() * 99 / 100],
+            claims.len()
+        );
+    }
+}
