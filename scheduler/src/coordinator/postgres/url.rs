@@ -273,6 +273,9 @@ fn parse_into(url: &str, secret: &mut Secret) -> Result<(Config, Tls), String> {
     let config = rest
         .parse::<Config>()
         .map_err(|error| describe_parse_error(&error))?;
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        return Err("no host: name the server (postgres://user@HOST/db, or host=HOST)".to_owned());
+    }
     Ok((config, tls))
 }
 
@@ -552,6 +555,8 @@ mod tests {
             ("host=h =x", "connection parameter 2 has no name before its `=`"),
             ("host=h user=", "`user` has no value"),
             ("host=h sslmode=on", "sslmode 'on' is not one of"),
+            ("", "no host: name the server"),
+            ("postgres:///db?sslmode=require", "no host: name the server"),
         ];
         for (url, expected) in cases {
             let Err(error) = parse(url, "r") else {
