@@ -350,6 +350,14 @@ async fn tls_modes_against_a_server_without_tls_are_refused() {
     for params in ["", "?sslmode=prefer", "?sslmode=allow", "?sslmode=disable"] {
         prepare(&format!("{plain}{params}")).await.unwrap();
     }
+    // Through its Unix socket, sslmode does not apply (as in libpq): not even the CA file is read.
+    let socket = format!(
+        "host={} port={} user=postgres dbname=postgres sslmode=verify-full \
+         sslrootcert=/nonexistent/ca.pem",
+        server.socket_dir().display(),
+        server.port()
+    );
+    prepare(&socket).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,6 +172,11 @@ impl Postgres {
         self.port
     }
 
+    /// The directory of its Unix socket (`host=` this, with the port, to connect through it).
+    pub(crate) fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Stops the server (fast shutdown: open connections are cut), keeping its data.
     pub(crate) fn stop(&mut self) {
         let data = self.data_dir();

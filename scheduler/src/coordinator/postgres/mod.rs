@@ -27,7 +27,7 @@ use tokio_postgres::config::SslMode as WireMode;
 use tokio_postgres::{Client, Statement};
 
 use self::tls::{Probe, SharedProbe};
-use self::url::{Secret, SslMode, Target};
+use self::url::{Check, Secret, SslMode, Target};
 
 use super::{
     outcome_parts, Claim, ClaimPolicy, Coordinator, CoordinatorError, Delivery, FinishedRun,
@@ -461,8 +461,13 @@ impl PostgresCoordinator {
             handshake: false,
             server_refused: false,
         };
-        let connector =
-            tls::connector(target.tls.mode, &target.tls.check, probe.clone()).map_err(fail)?;
+        // Plain text needs no CA file (a Unix socket under verify-full, say).
+        let check = if wire == WireMode::Disable {
+            &Check::Nothing
+        } else {
+            &target.tls.check
+        };
+        let connector = tls::connector(target.tls.mode, check, probe.clone()).map_err(fail)?;
         let mut config = target.config.clone();
         config.ssl_mode(wire);
         let (client, connection) = match config.connect(connector).await {
