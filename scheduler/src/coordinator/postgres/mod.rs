@@ -10,6 +10,11 @@
 //! runtime and driver layers on top. For a feature that users switch on in an app that
 //! may already have another driver, a short build matters more than an ORM-ish API.
 //!
+//! TLS (see `tls.rs` for the choice of crates) adds 18 crates more: rustls, `ring`, webpki, the
+//! system's CA reader and the small DER/X.509 readers `tokio-postgres-rustls` uses for SCRAM
+//! channel binding. It is part of the feature rather than a feature of its own: a managed database
+//! requires it, and a plain build would be one a user finds out about in production.
+//!
 //! The user-facing rules (the claim, clocks, the table, TLS) are on [`PostgresCoordinator`];
 //! the connection string is read in `url.rs`, TLS is set up in `tls.rs`.
 
