@@ -107,6 +107,7 @@ fn tls_server(name: &str, pki: &Pki) -> Option<Postgres> {
             tls: Some((&pki.server_cert, &pki.server_key)),
             hba: Some(HBA_TLS_ONLY),
             password: Some(PASSWORD),
+            options: "",
         },
     )
 }
@@ -367,6 +368,7 @@ async fn prefer_falls_back_to_plain_text_as_libpq_does() {
         tls: Some((&pki.server_cert, &pki.server_key)),
         hba: Some(HBA_PLAIN_ONLY),
         password: None,
+        options: "",
     };
     let Some((tls_only, plain_only)) = launch_two(
         || tls_server("prefer_tls_only", &pki),
@@ -400,6 +402,34 @@ async fn prefer_falls_back_to_plain_text_as_libpq_does() {
     )
     .await;
     println!("require, pg_hba refuses TLS: {error}");
+}
+
+/// A TLS handshake that fails before any certificate is seen (the server speaks only TLS 1.1,
+/// which rustls does not): prefer falls back to plain text, require does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_falls_back_when_the_handshake_itself_fails() {
+    let pki = Pki::new("old-tls");
+    let setup = Setup {
+        tls: Some((&pki.server_cert, &pki.server_key)),
+        hba: None,
+        password: None,
+        options: "-c ssl_min_protocol_version=TLSv1 -c ssl_max_protocol_version=TLSv1.1",
+    };
+    let Some(server) = Postgres::launch_with("old_tls", &setup) else {
+        return;
+    };
+    prepare(&url(&server, "localhost", "sslmode=prefer"))
+        .await
+        .unwrap();
+    let error = refused(
+        &url(&server, "localhost", "sslmode=require"),
+        &[&format!(
+            "TLS: the handshake with localhost:{} failed (sslmode=require): ",
+            server.port()
+        )],
+    )
+    .await;
+    println!("require, TLS 1.1 only: {error}");
 }
 
 /// Everything the `tracing` subscriber of this test binary writes.
@@ -571,6 +601,7 @@ async fn claim_latency_over_tls() {
         tls: Some((&pki.server_cert, &pki.server_key)),
         hba: None,
         password: None,
+        options: "",
     };
     let Some(server) = Postgres::launch_with("tls_latency", &setup) else {
         return;

@@ -31,8 +31,8 @@ pub(crate) struct Postgres {
     port: u16,
     as_postgres_user: bool,
     running: bool,
-    /// `-c` settings for the server (TLS).
-    settings: &'static str,
+    /// `-c` settings for the server (TLS, `Setup::options`).
+    settings: String,
 }
 
 /// How a server differs from the default (no TLS, trust for everyone).
@@ -44,6 +44,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) hba: Option<&'a str>,
     /// The `postgres` user's password.
     pub(crate) password: Option<&'a str>,
+    /// More server options (`-c name=value …`), with `tls`.
+    pub(crate) options: &'a str,
 }
 
 impl Postgres {
@@ -114,7 +116,7 @@ impl Postgres {
             port: 0,
             as_postgres_user,
             running: false,
-            settings: "",
+            settings: String::new(),
         };
         let data = server.data_dir();
         let data_arg = data.to_str().expect("a UTF-8 path");
@@ -143,7 +145,10 @@ impl Postgres {
         if let Some((cert, key)) = setup.tls {
             server.write(&data.join("server.crt"), cert);
             server.write(&data.join("server.key"), key);
-            server.settings = " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key";
+            server.settings = format!(
+                " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key {}",
+                setup.options
+            );
         }
         // A free port now may be taken by the time the server binds it: try a few.
         for attempt in 1..=3 {

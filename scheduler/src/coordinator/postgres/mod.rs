@@ -180,12 +180,14 @@ pub struct PostgresCoordinator {
 
 /// `tokio-postgres`'s words for a server that answered "no" to the TLS request.
 const NO_TLS: &str = "server does not support TLS";
+/// And for a TLS handshake that failed (before or while the certificate was checked).
+const TLS_FAILED: &str = "error performing TLS handshake";
 
 /// Why a connection attempt failed.
 struct Failed {
     /// The message, password masked.
     message: String,
-    /// A TLS handshake had begun (the server sent its certificate).
+    /// TLS was in use, or its handshake failed: what makes `prefer` try plain text.
     handshake: bool,
     /// The server answered with an error (authentication, `pg_hba.conf`), rather than the
     /// network or TLS failing.
@@ -831,6 +833,7 @@ async fn claim_in(
 /// A failed attempt in words: TLS refusals as the user needs to read them.
 fn explain(target: &Target, wire: WireMode, error: &tokio_postgres::Error, probe: Probe) -> Failed {
     let text = describe(error);
+    let tls_in_use = probe.handshake || text.starts_with(TLS_FAILED);
     let mode = target.tls.mode.name();
     let message = if let Some(refused) = probe.refused {
         format!("TLS: {refused}")
@@ -839,12 +842,17 @@ fn explain(target: &Target, wire: WireMode, error: &tokio_postgres::Error, probe
             "TLS: the server at {} does not offer TLS, and sslmode={mode} allows no plain text",
             target.hosts()
         )
+    } else if let Some(reason) = text.strip_prefix(TLS_FAILED) {
+        format!(
+            "TLS: the handshake with {} failed (sslmode={mode}){reason}",
+            target.hosts()
+        )
     } else {
         text
     };
     Failed {
         message: target.secret.scrub(message),
-        handshake: probe.handshake,
+        handshake: tls_in_use,
         server_refused: error.as_db_error().is_some(),
     }
 }
