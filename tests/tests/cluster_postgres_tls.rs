@@ -487,6 +487,9 @@ async fn the_password_appears_in_no_log_line_debug_output_or_error() {
         // A wrong password, a missing CA file, a server that is down.
         format!("postgres://postgres:x{PASSWORD}@localhost:{port}/postgres?hostaddr=127.0.0.1&{ca}&sslmode=verify-full"),
         url(&server, "localhost", "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"),
+        // prefer and allow, which log their second try: both tries fail.
+        format!("postgres://postgres:x{PASSWORD}@localhost:{port}/postgres?hostaddr=127.0.0.1&sslmode=prefer"),
+        format!("postgres://postgres:x{PASSWORD}@localhost:{port}/postgres?hostaddr=127.0.0.1&sslmode=allow"),
         format!("postgres://postgres:{PASSWORD}@127.0.0.1:1/postgres"),
         // Strings that do not parse, in both forms, the password percent-encoded too.
         url(&server, "localhost", "sslmode=verify"),
@@ -540,6 +543,11 @@ async fn the_password_appears_in_no_log_line_debug_output_or_error() {
     assert!(logs.contains("is not trusted by the CA in"), "{logs}");
     assert!(logs.contains("does not offer TLS"), "{logs}");
     assert!(logs.contains("password authentication failed"), "{logs}");
+    assert!(
+        logs.contains("connecting without TLS (sslmode=prefer)"),
+        "{logs}"
+    );
+    assert!(logs.contains("trying TLS (sslmode=allow)"), "{logs}");
     for text in seen.iter().chain([&logs]) {
         for secret in [PASSWORD, encoded.as_str(), "Pa55word"] {
             assert!(!text.contains(secret), "the password shows in:\n{text}");
