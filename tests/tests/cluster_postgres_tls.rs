@@ -591,6 +591,13 @@ fn builder_inputs_that_cannot_work_are_errors_not_panics() {
         .table("jobs.runs")
         .timeout(Duration::from_secs(1));
     assert_eq!(fine.validate(), Ok(()));
+    // "Forever" is kept within PostgreSQL's dates.
+    let forever = format!("{:?}", fine.history_horizon(Duration::MAX));
+    assert!(
+        forever.contains("history_horizon: 31622400000s"),
+        "{forever}"
+    );
+    let fine = PostgresCoordinator::connect("postgres://app@db/app?sslmode=verify-full", "web-1");
     let debug = format!("{fine:?}");
     assert!(
         debug.contains(r#"server: "app@db:5432/app""#)

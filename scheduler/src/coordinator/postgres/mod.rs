@@ -47,6 +47,8 @@ const MIGRATION_LOCK: i64 = 0x5363_6865_6475_6c72;
 const CLAIM_LOCK_CLASS: i32 = 0x5343_4844;
 const DEFAULT_TABLE: &str = "scheduler_runs";
 const DEFAULT_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Within PostgreSQL's dates (4713 BC on) when taken from now.
+const LONGEST_HORIZON: Duration = Duration::from_secs(1000 * 366 * 24 * 3600);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const FIRST_RECONNECT: Duration = Duration::from_millis(100);
@@ -302,10 +304,12 @@ impl PostgresCoordinator {
     }
 
     /// Deletes runs whose tick is older than `horizon` (default 7 days), at most once a minute,
-    /// after recording a run. Runs still going are kept whatever their age.
+    /// after recording a run. Runs still going are kept whatever their age. A horizon beyond
+    /// 1000 years (`Duration::MAX`, say) counts as 1000 years: it keeps everything, where a longer
+    /// one would be out of PostgreSQL's range of dates.
     #[must_use]
     pub fn history_horizon(mut self, horizon: Duration) -> Self {
-        self.horizon = horizon;
+        self.horizon = horizon.min(LONGEST_HORIZON);
         self
     }
 
