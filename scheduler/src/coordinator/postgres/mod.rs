@@ -47,8 +47,9 @@ const MIGRATION_LOCK: i64 = 0x5363_6865_6475_6c72;
 const CLAIM_LOCK_CLASS: i32 = 0x5343_4844;
 const DEFAULT_TABLE: &str = "scheduler_runs";
 const DEFAULT_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Within PostgreSQL's dates (4713 BC on) when taken from now.
-const LONGEST_HORIZON: Duration = Duration::from_secs(1000 * 366 * 24 * 3600);
+/// The longest horizon or lease: within PostgreSQL's dates (4713 BC on) when taken from now,
+/// and far within its intervals.
+const LONGEST_INTERVAL: Duration = Duration::from_secs(1000 * 366 * 24 * 3600);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const FIRST_RECONNECT: Duration = Duration::from_millis(100);
@@ -309,7 +310,7 @@ impl PostgresCoordinator {
     /// one would be out of PostgreSQL's range of dates.
     #[must_use]
     pub fn history_horizon(mut self, horizon: Duration) -> Self {
-        self.horizon = horizon.min(LONGEST_HORIZON);
+        self.horizon = horizon.min(LONGEST_INTERVAL);
         self
     }
 
@@ -755,7 +756,8 @@ async fn claim_in(
         .statements
         .as_ref()
         .expect("a session prepares its statements");
-    let lease = millis(policy.lease);
+    // A longer lease would not fit an interval; 1000 years is forever here too.
+    let lease = millis(policy.lease.min(LONGEST_INTERVAL));
     let tx = conn.client.transaction().await?;
     tx.execute(&statements.lock, &[&CLAIM_LOCK_CLASS, &lock_key])
         .await?;
