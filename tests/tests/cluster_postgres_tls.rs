@@ -587,6 +587,13 @@ fn builder_inputs_that_cannot_work_are_errors_not_panics() {
     assert_eq!(prepared.to_string(), error);
     assert!(format!("{coordinator:?}").contains("bad-name"));
 
+    let nul = PostgresCoordinator::connect("postgres://app@db/app", "web\u{0}1");
+    let error = nul.validate().unwrap_err().to_string();
+    assert!(
+        error.contains(r#"the replica name "web\01" contains a NUL"#),
+        "{error}"
+    );
+
     let fine = PostgresCoordinator::connect("postgres://app@db/app?sslmode=verify-full", "web-1")
         .table("jobs.runs")
         .timeout(Duration::from_secs(1));

@@ -280,6 +280,10 @@ impl PostgresCoordinator {
         let mut problems = Vec::new();
         if replica.trim().is_empty() {
             problems.push("the replica name is empty: give each replica its own name".to_owned());
+        } else if replica.contains('\0') {
+            problems.push(format!(
+                "the replica name {replica:?} contains a NUL character, which PostgreSQL refuses"
+            ));
         }
         let target = url::parse(url, &replica)
             .map_err(|error| problems.push(error))
