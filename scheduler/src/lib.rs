@@ -82,6 +82,12 @@
 //! - **Observability**: each run is a `tracing` span `service_run` with the service name and tick;
 //!   [`ServiceManager::services`] reports state, next tick, last run, and counts.
 //!
+//! # Linking
+//! Services are collected from every crate linked into the binary, and a crate that the binary's
+//! code never mentions is not linked. A crate of jobs needs one mention, `use my_jobs_crate as _;`;
+//! `#![warn(unused_crate_dependencies)]` catches a forgotten one at compile time, and a manager that
+//! starts with no services logs a warning naming this fix.
+//!
 //! # Logging
 //! Through `tracing`: at INFO, the services and their schedules at start and one summary line a
 //! minute with the runs since the last; at DEBUG, one line per run outcome (each run is a span
