@@ -91,6 +91,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod clock;
 mod cluster;
 mod config;
