@@ -120,10 +120,10 @@
     };
     for (const [key, label] of Object.entries(labels)) {
       const numeric = key === "runs" || key === "failures" || key === "skipped";
-      cells[key] = el("td", { class: numeric ? `num ${key}` : key, "data-label": label });
+      cells[key] = el("td", { class: numeric ? `num col-${key}` : `col-${key}`, "data-label": label });
       tr.append(cells[key]);
     }
-    const open = el("button", { type: "button", class: "name", title: "Show details" }, name);
+    const open = el("button", { type: "button", class: "open", title: "Show details" }, name);
     open.addEventListener("click", () => openDetail(name));
     cells.name.append(open);
     const buttons = {};
@@ -156,8 +156,8 @@
       fill(c.state, badge(service.state));
       fill(c.schedule, service.schedule);
       fill(c.next, service.next_fire ? when(service.next_fire) : "–");
-      fill(c.last, service.last_start ? when(service.last_start) : "never",
-        service.last_outcome ? " " : "", service.last_outcome ? outcome(service.last_outcome) : "");
+      fill(c.last, el("span", {}, service.last_start ? when(service.last_start) : "never",
+        service.last_outcome ? " " : "", service.last_outcome ? outcome(service.last_outcome) : ""));
       fill(c.runs, String(service.runs));
       fill(c.failures, String(service.failures));
       fill(c.skipped, String(service.skipped));

@@ -22,13 +22,14 @@ pub(crate) fn at(secs: i64) -> DateTime<Utc> {
 }
 
 struct Fake {
+    start: DateTime<Utc>,
     view: ServiceView,
     /// Newest last.
     runs: Vec<RunView>,
 }
 
-/// Services every 60 s from [`at`]`(60)`; each run takes 1 s and is stamped on a clock that only
-/// [`FakeBackend::tick`] and runs move.
+/// Services every 60 s from a minute after their start ([`at`]`(0)` unless given); each run takes 1 s
+/// and is stamped on a clock that only [`FakeBackend::tick`] and runs move.
 #[derive(Clone)]
 pub(crate) struct FakeBackend {
     services: Arc<Mutex<BTreeMap<String, Fake>>>,
@@ -37,13 +38,18 @@ pub(crate) struct FakeBackend {
 
 impl FakeBackend {
     pub(crate) fn new(names: &[&str]) -> Self {
+        FakeBackend::starting_at(names, at(0))
+    }
+
+    pub(crate) fn starting_at(names: &[&str], start: DateTime<Utc>) -> Self {
         let services = names
             .iter()
             .map(|name| {
                 let mut view = ServiceView::new(*name, "every 60s");
                 view.state = State::Idle;
-                view.next_fire = Some(at(60));
+                view.next_fire = Some(start + TimeDelta::seconds(60));
                 let fake = Fake {
+                    start,
                     view,
                     runs: Vec::new(),
                 };
@@ -98,7 +104,7 @@ fn run(fake: &mut Fake, result: Result<(), String>) {
     let tick = fake
         .view
         .next_fire
-        .unwrap_or_else(|| fake.view.last_start.unwrap_or(at(0)) + TimeDelta::seconds(1));
+        .unwrap_or_else(|| fake.view.last_start.unwrap_or(fake.start) + TimeDelta::seconds(1));
     let mut record = RunView::new(tick, tick);
     record.duration_secs = Some(1.0);
     let (outcome, error) = match result {
@@ -172,7 +178,7 @@ impl AdminBackend for FakeBackend {
         self.with(name, |fake| {
             if fake.view.state == State::Paused {
                 fake.view.state = State::Idle;
-                let last = fake.view.last_start.unwrap_or(at(0));
+                let last = fake.view.last_start.unwrap_or(fake.start);
                 fake.view.next_fire = Some(last + TimeDelta::seconds(60));
             }
         })
