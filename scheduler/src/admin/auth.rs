@@ -3,8 +3,9 @@
 //! Reading is open to whoever reaches the router. Actions (run now, pause, resume, reload) are
 //! POST only and pass two checks:
 //! 1. **Same origin.** A request that a browser marks as sent from another site (`Sec-Fetch-Site`
-//!    other than `same-origin`/`none`, or an `Origin` that is not this host) is refused, so a page
-//!    elsewhere cannot make an operator's browser act, even on a trusted router.
+//!    other than `same-origin`/`none`, or without that header an `Origin` that is not this host)
+//!    is refused, so a page elsewhere cannot make an operator's browser act, even on a trusted
+//!    router.
 //! 2. **Access.** Read-only (the default) refuses every action; with a bearer token, the request
 //!    must carry `Authorization: Bearer <token>`; trusted accepts it.
 //!
@@ -76,7 +77,9 @@ impl Access {
     }
 }
 
-/// Refuses what a browser says came from another site.
+/// Refuses what a browser says came from another site. `Sec-Fetch-Site`, which pages cannot set,
+/// decides when present (so a proxy that rewrites `Host` does not matter); otherwise `Origin` must
+/// name this host.
 fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     let refuse = |why: String| {
         Err(ApiError::new(
@@ -91,9 +94,10 @@ fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
             .map(|v| v.to_str().unwrap_or("(not text)"))
     };
     if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
-        if site != "same-origin" && site != "none" {
-            return refuse(format!("Sec-Fetch-Site is '{site}'"));
-        }
+        return match site {
+            "same-origin" | "none" => Ok(()),
+            _ => refuse(format!("Sec-Fetch-Site is '{site}'")),
+        };
     }
     if let Some(origin) = text(header::ORIGIN) {
         let host = text(header::HOST).unwrap_or("");
@@ -165,6 +169,17 @@ mod tests {
             ]))
             .is_err());
         assert!(trusted.check(&headers(&[("origin", "null")])).is_err());
+        // Behind a proxy that rewrites Host, the browser's own word decides.
+        assert!(trusted
+            .check(&headers(&[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "https://ops.example.com"),
+                ("host", "127.0.0.1:8080"),
+            ]))
+            .is_ok());
+        assert!(trusted
+            .check(&headers(&[("sec-fetch-site", "same-site")]))
+            .is_err());
     }
 
     #[test]
