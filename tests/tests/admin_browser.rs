@@ -182,7 +182,7 @@ async fn an_operator_sees_runs_pauses_and_is_refused_without_the_token() {
     // Its runs started some minutes ago, so the screenshot reads like a running app.
     let fake = FakeBackend::starting_at(
         &SERVICES,
-        chrono::Utc::now() - chrono::TimeDelta::seconds(500),
+        chrono::Utc::now() - chrono::TimeDelta::seconds(525),
     );
     let address = serve(&fake).await;
     let driver = Driver::start(&driver_binary);

@@ -28,6 +28,7 @@
   const rows = new Map(); // service name -> { tr, cells, buttons }
   let selected = null; // the service shown in the detail view
   let skew = 0; // server clock minus browser clock, in ms
+  let readOnly = false; // the server refuses every action
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -130,6 +131,10 @@
     const group = el("div", { class: "actions" });
     for (const [action, label] of Object.entries(ACTIONS)) {
       buttons[action] = el("button", { type: "button", "data-action": action }, label);
+      if (readOnly) {
+        buttons[action].disabled = true;
+        buttons[action].title = "This server is read-only";
+      }
       buttons[action].addEventListener("click", () => act(name, action));
       group.append(buttons[action]);
     }
@@ -270,6 +275,7 @@
   async function setUp() {
     try {
       const { actions } = await request("GET", "api/access");
+      readOnly = actions === "read_only";
       $("token-form").hidden = actions !== "token";
       const note = $("access-note");
       note.hidden = actions === "token";

@@ -72,10 +72,12 @@ impl FakeBackend {
         }
     }
 
-    /// `name` runs once and fails with `error`.
+    /// `name` runs once between its ticks, 30 s after its last run, and fails with `error`.
     pub(crate) fn fail(&self, name: &str, error: &str) {
         let mut services = self.services.lock().unwrap();
-        run(services.get_mut(name).unwrap(), Err(error.to_owned()));
+        let fake = services.get_mut(name).unwrap();
+        let tick = fake.view.last_start.unwrap_or(fake.start) + TimeDelta::seconds(30);
+        record(fake, tick, Err(error.to_owned()));
     }
 
     pub(crate) fn runs(&self, name: &str) -> u64 {
@@ -99,12 +101,21 @@ impl FakeBackend {
     }
 }
 
-/// One run of `fake`, at its next tick (or right after its last run when paused).
+/// One run of `fake` at its next tick (or right after its last run when paused), which moves its
+/// next tick on.
 fn run(fake: &mut Fake, result: Result<(), String>) {
     let tick = fake
         .view
         .next_fire
         .unwrap_or_else(|| fake.view.last_start.unwrap_or(fake.start) + TimeDelta::seconds(1));
+    record(fake, tick, result);
+    if fake.view.state != State::Paused {
+        fake.view.next_fire = Some(tick + TimeDelta::seconds(60));
+    }
+}
+
+/// Records a run of `fake` at `tick`.
+fn record(fake: &mut Fake, tick: DateTime<Utc>, result: Result<(), String>) {
     let mut record = RunView::new(tick, tick);
     record.duration_secs = Some(1.0);
     let (outcome, error) = match result {
@@ -122,9 +133,6 @@ fn run(fake: &mut Fake, result: Result<(), String>) {
     view.last_duration_secs = Some(1.0);
     view.last_outcome = Some(outcome);
     view.last_error = error;
-    if view.state != State::Paused {
-        view.next_fire = Some(tick + TimeDelta::seconds(60));
-    }
     fake.runs.push(record);
     view.recent = fake
         .runs
