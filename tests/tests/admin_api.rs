@@ -474,6 +474,7 @@ async fn the_page_is_served_with_its_assets_wherever_the_router_is_mounted() {
         "text/css; charset=utf-8"
     );
     let list = get(&app, "/ops/admin/api/services").await;
+    assert_eq!(list.headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(list.body["services"][0]["name"], "billing");
     assert_eq!(time(&list.body["services"][0]["next_fire"]), at(60));
 }

@@ -194,6 +194,7 @@ async fn an_operator_sees_runs_pauses_and_is_refused_without_the_token() {
     run_now_is_refused_without_the_token(&client, &fake).await;
     run_now_with_the_token_runs_it(&client, &fake).await;
     pause_shows_paused_and_stops_runs(&client, &fake).await;
+    reload_reloads(&client, &fake).await;
     the_detail_shows_schedule_history_and_error(&client, &fake).await;
     let target = target_dir();
     std::fs::create_dir_all(&target).unwrap();
@@ -299,6 +300,15 @@ async fn pause_shows_paused_and_stops_runs(client: &Client, fake: &FakeBackend) 
             .contains("idle")
     })
     .await;
+}
+
+async fn reload_reloads(client: &Client, fake: &FakeBackend) {
+    click(client, "#reload").await;
+    until("the reload is reported", || async {
+        text(client, "#message").await == "Configuration reloaded: nothing changed."
+    })
+    .await;
+    assert_eq!(fake.reloads(), 1);
 }
 
 async fn the_detail_shows_schedule_history_and_error(client: &Client, fake: &FakeBackend) {

@@ -247,6 +247,18 @@
     refresh();
   }
 
+  async function reloadConfig() {
+    try {
+      const { reload } = await request("POST", "api/reload");
+      show(reload.changed.length
+        ? `Configuration reloaded: ${reload.changed.join(", ")} changed.`
+        : "Configuration reloaded: nothing changed.", "info");
+    } catch (error) {
+      show(`Reload refused: ${error.message}`, "error");
+    }
+    refresh();
+  }
+
   let timer = null;
   async function refresh() {
     clearTimeout(timer);
@@ -276,6 +288,7 @@
     try {
       const { actions } = await request("GET", "api/access");
       readOnly = actions === "read_only";
+      $("reload").hidden = readOnly;
       $("token-form").hidden = actions !== "token";
       const note = $("access-note");
       note.hidden = actions === "token";
@@ -297,6 +310,7 @@
       showTokenState();
     });
     $("detail-close").addEventListener("click", closeDetail);
+    $("reload").addEventListener("click", reloadConfig);
     showTokenState();
     const match = /^#service=(.+)$/.exec(location.hash);
     if (match) selected = decodeURIComponent(match[1]);

@@ -48,7 +48,17 @@ pub(super) fn router<B: AdminBackend>(state: AppState<B>) -> Router {
         .route("/api/reload", post(reload::<B>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(no_store))
         .with_state(Arc::new(state))
+}
+
+/// Answers are live state: no cache (a browser's or a proxy's) may keep them.
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The dashboard, with a `<base>` that makes its relative links work wherever the router is nested.
