@@ -8,6 +8,8 @@
 
 #[path = "support/admin_fake.rs"]
 mod admin_fake;
+#[path = "support/webdriver.rs"]
+mod webdriver;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -17,9 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use admin_fake::FakeBackend;
-use fantoccini::{Client, ClientBuilder, Locator};
 use scheduler::admin::{AdminConfig, State};
 use serde_json::json;
+use webdriver::Session;
 
 const TOKEN: &str = "s3cret-admin-token";
 const SERVICES: [&str; 4] = [
@@ -96,12 +98,10 @@ impl Drop for Driver {
     }
 }
 
-async fn open_browser(chromium: &Path, driver: &Driver, profile: &Path) -> Client {
-    let mut options = serde_json::Map::new();
-    options.insert("browserName".into(), json!("chrome"));
-    options.insert(
-        "goog:chromeOptions".into(),
-        json!({
+async fn open_browser(chromium: &Path, driver: &Driver, profile: &Path) -> Session {
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
             "binary": chromium,
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -109,14 +109,11 @@ async fn open_browser(chromium: &Path, driver: &Driver, profile: &Path) -> Clien
                 "--no-first-run", "--window-size=1280,900",
                 format!("--user-data-dir={}", profile.display()),
             ],
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(options)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        },
+    });
+    Session::new(&format!("http://127.0.0.1:{}", driver.port), capabilities)
         .await
-        .expect("a WebDriver session with headless Chromium")
+        .unwrap_or_else(|e| panic!("no WebDriver session with headless Chromium: {e}"))
 }
 
 /// Waits (up to 10 s, checking every 50 ms) until `check` holds, as a person waits for a page.
@@ -138,16 +135,16 @@ fn row(service: &str, rest: &str) -> String {
     format!("#services tr[data-service='{service}'] {rest}")
 }
 
-async fn text(client: &Client, css: &str) -> String {
-    match client.find(Locator::Css(css)).await {
+async fn text(client: &Session, css: &str) -> String {
+    match client.find(css).await {
         Ok(element) => element.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
 }
 
-async fn click(client: &Client, css: &str) {
+async fn click(client: &Session, css: &str) {
     client
-        .find(Locator::Css(css))
+        .find(css)
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
         .click()
@@ -208,10 +205,10 @@ async fn an_operator_sees_runs_pauses_and_is_refused_without_the_token() {
     let _ = std::fs::remove_dir_all(&profile);
 }
 
-async fn every_service_is_listed(client: &Client) {
+async fn every_service_is_listed(client: &Session) {
     until("every service is listed", || async {
         let rows = client
-            .find_all(Locator::Css("#services tbody tr"))
+            .find_all("#services tbody tr")
             .await
             .unwrap_or_default();
         let mut names = Vec::new();
@@ -233,7 +230,7 @@ async fn every_service_is_listed(client: &Client) {
     );
 }
 
-async fn run_now_is_refused_without_the_token(client: &Client, fake: &FakeBackend) {
+async fn run_now_is_refused_without_the_token(client: &Session, fake: &FakeBackend) {
     click(
         client,
         &row("billing::sync", "button[data-action='run-now']"),
@@ -248,9 +245,9 @@ async fn run_now_is_refused_without_the_token(client: &Client, fake: &FakeBacken
     assert_eq!(fake.runs("billing::sync"), 0);
 }
 
-async fn run_now_with_the_token_runs_it(client: &Client, fake: &FakeBackend) {
+async fn run_now_with_the_token_runs_it(client: &Session, fake: &FakeBackend) {
     client
-        .find(Locator::Css("#token"))
+        .find("#token")
         .await
         .unwrap()
         .send_keys(TOKEN)
@@ -269,7 +266,7 @@ async fn run_now_with_the_token_runs_it(client: &Client, fake: &FakeBackend) {
     assert_eq!(fake.runs("billing::sync"), 1);
 }
 
-async fn pause_shows_paused_and_stops_runs(client: &Client, fake: &FakeBackend) {
+async fn pause_shows_paused_and_stops_runs(client: &Session, fake: &FakeBackend) {
     click(client, &row("billing::sync", "button[data-action='pause']")).await;
     until("the service shows as paused", || async {
         text(client, &row("billing::sync", "td.col-state"))
@@ -302,7 +299,7 @@ async fn pause_shows_paused_and_stops_runs(client: &Client, fake: &FakeBackend) 
     .await;
 }
 
-async fn reload_reloads(client: &Client, fake: &FakeBackend) {
+async fn reload_reloads(client: &Session, fake: &FakeBackend) {
     click(client, "#reload").await;
     until("the reload is reported", || async {
         text(client, "#message").await == "Configuration reloaded: nothing changed."
@@ -311,7 +308,7 @@ async fn reload_reloads(client: &Client, fake: &FakeBackend) {
     assert_eq!(fake.reloads(), 1);
 }
 
-async fn the_detail_shows_schedule_history_and_error(client: &Client, fake: &FakeBackend) {
+async fn the_detail_shows_schedule_history_and_error(client: &Session, fake: &FakeBackend) {
     // A few more ticks and a failure fill the sparklines and the history.
     for _ in 0..7 {
         fake.tick();
@@ -323,15 +320,9 @@ async fn the_detail_shows_schedule_history_and_error(client: &Client, fake: &Fak
     })
     .await;
     assert_eq!(text(client, "#detail-description").await, "Every minute");
-    let upcoming = client
-        .find_all(Locator::Css("#detail-upcoming li"))
-        .await
-        .unwrap();
+    let upcoming = client.find_all("#detail-upcoming li").await.unwrap();
     assert_eq!(upcoming.len(), 10);
-    let history = client
-        .find_all(Locator::Css("#history tbody tr"))
-        .await
-        .unwrap();
+    let history = client.find_all("#history tbody tr").await.unwrap();
     assert_eq!(history.len(), 9);
     until("the list shows the latest runs", || async {
         text(client, &row("reports::daily", "td.col-runs")).await == "9"
@@ -340,21 +331,15 @@ async fn the_detail_shows_schedule_history_and_error(client: &Client, fake: &Fak
 }
 
 /// At phone width everything stays reachable without scrolling sideways.
-async fn it_fits_a_phone(client: &Client, target: &Path) {
+async fn it_fits_a_phone(client: &Session, target: &Path) {
     client.set_window_size(390, 844).await.unwrap();
     let fits = client
-        .execute(
-            "return document.documentElement.scrollWidth <= window.innerWidth;",
-            vec![],
-        )
+        .execute("return document.documentElement.scrollWidth <= window.innerWidth;")
         .await
         .unwrap();
     assert_eq!(fits, json!(true), "the page is wider than a phone");
     let button = client
-        .find(Locator::Css(&row(
-            "cache::refresh",
-            "button[data-action='run-now']",
-        )))
+        .find(&row("cache::refresh", "button[data-action='run-now']"))
         .await
         .unwrap();
     assert!(button.is_displayed().await.unwrap());

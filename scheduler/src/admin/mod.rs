@@ -125,9 +125,10 @@ impl AdminConfig {
         }
     }
 
-    /// Accepts actions that carry `Authorization: Bearer <token>`. An empty token accepts nothing.
+    /// Accepts actions that carry `Authorization: Bearer <token>` (whitespace around the token is
+    /// ignored). An empty token accepts nothing.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
-        self.access = Access::Token(token.into().into_boxed_str());
+        self.access = Access::Token(token.into().trim().into());
         self
     }
 
