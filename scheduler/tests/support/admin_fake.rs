@@ -1,7 +1,7 @@
 //! A test double of the runtime behind the admin router: services whose runs the test makes happen
 //! (`tick`), with the actions the runtime does not have yet (pause, resume, run now) really working.
 //!
-//! Shared by `admin_api.rs` and `admin_browser.rs`.
+//! Shared by `scheduler/tests/admin_api.rs` and `admin_browser.rs`.
 
 #![allow(
     dead_code,
