@@ -7,73 +7,74 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::clock::Clock;
 use crate::coordinator::{Claim, ClaimPolicy, Coordinator, FinishedRun, Ticket};
-use crate::entry::Entry;
-use crate::runner::Shared;
+use crate::state::Slot;
 use crate::status::Outcome;
 use crate::Schedule;
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LONGEST_RETRY: Duration = Duration::from_secs(30);
 
-/// Claims `tick` and returns the ticket to run, or `None` when this replica does not run it: another
-/// replica has it, or is still running an earlier tick, or the coordinator stayed unreachable until
-/// the next tick was due.
-///
 /// Claims `tick`, retrying with backoff while the coordinator is unreachable, until the tick after it
-/// is due: then this tick is given up (no replica could be sure of running it alone).
+/// is due: then this tick is given up (no replica could be sure of running it alone). `None` when
+/// this replica does not run it: another replica has it, or is still running an earlier tick, or the
+/// coordinator stayed unreachable.
 pub(crate) async fn claim(
+    clock: &dyn Clock,
     coordinator: &dyn Coordinator,
-    entry: &Entry,
-    shared: &Shared,
+    slot: &Slot,
     schedule: &Schedule,
     tick: DateTime<Utc>,
+    policy: ClaimPolicy,
 ) -> Option<Ticket> {
-    let policy = ClaimPolicy {
-        lease: shared.lease,
-        delivery: entry.service.delivery,
-    };
+    let name = &*slot.name;
     let give_up_at = schedule.next_after(tick);
     let mut backoff = FIRST_RETRY;
     loop {
-        let error = match coordinator.claim(&entry.name, tick, policy).await {
+        let error = match coordinator.claim(name, tick, policy).await {
             Ok(claim) => {
-                if entry.set_coordinator_error(None) {
-                    tracing::info!(service = %entry.name, "coordinator reachable again: coordinated runs resume");
+                if set_coordinator_error(slot, None) {
+                    tracing::info!(service = %name, "coordinator reachable again: coordinated runs resume");
                 }
                 return match claim {
                     Claim::Granted(ticket) => Some(ticket),
                     Claim::Taken { replica } => {
-                        tracing::debug!(service = %entry.name, %tick, %replica, "tick claimed by another replica");
-                        entry.add_claimed_elsewhere();
+                        tracing::debug!(service = %name, %tick, %replica, "tick claimed by another replica");
+                        slot.lock().stats.claimed_elsewhere += 1;
                         None
                     }
                     Claim::Busy {
                         replica,
                         tick: running,
                     } => {
-                        tracing::warn!(service = %entry.name, %tick, %replica, %running,
+                        tracing::warn!(service = %name, %tick, %replica, %running,
                             "tick skipped: another replica is still running an earlier tick");
-                        entry.add_skipped(1);
+                        slot.lock().stats.skipped += 1;
                         None
                     }
                 };
             }
             Err(error) => error,
         };
-        if !entry.set_coordinator_error(Some(error.to_string())) {
-            tracing::warn!(service = %entry.name, %error,
+        if !set_coordinator_error(slot, Some(error.to_string())) {
+            tracing::warn!(service = %name, %error,
                 "coordinator unreachable: coordinated runs paused, retrying with backoff");
         }
-        let now = shared.clock.now();
+        let now = clock.now();
         let retry_at = now + chrono::TimeDelta::from_std(backoff).unwrap_or(chrono::TimeDelta::MAX);
         if give_up_at.is_some_and(|next| retry_at >= next) {
-            tracing::warn!(service = %entry.name, %tick, "tick not run: the coordinator stayed unreachable");
+            tracing::warn!(service = %name, %tick, "tick not run: the coordinator stayed unreachable");
             return None;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(LONGEST_RETRY);
     }
+}
+
+/// Records whether the coordinator is reachable; returns whether it was unreachable before.
+fn set_coordinator_error(slot: &Slot, error: Option<String>) -> bool {
+    std::mem::replace(&mut slot.lock().stats.coordinator_error, error).is_some()
 }
 
 /// Runs `job` while renewing the ticket's lease every third of it.
@@ -103,16 +104,17 @@ pub(crate) async fn renewing<F: Future>(
 /// Reports the end of a run, retrying a few times; a report that never arrives leaves the claim to
 /// run out, as if this replica had died.
 pub(crate) async fn finish(
-    coordinator: &Arc<dyn Coordinator>,
-    ticket: &Ticket,
+    coordinator: Arc<dyn Coordinator>,
+    ticket: Ticket,
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
-    outcome: &Outcome,
+    outcome: Outcome,
 ) {
+    let ticket = &ticket;
     let run = FinishedRun {
         started,
         finished,
-        outcome: outcome.clone(),
+        outcome,
     };
     let mut backoff = FIRST_RETRY;
     for attempt in 1..=4 {

@@ -26,6 +26,20 @@ pub enum Error {
         #[source]
         source: ScheduleError,
     },
+    /// [`run_now`](crate::ServiceManager::run_now) while a run of the service is going or waiting
+    /// for a worker: runs never overlap.
+    #[error("service '{0}' is already running")]
+    AlreadyRunning(String),
+    /// An action that the service's state does not allow, such as pausing a stopped service.
+    #[error("cannot {action} service '{name}': it is {state}")]
+    InvalidState {
+        /// The service.
+        name: String,
+        /// What was asked: `pause`, `run`.
+        action: &'static str,
+        /// The state it is in.
+        state: crate::status::ServiceState,
+    },
     /// No service of this name was ever added.
     #[error("unknown service '{0}'")]
     UnknownService(String),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::entry::Entry;
+use crate::cancel::CancelToken;
+use crate::status::Trigger;
 
 /// A boxed job future, as the registry stores it.
 pub type BoxJobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
@@ -73,7 +74,8 @@ impl Job {
     }
 }
 
-/// What a running job knows about its run: which service, which tick, and whether it should stop.
+/// What a running job knows about its run: which service, which tick, why it runs, and whether it
+/// should stop.
 ///
 /// A job function may take it as its only argument:
 ///
@@ -91,36 +93,60 @@ impl Job {
 ///     Ok(())
 /// }
 /// ```
+///
+/// It carries only what the run needs: cloning it, or keeping it after the run, holds no part of the
+/// manager alive.
 #[derive(Clone)]
 pub struct JobContext {
-    entry: Arc<Entry>,
+    name: Arc<str>,
     tick: DateTime<Utc>,
+    trigger: Trigger,
+    cancel: CancelToken,
 }
 
 impl JobContext {
-    pub(crate) fn new(entry: Arc<Entry>, tick: DateTime<Utc>) -> Self {
-        JobContext { entry, tick }
+    pub(crate) fn new(
+        name: Arc<str>,
+        tick: DateTime<Utc>,
+        trigger: Trigger,
+        cancel: CancelToken,
+    ) -> Self {
+        JobContext {
+            name,
+            tick,
+            trigger,
+            cancel,
+        }
     }
 
     /// The service's name.
     pub fn name(&self) -> &str {
-        &self.entry.name
+        &self.name
     }
 
-    /// The scheduled instant this run belongs to (not when it actually started).
+    /// The scheduled instant this run belongs to (not when it actually started). For a run started
+    /// by [`ServiceManager::run_now`](crate::ServiceManager::run_now) or `on_start`, the instant it
+    /// was asked for.
     pub fn tick(&self) -> DateTime<Utc> {
         self.tick
     }
 
+    /// Why this run happens: its schedule, the manager's start, or an operator's "run now".
+    pub fn trigger(&self) -> Trigger {
+        self.trigger
+    }
+
     /// Whether the manager asked this run to stop ([`StopMode::Abort`](crate::StopMode::Abort), or a
-    /// stop deadline that ran out). Blocking jobs cannot be killed, so they should check this.
+    /// stop deadline that is running out). The run then has a grace period
+    /// ([`abort_grace`](crate::ServiceManagerBuilder::abort_grace)) to return before an async job is
+    /// dropped; blocking jobs cannot be dropped, so they should check this.
     pub fn is_cancelled(&self) -> bool {
-        self.entry.is_cancelled()
+        self.cancel.is_cancelled()
     }
 
     /// Completes when the manager asks this run to stop; for use in `tokio::select!`.
     pub async fn cancelled(&self) {
-        self.entry.cancelled().await;
+        self.cancel.cancelled().await;
     }
 }
 
@@ -129,6 +155,7 @@ impl fmt::Debug for JobContext {
         f.debug_struct("JobContext")
             .field("name", &self.name())
             .field("tick", &self.tick)
+            .field("trigger", &self.trigger)
             .field("cancelled", &self.is_cancelled())
             .finish_non_exhaustive()
     }

@@ -91,21 +91,32 @@
 
 #![deny(missing_docs)]
 
+// Bottom: plain types and primitives.
+mod cancel;
+mod clock;
+mod error;
+mod status;
+// Definitions.
+mod job;
+mod registry;
+mod service;
+// The state machine of one service.
+mod state;
+// Coordination across replicas.
+mod cluster;
+mod coordinator;
+// The engine: timer side, queue, worker side.
+mod dispatcher;
+mod engine;
+mod pool;
+mod queue;
+mod timer;
+mod worker;
+// Configuration and the manager on top.
 #[cfg(feature = "admin")]
 pub mod admin;
-mod clock;
-mod cluster;
 mod config;
-mod coordinator;
-mod entry;
-mod error;
-mod job;
 mod manager;
-mod pool;
-mod registry;
-mod runner;
-mod service;
-mod status;
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::{env_var_name, ConfigError, ConfigProblem, Origin};
@@ -121,7 +132,7 @@ pub use manager::{ConfigReload, ServiceManager, ServiceManagerBuilder, StopMode}
 pub use scheduler_core::{Field, FieldProblem, Schedule, ScheduleError};
 pub use scheduler_macros::background_service;
 pub use service::Service;
-pub use status::{Failure, Outcome, ServiceState, ServiceStatus};
+pub use status::{Failure, Outcome, ServiceState, ServiceStatus, Trigger};
 
 /// What the `#[background_service]` expansion refers to. Not public API.
 #[doc(hidden)]

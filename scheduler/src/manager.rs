@@ -1,6 +1,6 @@
 //! [`ServiceManager`]: adds, starts, stops, reloads and reports services.
 
-use std::collections::{btree_map, BTreeMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -8,32 +8,38 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, Base, ConfigSources, Effective, EnvSource, Origin};
+use crate::config::{self, Base, ConfigSources, Effective, EnvSource};
 use crate::coordinator::{Coordinator, RunRecord};
+use crate::engine::{Engine, FailureHook};
+use crate::error::Error;
+use crate::pool::MAX_WORKERS;
+use crate::registry;
+use crate::service::Service;
+use crate::state::{Next, Phase as SlotPhase, RunNowRefusal, Slot, SlotState};
+use crate::status::{Failure, Origin, ServiceState, ServiceStatus};
+use crate::{dispatcher, worker, Schedule};
 
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-use crate::entry::{Entry, StartDecision};
-use crate::error::Error;
-use crate::pool::{Pool, MAX_SLOTS};
-use crate::registry;
-use crate::runner::{self, FailureHook, Shared};
-use crate::service::Service;
-use crate::status::{Failure, ServiceStatus};
+const DEFAULT_ABORT_GRACE: Duration = Duration::from_secs(5);
 
 /// How [`ServiceManager::stop_service`] treats a run that is in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMode {
     /// Let the run finish, then return.
     Wait,
-    /// Cancel the run: an async job is dropped at its next `.await`; a blocking job cannot be killed,
-    /// so its [`JobContext`](crate::JobContext) is cancelled and the manager stops waiting for it.
+    /// Cancel the run: its [`JobContext`](crate::JobContext) is cancelled at once, and the run has
+    /// the [`abort_grace`](ServiceManagerBuilder::abort_grace) to return. Then an async job is
+    /// dropped; a blocking job cannot be killed, so the manager stops waiting for it, and its worker
+    /// slot stays taken until its thread returns.
     Abort,
 }
 
 /// Runs background services: every `#[background_service]` linked into the binary, and any added at
 /// run time.
 ///
-/// Cloning is cheap and gives another handle to the same manager.
+/// Cloning is cheap and gives another handle to the same manager. Every method may be called from
+/// anywhere, concurrently, including from inside a running job (a job that stops its own service
+/// finishes its run; the stop completes when it returns).
 ///
 /// ```no_run
 /// use scheduler::ServiceManager;
@@ -47,22 +53,36 @@ pub enum StopMode {
 ///     Ok(())
 /// }
 /// ```
+///
+/// # Phases
+/// ```text
+///  Built ──start()──▶ Running ──stop()──▶ Stopped ──start()──▶ Running ...
+/// ```
+/// Services added while the manager is not running wait, as [`ServiceState::NotStarted`], for the
+/// next [`start`](Self::start).
 #[derive(Clone)]
 pub struct ServiceManager {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    shared: Arc<Shared>,
-    services: Mutex<BTreeMap<Arc<str>, Arc<Entry>>>,
-    /// Set by `start`: where runners are spawned, including those of services added later.
-    runtime: Mutex<Option<Handle>>,
-    settings: Mutex<Settings>,
+    engine: Arc<Engine>,
+    /// The phase and the services, under one lock (taken before any slot's lock, never after).
+    state: Mutex<ManagerState>,
     config: Mutex<ConfigState>,
 }
 
-/// Manager-wide settings that a configuration reload may change.
-struct Settings {
+/// The manager's own state machine; see [`ServiceManager`]'s "Phases".
+enum Phase {
+    Built,
+    /// Started on this runtime: services added now are scheduled at once.
+    Running(Handle),
+    Stopped,
+}
+
+struct ManagerState {
+    phase: Phase,
+    services: BTreeMap<Arc<str>, Arc<Slot>>,
     stop_deadline: Option<Duration>,
     max_concurrent_jobs: usize,
 }
@@ -96,9 +116,28 @@ pub struct ServiceManagerBuilder {
     config: ConfigSources,
     coordinator: Option<Arc<dyn Coordinator>>,
     lease: Duration,
+    abort_grace: Duration,
 }
 
 impl ServiceManagerBuilder {
+    /// How long a cancelled run may take to return before it is dropped: after
+    /// [`StopMode::Abort`], or when a stop deadline runs out. 5 s by default.
+    ///
+    /// ```text
+    ///  abort         ctx.cancelled() completes             grace ends
+    ///  ──┼───────────────────── job wraps up ──────────────────┼──▶ still running? an async job is
+    ///    │                                                       │    dropped; a blocking job is
+    ///                                                                 abandoned (its slot stays
+    ///                                                                 taken until its thread returns)
+    /// ```
+    ///
+    /// With [`stop_within`](ServiceManager::stop_within)`(d)` the cancellation comes `grace` before
+    /// `d` (at once if `d` is shorter), so the stop still returns by `d`.
+    pub fn abort_grace(mut self, grace: Duration) -> Self {
+        self.abort_grace = grace;
+        self
+    }
+
     /// At most this many jobs run at once; a tick beyond that waits for a slot (and shows as
     /// [`ServiceState::WaitingForSlot`](crate::ServiceState::WaitingForSlot)). Defaults to the number
     /// of CPUs.
@@ -228,10 +267,10 @@ impl ServiceManagerBuilder {
                 reason: format!("{:?} is too short: at least 30ms", self.lease),
             });
         }
-        if max_concurrent_jobs == 0 || max_concurrent_jobs > MAX_SLOTS {
+        if max_concurrent_jobs == 0 || max_concurrent_jobs > MAX_WORKERS {
             return Err(Error::InvalidOption {
                 option: "max_concurrent_jobs",
-                reason: format!("{max_concurrent_jobs} is out of range 1-{MAX_SLOTS}"),
+                reason: format!("{max_concurrent_jobs} is out of range 1-{MAX_WORKERS}"),
             });
         }
         let sources = std::mem::take(&mut self.config);
@@ -264,16 +303,17 @@ impl ServiceManagerBuilder {
     fn assemble(self, max_concurrent_jobs: usize) -> ServiceManager {
         ServiceManager {
             inner: Arc::new(Inner {
-                shared: Arc::new(Shared {
-                    clock: self.clock,
-                    pool: Pool::new(max_concurrent_jobs),
-                    on_failure: self.on_failure,
-                    coordinator: self.coordinator,
-                    lease: self.lease,
-                }),
-                services: Mutex::new(BTreeMap::new()),
-                runtime: Mutex::new(None),
-                settings: Mutex::new(Settings {
+                engine: Arc::new(Engine::new(
+                    self.clock,
+                    self.on_failure,
+                    self.coordinator,
+                    self.lease,
+                    self.abort_grace,
+                    max_concurrent_jobs,
+                )),
+                state: Mutex::new(ManagerState {
+                    phase: Phase::Built,
+                    services: BTreeMap::new(),
                     stop_deadline: self.stop_deadline,
                     max_concurrent_jobs,
                 }),
@@ -308,87 +348,85 @@ impl ServiceManager {
             config: ConfigSources::default(),
             coordinator: None,
             lease: DEFAULT_LEASE,
+            abort_grace: DEFAULT_ABORT_GRACE,
         }
     }
 
     /// The size of the worker pool.
     pub fn max_concurrent_jobs(&self) -> usize {
-        self.settings().max_concurrent_jobs
+        self.state().max_concurrent_jobs
     }
 
-    fn settings(&self) -> MutexGuard<'_, Settings> {
-        lock(&self.inner.settings)
+    fn state(&self) -> MutexGuard<'_, ManagerState> {
+        lock(&self.inner.state)
     }
 
     fn config(&self) -> MutexGuard<'_, ConfigState> {
         lock(&self.inner.config)
     }
 
-    fn services_map(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Arc<Entry>>> {
-        self.inner
+    fn engine(&self) -> &Arc<Engine> {
+        &self.inner.engine
+    }
+
+    fn slot(&self, name: &str) -> Result<Arc<Slot>, Error> {
+        self.state()
             .services
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownService(name.to_owned()))
     }
 
-    fn runtime(&self) -> Option<Handle> {
-        self.inner
-            .runtime
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Schedules every service that is not running yet: `on_start` services fire at once, the others
-    /// at their first tick. Services added after `start` are scheduled as they are added. Calling it
-    /// again is harmless; after [`stop`](Self::stop) it schedules every stopped service afresh.
+    /// Schedules every service: `on_start` services run at once, the others at their first tick.
+    /// Services added later are scheduled as they are added. Calling it again while started does
+    /// nothing; after [`stop`](Self::stop) it schedules every stopped service afresh.
     ///
     /// # Errors
     /// [`Error::NoRuntime`] outside a tokio runtime.
     pub fn start(&self) -> Result<(), Error> {
         let handle = Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        // The runtime is recorded under the services lock, which `put` also holds while it reads
-        // it: a service added concurrently is either seen here or started by `put`, never neither.
-        let mut services = self.services_map();
-        *self
-            .inner
-            .runtime
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle.clone());
-        if let Some(coordinator) = self.inner.shared.coordinator.clone() {
+        let engine = self.engine();
+        let mut state = self.state();
+        if matches!(state.phase, Phase::Running(_)) {
+            return Ok(());
+        }
+        state.phase = Phase::Running(handle.clone());
+        let epoch = engine.begin_epoch();
+        dispatcher::spawn(engine, epoch, &handle);
+        worker::spawn_missing(engine, &handle);
+        if let Some(coordinator) = engine.coordinator.clone() {
             handle.spawn(async move {
                 if let Err(error) = coordinator.prepare().await {
                     tracing::warn!(%error, "coordinator not ready; claims will retry");
                 }
             });
         }
-        for entry in services.values_mut() {
-            match entry.start_decision() {
-                StartDecision::Start => self.spawn(&handle, entry),
-                StartDecision::Renew => {
-                    *entry = Arc::new(Entry::renewed(entry));
-                    entry.mark_started();
-                    self.spawn(&handle, entry);
+        let now = engine.clock.now();
+        let anchor = engine.anchor(now);
+        for slot in state.services.values() {
+            let next = {
+                let mut service = slot.lock();
+                match service.phase {
+                    SlotPhase::NotStarted | SlotPhase::Stopped => {
+                        service.schedule(now, anchor, true)
+                    }
+                    _ => Next::Nothing,
                 }
-                StartDecision::Leave => {}
-            }
+            };
+            engine.apply(slot, next);
         }
-        tracing::info!(services = services.len(), "service manager started");
+        announce(&state.services);
         Ok(())
     }
 
-    /// Starts the runner of an entry marked started.
-    fn spawn(&self, handle: &Handle, entry: &Arc<Entry>) {
-        let task = handle.spawn(runner::run(entry.clone(), self.inner.shared.clone()));
-        entry.set_task(task);
-    }
-
-    /// Adds a service under `name`, scheduling it at once if the manager is started.
+    /// Adds a service under `name`, scheduling it at once if the manager is started (an `on_start`
+    /// service then runs at once).
     ///
-    /// **Reload**: if a service of that name exists, it is stopped first; once this returns, no tick of
-    /// the old definition will run. A run of the old one still in progress finishes undisturbed, and
-    /// the new one does not run until it has (its ticks meanwhile count as skipped), so runs of a name
-    /// never overlap.
+    /// **Reload**: if a service of that name exists, its definition is replaced, and once this
+    /// returns no tick of the old definition will run. A run of the old one still in progress
+    /// finishes undisturbed (a stop waits for it), and the new one does not run until it has (its
+    /// ticks meanwhile count as skipped), so runs of a name never overlap. The counters and the last
+    /// run are kept; `on_start` does not run again. A paused service stays paused.
     ///
     /// Configuration (file and environment) applies to services declared with the attribute; a
     /// service added here runs as the code says.
@@ -404,40 +442,43 @@ impl ServiceManager {
         );
     }
 
-    /// Installs `effective` under `name`, replacing (and stopping) any service of that name.
+    /// Installs `effective` under `name`, replacing any service of that name.
     fn put(&self, name: &str, effective: Effective) {
-        let name: Arc<str> = name.into();
-        let mut services = self.services_map();
-        // Read under the services lock: see `start`.
-        let runtime = self.runtime();
-        let make = |old: Option<&Arc<Entry>>| {
-            let entry = Arc::new(Entry::new(
-                name.clone(),
-                effective.service,
-                effective.origin,
-                !effective.enabled,
-                old,
-            ));
-            if let (true, Some(handle)) = (effective.enabled, &runtime) {
-                entry.mark_started();
-                self.spawn(handle, &entry);
-            }
-            entry
-        };
-        match services.entry(name.clone()) {
-            btree_map::Entry::Vacant(slot) => {
-                slot.insert(make(None));
-            }
-            btree_map::Entry::Occupied(mut slot) => {
-                // A run of the old definition in progress finishes undisturbed (its task then
-                // returns by itself, and the new definition skips its ticks until then); otherwise
-                // the old runner is aborted.
-                drop(slot.get().stop());
-                tracing::info!(service = %name, "service reloaded");
-                let entry = make(Some(slot.get()));
-                slot.insert(entry);
-            }
+        let engine = self.engine();
+        let mut state = self.state();
+        let scheduling = matches!(state.phase, Phase::Running(_)).then(|| {
+            let now = engine.clock.now();
+            (now, engine.anchor(now))
+        });
+        if let Some(slot) = state.services.get(name) {
+            let next = {
+                let mut service = slot.lock();
+                let was_scheduled = matches!(service.phase, SlotPhase::Scheduled { .. });
+                let next = service.replace(
+                    effective.service,
+                    effective.origin,
+                    effective.enabled,
+                    scheduling,
+                );
+                if was_scheduled {
+                    engine.timer.forget_one();
+                }
+                next
+            };
+            engine.apply(slot, next);
+            tracing::info!(service = %name, "service reloaded");
+            return;
         }
+        let name: Arc<str> = name.into();
+        let slot = Arc::new(Slot::new(
+            name.clone(),
+            SlotState::new(effective.service, effective.origin, effective.enabled),
+        ));
+        if let (Some((now, anchor)), true) = (scheduling, effective.enabled) {
+            let next = slot.lock().schedule(now, anchor, true);
+            engine.apply(&slot, next);
+        }
+        state.services.insert(name, slot);
     }
 
     /// Reads the configuration sources again and applies what changed: every service whose effective
@@ -464,63 +505,90 @@ impl ServiceManager {
             }
             config.applied.insert(name, effective);
         }
-        let mut settings = self.settings();
+        let mut state = self.state();
         if let Some(deadline) = loaded.stop_deadline {
-            settings.stop_deadline = Some(deadline);
+            state.stop_deadline = Some(deadline);
         }
         if let Some(jobs) = loaded.max_concurrent_jobs {
-            report.pool_resized = self.resize_pool(&mut settings, jobs);
+            report.pool_resized = jobs != state.max_concurrent_jobs;
+            state.max_concurrent_jobs = jobs;
+            self.resize_pool(&state.phase, jobs);
         }
         Ok(report)
     }
 
-    /// Grows the pool at once; shrinks it as running jobs hand back their slots.
-    fn resize_pool(&self, settings: &mut Settings, jobs: usize) -> bool {
-        let current = settings.max_concurrent_jobs;
-        settings.max_concurrent_jobs = jobs;
-        self.inner
-            .shared
-            .pool
-            .resize(jobs as isize - current as isize);
-        jobs != current
+    /// Grows the pool at once; shrinks it as running jobs end.
+    fn resize_pool(&self, phase: &Phase, jobs: usize) {
+        let engine = self.engine();
+        engine.pool.set_target(jobs);
+        if let Phase::Running(handle) = phase {
+            worker::spawn_missing(engine, handle);
+        }
+        engine.queue.wake_all();
     }
 
-    /// Schedules a stopped service again with the definition it had.
+    /// Schedules a stopped (or finished) service again with the definition it had; `on_start`
+    /// services run at once. A service that is scheduled or running is left as it is.
     ///
     /// # Errors
     /// [`Error::UnknownService`] when no service has this name.
     pub fn restart_service(&self, name: &str) -> Result<(), Error> {
-        let service = self
-            .services_map()
+        let engine = self.engine();
+        let state = self.state();
+        let slot = state
+            .services
             .get(name)
-            .map(|entry| entry.service.clone())
             .ok_or_else(|| Error::UnknownService(name.to_owned()))?;
-        self.add_service(name, service);
+        let running = matches!(state.phase, Phase::Running(_));
+        let next = {
+            let mut service = slot.lock();
+            match service.phase {
+                SlotPhase::Stopped | SlotPhase::Finished if running => {
+                    let now = engine.clock.now();
+                    service.schedule(now, engine.anchor(now), true)
+                }
+                SlotPhase::Stopped | SlotPhase::Finished => {
+                    service.phase = SlotPhase::NotStarted;
+                    Next::Nothing
+                }
+                _ => Next::Nothing,
+            }
+        };
+        engine.apply(slot, next);
         Ok(())
     }
 
     /// Unschedules a service, then waits for its running job to finish or aborts it.
     ///
-    /// It stays listed by [`services`](Self::services) as stopped; [`restart_service`](Self::restart_service)
-    /// or [`add_service`](Self::add_service) schedule it again. Stopping a stopped service does nothing.
+    /// No run of it begins once this is called. It stays listed by [`services`](Self::services)
+    /// as stopped; [`restart_service`](Self::restart_service) or [`add_service`](Self::add_service)
+    /// schedule it again. Stopping a stopped service does nothing. Concurrent calls all return when
+    /// the run ends. Called from inside the service's own run, it returns at once, and the service
+    /// shows as stopping until that run returns.
+    ///
+    /// With [`StopMode::Abort`] the run's [`JobContext`](crate::JobContext) is cancelled and the run
+    /// has the [`abort_grace`](ServiceManagerBuilder::abort_grace) to return.
     ///
     /// # Errors
     /// [`Error::UnknownService`] when no service has this name.
     pub async fn stop_service(&self, name: &str, mode: StopMode) -> Result<(), Error> {
-        let entry = self
-            .services_map()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::UnknownService(name.to_owned()))?;
-        let (Some(task), _) = entry.stop() else {
-            return Ok(());
+        let slot = self.slot(name)?;
+        let run = {
+            let mut service = slot.lock();
+            if matches!(service.phase, SlotPhase::Scheduled { .. }) {
+                self.engine().timer.forget_one();
+            }
+            service.stop()
         };
-        if mode == StopMode::Abort {
-            entry.cancel_run();
-            task.abort();
-        }
-        if task.await.is_err() {
-            entry.record_abort();
+        if let Some(run) = run {
+            if mode == StopMode::Abort {
+                run.abort();
+            }
+            if worker::current_run() != worker::slot_id(&slot) {
+                self.engine()
+                    .wait_for_runs(|| !slot.lock().run_in_progress())
+                    .await;
+            }
         }
         tracing::info!(service = name, ?mode, "service stopped");
         Ok(())
@@ -528,52 +596,147 @@ impl ServiceManager {
 
     /// Stops every service, waiting for running jobs — up to the builder's
     /// [`stop_deadline`](ServiceManagerBuilder::stop_deadline), if one is set, after which the rest are
-    /// aborted.
+    /// aborted. Services added afterwards wait for the next [`start`](Self::start).
     pub async fn stop(&self) {
-        let deadline = self.settings().stop_deadline;
-        match deadline {
-            Some(deadline) => self.stop_within(deadline).await,
-            None => self.stop_all(None).await,
-        }
+        let deadline = self.state().stop_deadline;
+        self.stop_all(deadline).await;
     }
 
-    /// Stops every service, waiting at most `deadline` for running jobs before aborting them.
+    /// Stops every service, waiting at most `deadline` for running jobs: their contexts are cancelled
+    /// [`abort_grace`](ServiceManagerBuilder::abort_grace) before it, and whatever still runs at the
+    /// deadline is aborted. Returns by the deadline.
     pub async fn stop_within(&self, deadline: Duration) {
         self.stop_all(Some(deadline)).await;
     }
 
     async fn stop_all(&self, deadline: Option<Duration>) {
-        let entries: Vec<Arc<Entry>> = self.services_map().values().cloned().collect();
-        let mut running = Vec::new();
-        let mut tasks = Vec::new();
-        for entry in entries {
-            if let (Some(task), _) = entry.stop() {
-                running.push((entry, task.abort_handle()));
-                tasks.push(task);
-            }
-        }
-        let in_flight = tasks.len();
-        let mut finish = futures_util::future::join_all(tasks);
-        let finished_in_time = if let Some(deadline) = deadline {
-            tokio::time::timeout(deadline, &mut finish).await.is_ok()
-        } else {
-            (&mut finish).await;
-            true
+        let engine = self.engine();
+        let slots: Vec<Arc<Slot>> = {
+            let mut state = self.state();
+            state.phase = Phase::Stopped;
+            state.services.values().cloned().collect()
         };
-        if !finished_in_time {
-            for (entry, task) in &running {
-                if !task.is_finished() {
-                    tracing::warn!(service = %entry.name, "stop deadline passed: aborting the run");
-                    entry.cancel_run();
-                    task.abort();
+        let own = worker::current_run();
+        let mut runs = Vec::new();
+        for slot in &slots {
+            if let Some(run) = slot.lock().stop() {
+                if worker::slot_id(slot) != own {
+                    runs.push((slot.clone(), run));
                 }
             }
-            finish.await;
-            for (entry, _) in &running {
-                entry.record_abort();
+        }
+        engine.shut_down();
+        let in_flight = runs.len();
+        let all_ended = || runs.iter().all(|(slot, _)| !slot.lock().run_in_progress());
+        match deadline {
+            None => engine.wait_for_runs(all_ended).await,
+            Some(deadline) => {
+                let cancel_at = deadline.saturating_sub(engine.abort_grace);
+                let ended = tokio::time::timeout(cancel_at, engine.wait_for_runs(all_ended)).await;
+                if ended.is_err() {
+                    for (slot, run) in &runs {
+                        if slot.lock().run_in_progress() {
+                            tracing::warn!(service = %slot.name, "stop deadline near: cancelling the run");
+                            run.cancel();
+                        }
+                    }
+                    let rest = deadline.saturating_sub(cancel_at);
+                    let ended = tokio::time::timeout(rest, engine.wait_for_runs(all_ended)).await;
+                    if ended.is_err() {
+                        for (slot, run) in &runs {
+                            if slot.lock().run_in_progress() {
+                                tracing::warn!(service = %slot.name, "stop deadline passed: aborting the run");
+                                run.force();
+                            }
+                        }
+                        engine.wait_for_runs(all_ended).await;
+                    }
+                }
             }
         }
-        tracing::info!(tasks = in_flight, "service manager stopped");
+        tracing::info!(runs_waited_for = in_flight, "service manager stopped");
+    }
+
+    /// Pauses a service: its ticks are skipped (counted in [`ServiceStatus::skipped_paused`]) until
+    /// [`resume`](Self::resume). A run in progress finishes; pausing a paused service does nothing.
+    ///
+    /// # Errors
+    /// [`Error::UnknownService`]; [`Error::InvalidState`] when the service is not scheduled (not
+    /// started, stopped, finished or disabled).
+    pub fn pause(&self, name: &str) -> Result<(), Error> {
+        let slot = self.slot(name)?;
+        let mut service = slot.lock();
+        let was_scheduled = matches!(service.phase, SlotPhase::Scheduled { .. });
+        if service.pause() {
+            if was_scheduled {
+                self.engine().timer.forget_one();
+            }
+            drop(service);
+            tracing::info!(service = name, "service paused");
+            return Ok(());
+        }
+        match service.state() {
+            // Already paused, or pausing when its run ends.
+            ServiceState::Paused | ServiceState::Running => Ok(()),
+            state => Err(Error::InvalidState {
+                name: name.to_owned(),
+                action: "pause",
+                state,
+            }),
+        }
+    }
+
+    /// Resumes a paused service on its schedule's grid (the ticks that passed while paused are not
+    /// caught up). Resuming a service that is not paused does nothing.
+    ///
+    /// # Errors
+    /// [`Error::UnknownService`].
+    pub fn resume(&self, name: &str) -> Result<(), Error> {
+        let slot = self.slot(name)?;
+        let now = self.engine().clock.now();
+        let next = slot.lock().resume(now);
+        self.engine().apply(&slot, next);
+        tracing::info!(service = name, "service resumed");
+        Ok(())
+    }
+
+    /// Starts one run of a service now, outside its schedule (its [`JobContext::trigger`] is
+    /// [`Trigger::Manual`]); it takes a worker like any run. The schedule is not moved: a tick that
+    /// comes during the run is skipped as usual. A paused service runs once and stays paused; a
+    /// finished one runs once more.
+    ///
+    /// [`JobContext::trigger`]: crate::JobContext::trigger
+    /// [`Trigger::Manual`]: crate::Trigger::Manual
+    ///
+    /// # Errors
+    /// [`Error::UnknownService`]; [`Error::AlreadyRunning`] when a run is going or waiting for a
+    /// worker (never a second run); [`Error::InvalidState`] when it is not started, stopped or
+    /// disabled.
+    pub fn run_now(&self, name: &str) -> Result<(), Error> {
+        let slot = self.slot(name)?;
+        let now = self.engine().clock.now();
+        let result = {
+            let mut service = slot.lock();
+            let was_scheduled = matches!(service.phase, SlotPhase::Scheduled { .. });
+            let result = service.run_now(now);
+            if was_scheduled && result.is_ok() {
+                self.engine().timer.forget_one();
+            }
+            result.map_err(|refusal| (refusal, service.state()))
+        };
+        match result {
+            Ok(next) => {
+                self.engine().apply(&slot, next);
+                tracing::info!(service = name, "manual run requested");
+                Ok(())
+            }
+            Err((RunNowRefusal::AlreadyRunning, _)) => Err(Error::AlreadyRunning(name.to_owned())),
+            Err((_, state)) => Err(Error::InvalidState {
+                name: name.to_owned(),
+                action: "run",
+                state,
+            }),
+        }
     }
 
     /// The latest runs of `service` across every replica, newest first (with a coordinator).
@@ -586,8 +749,7 @@ impl ServiceManager {
         limit: usize,
     ) -> Result<Vec<RunRecord>, Error> {
         let coordinator = self
-            .inner
-            .shared
+            .engine()
             .coordinator
             .clone()
             .ok_or(Error::NotCoordinated)?;
@@ -596,13 +758,48 @@ impl ServiceManager {
 
     /// A snapshot of every service, sorted by name.
     pub fn services(&self) -> Vec<ServiceStatus> {
-        self.services_map().values().map(|e| e.status()).collect()
+        self.state()
+            .services
+            .iter()
+            .map(|(name, slot)| slot.lock().status(name))
+            .collect()
     }
 
     /// A snapshot of one service.
     pub fn service(&self, name: &str) -> Option<ServiceStatus> {
-        self.services_map().get(name).map(|e| e.status())
+        self.state()
+            .services
+            .get(name)
+            .map(|slot| slot.lock().status(name))
     }
+
+    /// The schedule a service runs on now (after configuration), e.g. to list its next fire times
+    /// with [`Schedule::next_after`](crate::Schedule::next_after).
+    pub fn schedule_of(&self, name: &str) -> Option<Schedule> {
+        self.state()
+            .services
+            .get(name)
+            .map(|slot| slot.lock().service.schedule.clone())
+    }
+}
+
+/// Logs the services at start: one line each, and a warning when there are none.
+fn announce(services: &BTreeMap<Arc<str>, Arc<Slot>>) {
+    if services.is_empty() {
+        tracing::warn!(
+            "service manager started with no services: if your #[background_service] functions live \
+             in another crate, that crate is linked only if your code mentions it; add \
+             `use my_jobs_crate as _;` to main.rs (and `#![warn(unused_crate_dependencies)]` to catch it)"
+        );
+        return;
+    }
+    for (name, slot) in services {
+        let service = slot.lock();
+        tracing::info!(service = %name, schedule = %service.service.schedule, state = %service.state(),
+            next = ?service.next_fire().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            "service scheduled");
+    }
+    tracing::info!(services = services.len(), "service manager started");
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -624,10 +821,18 @@ impl Default for ServiceManager {
 
 impl fmt::Debug for ServiceManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One lock, taken once: `Debug` must never wait on itself.
+        let state = self.state();
+        let phase = match state.phase {
+            Phase::Built => "built",
+            Phase::Running(_) => "running",
+            Phase::Stopped => "stopped",
+        };
         f.debug_struct("ServiceManager")
-            .field("services", &self.services_map().len())
-            .field("max_concurrent_jobs", &self.settings().max_concurrent_jobs)
-            .field("stop_deadline", &self.settings().stop_deadline)
+            .field("phase", &phase)
+            .field("services", &state.services.len())
+            .field("max_concurrent_jobs", &state.max_concurrent_jobs)
+            .field("stop_deadline", &state.stop_deadline)
             .finish_non_exhaustive()
     }
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::coordinator::Delivery;
 use crate::job::{IntoJobResult, Job, JobContext};
 use crate::Schedule;
 
@@ -147,4 +146,15 @@ impl fmt::Debug for Service {
             )
             .finish()
     }
+}
+
+/// What happens to a tick whose runner died (its lease ran out before it finished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// The tick is not run again: a tick runs at most once. The default.
+    #[default]
+    AtMostOnce,
+    /// The next replica to claim a tick of the service first takes over the abandoned tick and runs
+    /// it: a tick runs at least once (twice, if the "dead" runner was only cut off and did finish).
+    AtLeastOnce,
 }

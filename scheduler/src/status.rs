@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Origin;
-
 /// Where a service is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -29,6 +27,9 @@ pub enum ServiceState {
     Finished,
     /// Turned off by configuration (`enabled = false`): it never runs.
     Disabled,
+    /// Paused by [`ServiceManager::pause`](crate::ServiceManager::pause): its ticks are skipped until
+    /// [`resume`](crate::ServiceManager::resume).
+    Paused,
 }
 
 impl fmt::Display for ServiceState {
@@ -42,6 +43,54 @@ impl fmt::Display for ServiceState {
             ServiceState::Stopped => "stopped",
             ServiceState::Finished => "finished",
             ServiceState::Disabled => "disabled",
+            ServiceState::Paused => "paused",
+        })
+    }
+}
+
+/// Where a service's schedule came from, as [`ServiceStatus::origin`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Origin {
+    /// The `#[background_service]` attribute.
+    Attribute,
+    /// [`ServiceManager::add_service`](crate::ServiceManager::add_service), at run time.
+    Code,
+    /// The configuration file.
+    File,
+    /// An environment variable.
+    Env,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Origin::Attribute => "attribute",
+            Origin::Code => "code",
+            Origin::File => "file",
+            Origin::Env => "env",
+        })
+    }
+}
+
+/// Why a run happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Trigger {
+    /// A tick of its schedule.
+    Schedule,
+    /// `on_start`: the manager started.
+    Start,
+    /// An operator asked for it with [`ServiceManager::run_now`](crate::ServiceManager::run_now).
+    Manual,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Start => "start",
+            Trigger::Manual => "manual",
         })
     }
 }
@@ -110,6 +159,10 @@ pub struct ServiceStatus {
     pub claimed_elsewhere: u64,
     /// With a coordinator: why it is unreachable, while it is (coordinated runs are paused).
     pub coordinator_error: Option<String>,
+    /// Ticks skipped because the service was paused when they came.
+    pub skipped_paused: u64,
+    /// Why the running (or last) run was started.
+    pub last_trigger: Option<Trigger>,
 }
 
 /// A failed run, as the failure hook receives it.

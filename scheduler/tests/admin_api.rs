@@ -1,6 +1,7 @@
 //! The admin API (feature `admin`), every endpoint and action through `tower::ServiceExt::oneshot`:
-//! against a real `ServiceManager` under tokio's paused clock for what the runtime has, and against
-//! a test double (`support/admin_fake.rs`) for the actions it does not have yet.
+//! against a real `ServiceManager` under tokio's paused clock, and against a test double
+//! (`support/admin_fake.rs`) for what the runtime does not keep yet (a local run history, the
+//! sparkline's outcomes, a schedule description).
 
 #[path = "support/admin_fake.rs"]
 mod admin_fake;
@@ -264,26 +265,77 @@ async fn bad_queries_are_400_naming_the_parameter() {
     assert_eq!(answer.body["code"], "bad_path");
 }
 
-#[tokio::test]
-async fn actions_the_runtime_lacks_are_501_and_reload_works() {
-    let router = AdminConfig::new().trusted().router(manager());
-    for action in ["run-now", "pause", "resume"] {
-        let answer = call(
-            &router,
-            "POST",
-            &format!("/api/services/heartbeat/{action}"),
-            &[],
-        )
-        .await;
-        assert_eq!(answer.status, StatusCode::NOT_IMPLEMENTED, "{action}");
-        assert_eq!(answer.body["code"], "not_supported");
-    }
-    let reload = call(&router, "POST", "/api/reload", &[]).await;
+#[tokio::test(start_paused = true)]
+async fn the_actions_drive_a_real_manager() {
+    let manager = manager();
+    let router = AdminConfig::new().trusted().router(manager.clone());
+    let post = |path: &'static str| call(&router, "POST", path, &[]);
+    let not_started = post("/api/services/heartbeat/pause").await;
+    assert_eq!(not_started.status, StatusCode::CONFLICT);
+    assert_eq!(not_started.body["code"], "invalid_state");
+    assert_eq!(
+        not_started.body["error"],
+        "cannot pause service 'heartbeat': it is not started"
+    );
+
+    manager.start().unwrap();
+    let run = post("/api/services/report/run-now").await;
+    assert_eq!(run.status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let report = get(&router, "/api/services/report").await.body;
+    assert_eq!(report["service"]["runs"], 1);
+    assert_eq!(report["service"]["last_trigger"], "manual");
+
+    let pause = post("/api/services/heartbeat/pause").await;
+    assert_eq!(pause.status, StatusCode::OK);
+    let heartbeat = get(&router, "/api/services/heartbeat").await.body;
+    assert_eq!(heartbeat["service"]["state"], "paused");
+    assert_eq!(heartbeat["schedule"]["upcoming"], json!([]));
+    tokio::time::sleep(Duration::from_secs(95)).await; // ticks at 30, 60 and 90 s
+    let heartbeat = &get(&router, "/api/services").await.body["services"][0];
+    assert_eq!(
+        (&heartbeat["state"], &heartbeat["runs"]),
+        (&json!("paused"), &json!(0))
+    );
+
+    let resume = post("/api/services/heartbeat/resume").await;
+    assert_eq!(resume.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(30)).await; // the tick at 120 s
+    let heartbeat = &get(&router, "/api/services").await.body["services"][0];
+    assert_eq!(heartbeat["state"], "idle");
+    assert_eq!(heartbeat["runs"], 1);
+
+    let reload = post("/api/reload").await;
     assert_eq!(reload.status, StatusCode::OK);
     assert_eq!(
         reload.body,
         json!({ "action": "reload", "reload": { "changed": [], "pool_resized": false } })
     );
+    manager.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_now_while_a_run_is_going_is_409() {
+    let manager = ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .build()
+        .unwrap();
+    let slow = Service::new(Schedule::every_secs(3600.0).unwrap(), |_| async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    manager.add_service("slow", slow);
+    manager.start().unwrap();
+    let router = AdminConfig::new().trusted().router(manager.clone());
+    let first = call(&router, "POST", "/api/services/slow/run-now", &[]).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let second = call(&router, "POST", "/api/services/slow/run-now", &[]).await;
+    assert_eq!(second.status, StatusCode::CONFLICT);
+    assert_eq!(
+        second.body,
+        json!({ "error": "service 'slow' is already running", "code": "already_running" })
+    );
+    manager.stop().await;
 }
 
 #[tokio::test]

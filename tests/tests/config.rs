@@ -284,7 +284,7 @@ enabled = false
         (reindex.schedule.as_str(), reindex.origin),
         ("every 30s", Origin::File)
     );
-    assert_eq!(reindex.runs, 0, "re-registered: a fresh record");
+    assert_eq!(reindex.runs, 2, "a reload keeps the service's history");
     assert_eq!(
         manager.service(CLEANUP).unwrap().state,
         ServiceState::Disabled
@@ -295,7 +295,7 @@ enabled = false
     tokio::time::sleep(Duration::from_secs(65)).await;
     // Re-registered at 120.5 s: ticks at 150.5 and 180.5; the old 60 s grid (180) never fires.
     let reindex = manager.service(REINDEX).unwrap();
-    assert_eq!(reindex.runs, 2);
+    assert_eq!(reindex.runs, 4);
     assert_eq!(
         reindex.last_start,
         Some(

@@ -2,12 +2,11 @@
 //! implementation for [`ServiceManager`].
 
 use std::future::Future;
-use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 use super::error::AdminError;
-use super::view::{split_zone, ReloadView, RunView, ServiceView};
+use super::view::{ReloadView, RunView, ServiceView};
 use crate::manager::ServiceManager;
 use crate::Schedule;
 
@@ -72,10 +71,10 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn reload(&self) -> Result<ReloadView, AdminError>;
 }
 
-// LEAD: this block is the whole seam between the admin API and the runtime. Fill in pause, resume,
-// run_now (Error::AlreadyRunning maps to AdminError::AlreadyRunning in `From<Error>` once it exists),
-// the local run history (and `ServiceView::recent` in `services`), and switch `upcoming`/`describe`
-// to `Schedule::upcoming` / `Schedule::describe` when scheduler-core has them.
+// The seam between the admin API and the runtime: everything the router learns about a
+// `ServiceManager` goes through this block.
+// LEAD: the runtime keeps no local run history yet, so `history` (and `ServiceView::recent`, the
+// sparkline) are filled only in cluster mode; `describe` waits for `Schedule::describe`.
 impl AdminBackend for ServiceManager {
     fn services(&self) -> Vec<ServiceView> {
         ServiceManager::services(self)
@@ -103,10 +102,10 @@ impl AdminBackend for ServiceManager {
     fn upcoming(&self, name: &str, count: usize) -> Result<Vec<DateTime<Utc>>, AdminError> {
         let status = ServiceManager::service(self, name)
             .ok_or_else(|| AdminError::UnknownService(name.to_owned()))?;
-        Ok(status
-            .next_fire
-            .map(|next| fire_times(&status.schedule, next, count))
-            .unwrap_or_default())
+        let (Some(next), Some(schedule)) = (status.next_fire, self.schedule_of(name)) else {
+            return Ok(Vec::new());
+        };
+        Ok(fire_times(&schedule, next, count))
     }
 
     fn describe(&self, name: &str) -> Result<Option<String>, AdminError> {
@@ -115,18 +114,15 @@ impl AdminBackend for ServiceManager {
     }
 
     fn pause(&self, name: &str) -> Result<(), AdminError> {
-        known(self, name)?;
-        Err(AdminError::NotSupported { action: "pause" })
+        Ok(ServiceManager::pause(self, name)?)
     }
 
     fn resume(&self, name: &str) -> Result<(), AdminError> {
-        known(self, name)?;
-        Err(AdminError::NotSupported { action: "resume" })
+        Ok(ServiceManager::resume(self, name)?)
     }
 
     fn run_now(&self, name: &str) -> Result<(), AdminError> {
-        known(self, name)?;
-        Err(AdminError::NotSupported { action: "run now" })
+        Ok(ServiceManager::run_now(self, name)?)
     }
 
     fn reload(&self) -> Result<ReloadView, AdminError> {
@@ -142,35 +138,13 @@ fn known(manager: &ServiceManager, name: &str) -> Result<(), AdminError> {
     }
 }
 
-/// `count` fire times from `next` on, read from the schedule's text as
-/// [`ServiceStatus::schedule`](crate::ServiceStatus::schedule) writes it (until
-/// `Schedule::upcoming` exists).
-fn fire_times(schedule: &str, next: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
-    if count == 0 {
-        return Vec::new();
+/// `count` fire times of `schedule` from its next one, `next`, on.
+fn fire_times(schedule: &Schedule, next: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
+    if schedule.is_one_shot() {
+        // Once means once, whatever the schedule would answer for a later instant.
+        return std::iter::once(next).take(count).collect();
     }
-    if schedule.starts_with("once ") {
-        return vec![next];
-    }
-    if let Some(period) = schedule
-        .strip_prefix("every ")
-        .and_then(|rest| rest.strip_suffix('s'))
-        .and_then(|secs| secs.parse::<f64>().ok())
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .and_then(|period| TimeDelta::from_std(period).ok())
-    {
-        return std::iter::successors(Some(next), |t| t.checked_add_signed(period))
-            .take(count)
-            .collect();
-    }
-    let parsed = match split_zone(schedule) {
-        (expr, Some(zone)) => Schedule::cron_in(expr, zone),
-        (expr, None) => Schedule::cron(expr),
-    };
-    let Ok(cron) = parsed else {
-        return vec![next];
-    };
-    std::iter::successors(Some(next), |t| cron.next_after(*t))
+    std::iter::successors(Some(next), |t| schedule.next_after(*t))
         .take(count)
         .collect()
 }
@@ -179,6 +153,7 @@ fn fire_times(schedule: &str, next: DateTime<Utc>, count: usize) -> Vec<DateTime
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use std::time::Duration;
 
     fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 1, 1, h, m, s).unwrap()
@@ -186,19 +161,21 @@ mod tests {
 
     #[test]
     fn fixed_periods_step_from_the_next_fire() {
+        let every_30s = Schedule::every(Duration::from_secs(30)).unwrap();
         assert_eq!(
-            fire_times("every 30s", at(10, 0, 0), 3),
+            fire_times(&every_30s, at(10, 0, 0), 3),
             vec![at(10, 0, 0), at(10, 0, 30), at(10, 1, 0)]
         );
-        let half = fire_times("every 0.5s", at(10, 0, 0), 3);
+        let half = fire_times(&Schedule::every_secs(0.5).unwrap(), at(10, 0, 0), 3);
         assert_eq!(half[2], at(10, 0, 1));
     }
 
     #[test]
     fn cron_times_follow_the_expression_in_its_zone() {
         // 2024-01-01 is a Monday; 09:00 in Berlin is 08:00 UTC in winter.
+        let weekdays = Schedule::cron_in("0 9 * * MON-FRI", "Europe/Berlin").unwrap();
         let monday = Utc.with_ymd_and_hms(2024, 1, 1, 8, 0, 0).unwrap();
-        let times = fire_times("0 9 * * MON-FRI (Europe/Berlin)", monday, 6);
+        let times = fire_times(&weekdays, monday, 6);
         let days: Vec<u32> = times.iter().map(chrono::Datelike::day).collect();
         assert_eq!(days, vec![1, 2, 3, 4, 5, 8]);
         assert!(times.iter().all(|t| chrono::Timelike::hour(t) == 8));
@@ -206,10 +183,10 @@ mod tests {
 
     #[test]
     fn one_shots_fire_once_and_nothing_is_asked_for_nothing() {
-        assert_eq!(
-            fire_times("once at 2024-01-01T10:00:00+00:00", at(10, 0, 0), 10),
-            vec![at(10, 0, 0)]
-        );
-        assert!(fire_times("every 30s", at(10, 0, 0), 0).is_empty());
+        let once = Schedule::once_after(Duration::from_secs(5)).unwrap();
+        assert_eq!(fire_times(&once, at(10, 0, 0), 10), vec![at(10, 0, 0)]);
+        let every_30s = Schedule::every(Duration::from_secs(30)).unwrap();
+        assert!(fire_times(&every_30s, at(10, 0, 0), 0).is_empty());
+        assert!(fire_times(&once, at(10, 0, 0), 0).is_empty());
     }
 }

@@ -20,6 +20,10 @@ pub enum AdminError {
     /// The service's job is running, so it cannot run now (409).
     #[error("service '{0}' is already running")]
     AlreadyRunning(String),
+    /// The service's state does not allow the action, such as pausing a stopped service (409); the
+    /// message says which.
+    #[error("{0}")]
+    InvalidState(String),
     /// The request was understood but refused, such as a reload of a bad configuration (422).
     #[error("{0}")]
     Rejected(String),
@@ -32,6 +36,10 @@ impl From<crate::Error> for AdminError {
     fn from(error: crate::Error) -> Self {
         match error {
             crate::Error::UnknownService(name) => AdminError::UnknownService(name),
+            crate::Error::AlreadyRunning(name) => AdminError::AlreadyRunning(name),
+            error @ crate::Error::InvalidState { .. } => {
+                AdminError::InvalidState(error.to_string())
+            }
             crate::Error::Config(config) => AdminError::Rejected(config.to_string()),
             other => AdminError::Failed(other.to_string()),
         }
@@ -62,6 +70,7 @@ impl From<AdminError> for ApiError {
             AdminError::UnknownService(_) => (StatusCode::NOT_FOUND, "unknown_service"),
             AdminError::NotSupported { .. } => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
             AdminError::AlreadyRunning(_) => (StatusCode::CONFLICT, "already_running"),
+            AdminError::InvalidState(_) => (StatusCode::CONFLICT, "invalid_state"),
             AdminError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
             AdminError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
         };

@@ -65,6 +65,7 @@ impl From<ServiceState> for State {
             ServiceState::Stopped => State::Stopped,
             ServiceState::Finished => State::Finished,
             ServiceState::Disabled => State::Disabled,
+            ServiceState::Paused => State::Paused,
         }
     }
 }
@@ -141,6 +142,10 @@ pub struct ServiceView {
     pub failures: u64,
     /// Ticks skipped (overlap, or with a coordinator, a run going on elsewhere).
     pub skipped: u64,
+    /// Ticks skipped because the service was paused.
+    pub skipped_paused: u64,
+    /// Why the running (or last) run started: `schedule`, `start` (`on_start`) or `manual`.
+    pub last_trigger: Option<String>,
     /// With a coordinator: ticks another replica ran.
     pub claimed_elsewhere: u64,
     /// With a coordinator: why it is unreachable, while it is.
@@ -168,6 +173,8 @@ impl ServiceView {
             runs: 0,
             failures: 0,
             skipped: 0,
+            skipped_paused: 0,
+            last_trigger: None,
             claimed_elsewhere: 0,
             coordinator_error: None,
             recent: Vec::new(),
@@ -195,6 +202,8 @@ impl From<&ServiceStatus> for ServiceView {
             runs: status.runs,
             failures: status.failures,
             skipped: status.skipped,
+            skipped_paused: status.skipped_paused,
+            last_trigger: status.last_trigger.as_ref().map(ToString::to_string),
             claimed_elsewhere: status.claimed_elsewhere,
             coordinator_error: status.coordinator_error.clone(),
             recent: Vec::new(),

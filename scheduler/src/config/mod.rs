@@ -20,33 +20,8 @@ use std::time::Duration;
 use crate::service::Service;
 use crate::Schedule;
 
+pub use crate::status::Origin;
 pub use env::env_var_name;
-
-/// Where a service's schedule came from, as [`ServiceStatus::origin`](crate::ServiceStatus::origin)
-/// reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Origin {
-    /// The `#[background_service]` attribute.
-    Attribute,
-    /// [`ServiceManager::add_service`](crate::ServiceManager::add_service), at run time.
-    Code,
-    /// The configuration file.
-    File,
-    /// An environment variable.
-    Env,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Origin::Attribute => "attribute",
-            Origin::Code => "code",
-            Origin::File => "file",
-            Origin::Env => "env",
-        })
-    }
-}
 
 /// Everything wrong with a configuration, found in one pass.
 ///
@@ -358,7 +333,7 @@ fn apply_manager_setting(
                 _ => None,
             };
             match jobs {
-                Some(jobs) if (1..=crate::pool::MAX_SLOTS).contains(&jobs) => {
+                Some(jobs) if (1..=crate::pool::MAX_WORKERS).contains(&jobs) => {
                     loaded.max_concurrent_jobs = Some(jobs);
                 }
                 _ => problems.push(problem(
@@ -371,7 +346,13 @@ fn apply_manager_setting(
             }
         }
         Key::StopDeadline => match as_seconds(setting) {
-            Ok(seconds) => loaded.stop_deadline = Some(Duration::from_secs_f64(seconds)),
+            Ok(seconds) => match Duration::try_from_secs_f64(seconds) {
+                Ok(deadline) => loaded.stop_deadline = Some(deadline),
+                Err(_) => problems.push(problem(
+                    setting,
+                    format!("{seconds} seconds is too long for a stop deadline"),
+                )),
+            },
             Err(p) => problems.push(p),
         },
         _ => problems.push(problem(setting, "not a manager-wide setting")),

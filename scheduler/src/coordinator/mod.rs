@@ -27,6 +27,8 @@ use futures_util::future::BoxFuture;
 
 use crate::status::Outcome;
 
+pub use crate::service::Delivery;
+
 pub use memory::InMemoryCoordinator;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresCoordinator;
@@ -68,17 +70,6 @@ pub trait Coordinator: Send + Sync + 'static {
         service: &'a str,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<RunRecord>, CoordinatorError>>;
-}
-
-/// What happens to a tick whose runner died (its lease ran out before it finished).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Delivery {
-    /// The tick is not run again: a tick runs at most once. The default.
-    #[default]
-    AtMostOnce,
-    /// The next replica to claim a tick of the service first takes over the abandoned tick and runs
-    /// it: a tick runs at least once (twice, if the "dead" runner was only cut off and did finish).
-    AtLeastOnce,
 }
 
 /// How to claim: the lease, and what to do with abandoned ticks.

@@ -1,0 +1,153 @@
+//! The engine: what the dispatcher, the workers and the manager share, and the dispatcher itself.
+//!
+//! How a tick flows, top to bottom:
+//!
+//! 1. [`Timer`] holds each scheduled service as one `(deadline, generation, slot)` entry.
+//! 2. [`dispatch`] (one task) sleeps until the earliest deadline, takes every entry due, and moves
+//!    each service `Scheduled → Queued` ([`SlotState::fire`]); with a coordinator it first claims the
+//!    tick ([`crate::cluster`]).
+//! 3. The queued services go to the [`RunQueue`]; a fixed set of worker tasks
+//!    ([`crate::worker`]) takes them one at a time (`Queued → Running`), runs the job, records the
+//!    outcome, computes the next tick and puts the service back in the timer (`Running →
+//!    Scheduled`).
+//!
+//! The manager (on top) only changes slot states and calls [`Engine::apply`] with what the state
+//! machine says to do next.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::coordinator::Coordinator;
+use crate::pool::Pool;
+use crate::queue::{Fire, RunQueue};
+use crate::state::{Next, Slot};
+use crate::status::Failure;
+use crate::timer::Timer;
+
+pub(crate) type FailureHook = dyn Fn(&Failure) + Send + Sync;
+
+pub(crate) struct Engine {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) on_failure: Option<Arc<FailureHook>>,
+    /// `None`: every tick runs here, with no claim (and no cost for one).
+    pub(crate) coordinator: Option<Arc<dyn Coordinator>>,
+    pub(crate) lease: Duration,
+    /// How long a cancelled run may take to return before it is dropped (or, if blocking, abandoned).
+    pub(crate) abort_grace: Duration,
+    pub(crate) timer: Timer,
+    pub(crate) queue: RunQueue,
+    pub(crate) pool: Pool,
+    /// Whether the manager is started: workers and the dispatcher exit when it is not.
+    pub(crate) running: AtomicBool,
+    /// Bumped by every start, so a dispatcher of an earlier start knows to exit.
+    pub(crate) epoch: AtomicU64,
+    /// Woken when a run ends or is abandoned, for callers of a stop waiting for runs; notified only
+    /// while someone waits.
+    run_ended: Notify,
+    stop_waiters: AtomicUsize,
+}
+
+impl Engine {
+    pub(crate) fn new(
+        clock: Arc<dyn Clock>,
+        on_failure: Option<Arc<FailureHook>>,
+        coordinator: Option<Arc<dyn Coordinator>>,
+        lease: Duration,
+        abort_grace: Duration,
+        workers: usize,
+    ) -> Self {
+        Engine {
+            clock,
+            on_failure,
+            coordinator,
+            lease,
+            abort_grace,
+            timer: Timer::new(),
+            queue: RunQueue::new(),
+            pool: Pool::new(workers),
+            running: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            run_ended: Notify::new(),
+            stop_waiters: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Where an unanchored fixed period counts from: the start, or the Unix epoch for replicas, which
+    /// must all compute the same ticks.
+    pub(crate) fn anchor(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        if self.coordinator.is_some() {
+            DateTime::UNIX_EPOCH
+        } else {
+            now
+        }
+    }
+
+    /// Marks the engine started; returns the epoch the new dispatcher belongs to.
+    pub(crate) fn begin_epoch(&self) -> u64 {
+        self.running.store(true, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Ends the dispatcher and lets idle workers exit; busy ones exit when their run ends.
+    pub(crate) fn shut_down(&self) {
+        self.running.store(false, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.timer.clear();
+        self.queue.clear();
+        self.timer.wake.notify_one();
+        self.queue.wake_all();
+    }
+
+    /// Carries out what a transition of `slot` asked for.
+    pub(crate) fn apply(&self, slot: &Arc<Slot>, next: Next) {
+        match next {
+            Next::Nothing => {}
+            Next::Timer { at, generation } => self.timer.insert(slot.clone(), at, generation),
+            Next::Queue { generation } => self.queue.push(Fire {
+                slot: slot.clone(),
+                generation,
+                ticket: None,
+            }),
+        }
+    }
+
+    /// Called by a worker after a run ended or was abandoned.
+    pub(crate) fn run_ended(&self) {
+        if self.stop_waiters.load(Ordering::SeqCst) > 0 {
+            self.run_ended.notify_waiters();
+        }
+    }
+
+    /// Waits until `done()` holds, re-checking it after each run that ends.
+    pub(crate) async fn wait_for_runs(&self, mut done: impl FnMut() -> bool) {
+        self.stop_waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = StopWaiter(self);
+        loop {
+            let notified = self.run_ended.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check: a run that ends in between still wakes us.
+            notified.as_mut().enable();
+            if done() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct StopWaiter<'a>(&'a Engine);
+
+impl Drop for StopWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.stop_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,634 @@
+//! One service's state machine: every state, every transition, and who makes it.
+//!
+//! ```text
+//!                     start / add to a started manager
+//!  NotStarted ─────────────────────────────────────────┐
+//!                                                      ▼
+//!        ┌───────────────────────────────────────▶ Scheduled ──(timer: tick due)──▶ Queued
+//!        │ (worker: run ended, a tick is left)         │  ▲                           │
+//!        │                                             │  └── (resume) ── Paused ◀────┤ (pause)
+//!        │                                             │                              │
+//!     Running ◀──────────────(worker: takes it)────────┼──────────────────────────────┘
+//!        │  (worker: run ended, no tick left) ───▶ Finished
+//!        │
+//!        └─ stop while running: Running{then: Stop} (shown "stopping") ──(run ends)──▶ Stopped
+//! ```
+//!
+//! | transition | from | to | made by |
+//! |---|---|---|---|
+//! | schedule | `NotStarted`, `Stopped`, `Finished` | `Scheduled` (`Queued` for `on_start`), or `Finished` when no tick is left | the manager: `start`, `add_service`, `restart_service` |
+//! | fire | `Scheduled` (same generation) | `Queued` | the timer |
+//! | begin | `Queued` (same generation) | `Running` | a worker |
+//! | end | `Running` | `Scheduled`, `Finished`, `Stopped`, `Paused` or `Disabled`, as `then` says | the worker that ran it |
+//! | stop | any but `Running`, `Disabled` | `Stopped` | the manager |
+//! | stop | `Running` | `Running { then: Stop }` | the manager |
+//! | pause | `Scheduled`, `Queued` | `Paused` | the manager |
+//! | pause | `Running` | `Running { then: Pause }` | the manager |
+//! | resume | `Paused` / `Running { then: Pause }` | `Scheduled` / `Running { then: Continue }` | the manager |
+//! | run now | `Scheduled`, `Paused`, `Finished` | `Queued` (manual) | the manager |
+//! | reload | `Scheduled`, `Queued` | `Scheduled` with the new definition | the manager |
+//! | reload | `Running` | `Running`, the new definition scheduled when the run ends | the manager |
+//! | disable | any | `Disabled` (`Running { then: Disable }` while running) | the manager (configuration) |
+//!
+//! Invariants:
+//! - Every transition happens under the slot's lock, so each is atomic with respect to the others.
+//! - The timer and the run queue hold `(slot, generation)` pairs. Every transition that takes a service
+//!   out of `Scheduled` or `Queued` by another way than the one the entry is waiting for bumps the
+//!   generation, so a stale timer entry or queue item is recognised and dropped; nothing has to be
+//!   searched for and removed.
+//! - At most one run per service exists at any time: a run exists only in `Running`, and `Running` is
+//!   left only by the worker that ran it, when the job has returned (or, for a blocking job that was
+//!   abandoned after its grace period, when its thread has returned).
+//! - A reload keeps the counters: they describe the service's name, not one definition.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::cancel::CancelToken;
+use crate::service::Service;
+use crate::status::{Origin, Outcome, ServiceState, ServiceStatus, Trigger};
+use crate::Schedule;
+
+/// Where a service is; see the module docs for the transitions.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    NotStarted,
+    Scheduled {
+        next: DateTime<Utc>,
+    },
+    Queued {
+        tick: DateTime<Utc>,
+        trigger: Trigger,
+        resume: Resume,
+        /// `Pause` for a manual run of a paused service, which returns to paused.
+        then: Then,
+    },
+    Running(Box<Run>),
+    Paused {
+        /// The tick that was next when the pause began.
+        pending: Option<DateTime<Utc>>,
+    },
+    Stopped,
+    Finished,
+    Disabled,
+}
+
+/// A run in progress. Boxed in [`Phase`], so an idle service does not pay for it.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) cancel: CancelToken,
+    pub(crate) then: Then,
+    pub(crate) resume: Resume,
+    /// A blocking job whose abort grace ran out: its outcome is recorded, its thread still runs.
+    pub(crate) abandoned: bool,
+}
+
+/// What happens when the run in progress ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Then {
+    Continue,
+    Stop,
+    Pause,
+    Disable,
+}
+
+/// Where the schedule picks up after a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// At this tick (`None`: no tick is left), or at the first tick after it that is not already
+    /// past; ticks that passed during the run count as skipped.
+    From(Option<DateTime<Utc>>),
+    /// At exactly this tick, however late: a coordinator's takeover of an older tick, after which the
+    /// tick that was asked for is claimed.
+    Exactly(DateTime<Utc>),
+}
+
+/// The counters and the last run, kept across reloads.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) last_start: Option<DateTime<Utc>>,
+    pub(crate) last_duration: Option<Duration>,
+    pub(crate) last_outcome: Option<Outcome>,
+    pub(crate) last_trigger: Option<Trigger>,
+    pub(crate) runs: u64,
+    pub(crate) failures: u64,
+    pub(crate) skipped: u64,
+    pub(crate) skipped_paused: u64,
+    pub(crate) claimed_elsewhere: u64,
+    pub(crate) coordinator_error: Option<String>,
+}
+
+/// The definition and state of one service name.
+pub(crate) struct SlotState {
+    pub(crate) service: Service,
+    pub(crate) origin: Origin,
+    /// The definition's fixed period has no anchor of its own, so each scheduling anchors it.
+    auto_anchor: bool,
+    pub(crate) phase: Phase,
+    pub(crate) generation: u32,
+    pub(crate) stats: Stats,
+}
+
+/// What the caller must do after a transition, outside the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Nothing more.
+    Nothing,
+    /// Put `(slot, generation)` in the timer, due at `at`.
+    Timer { at: DateTime<Utc>, generation: u32 },
+    /// Put `(slot, generation)` in the run queue.
+    Queue { generation: u32 },
+}
+
+// Each transition reads as a table of cases, so `match` over `Option` stays even for two arms.
+#[allow(clippy::single_match_else)]
+impl SlotState {
+    pub(crate) fn new(service: Service, origin: Origin, enabled: bool) -> Self {
+        SlotState {
+            auto_anchor: service.schedule.period().is_some() && service.schedule.anchor().is_none(),
+            service,
+            origin,
+            phase: if enabled {
+                Phase::NotStarted
+            } else {
+                Phase::Disabled
+            },
+            generation: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    fn bump(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1);
+        self.generation
+    }
+
+    /// Schedules the current definition afresh at `now`; `anchor` is where an unanchored fixed period
+    /// counts from (the start, or the Unix epoch for replicas that must agree).
+    pub(crate) fn schedule(
+        &mut self,
+        now: DateTime<Utc>,
+        anchor: DateTime<Utc>,
+        on_start: bool,
+    ) -> Next {
+        if self.auto_anchor {
+            self.service.schedule = self.service.schedule.clone().anchored_at(anchor);
+        }
+        let first = self.service.schedule.first_tick(now);
+        let generation = self.bump();
+        if on_start && self.service.on_start {
+            self.phase = Phase::Queued {
+                tick: now,
+                trigger: Trigger::Start,
+                resume: Resume::From(first),
+                then: Then::Continue,
+            };
+            return Next::Queue { generation };
+        }
+        match first {
+            Some(next) => {
+                self.phase = Phase::Scheduled { next };
+                Next::Timer {
+                    at: next,
+                    generation,
+                }
+            }
+            None => {
+                self.phase = Phase::Finished;
+                Next::Nothing
+            }
+        }
+    }
+
+    /// The timer found `(slot, generation)` due: queue the tick, unless the entry is stale.
+    pub(crate) fn fire(&mut self, generation: u32) -> Option<(DateTime<Utc>, u32)> {
+        match self.phase {
+            Phase::Scheduled { next } if self.generation == generation => {
+                let resume = Resume::From(self.service.schedule.next_after(next));
+                self.phase = Phase::Queued {
+                    tick: next,
+                    trigger: Trigger::Schedule,
+                    resume,
+                    then: Then::Continue,
+                };
+                Some((next, generation))
+            }
+            _ => None,
+        }
+    }
+
+    /// A worker takes the queued tick: the run begins at `now`, unless the item is stale.
+    pub(crate) fn begin(
+        &mut self,
+        generation: u32,
+        now: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, Trigger, CancelToken)> {
+        let Phase::Queued {
+            tick,
+            trigger,
+            resume,
+            then,
+        } = self.phase
+        else {
+            return None;
+        };
+        if self.generation != generation {
+            return None;
+        }
+        let cancel = CancelToken::default();
+        self.phase = Phase::Running(Box::new(Run {
+            cancel: cancel.clone(),
+            then,
+            resume,
+            abandoned: false,
+        }));
+        self.stats.last_start = Some(now);
+        self.stats.last_trigger = Some(trigger);
+        Some((tick, trigger, cancel))
+    }
+
+    /// Replaces the tick the queued item will run (a coordinator's takeover of an older tick).
+    pub(crate) fn retarget(&mut self, generation: u32, run_tick: DateTime<Utc>) {
+        if let Phase::Queued { tick, resume, .. } = &mut self.phase {
+            if self.generation == generation && *tick != run_tick {
+                *resume = Resume::Exactly(*tick);
+                *tick = run_tick;
+            }
+        }
+    }
+
+    /// A queued tick will not run after all (another replica has it, or it was too late to claim):
+    /// go back to the schedule at `now`, counting `skipped` ticks.
+    pub(crate) fn unqueue(&mut self, generation: u32, now: DateTime<Utc>, skipped: u64) -> Next {
+        let Phase::Queued { resume, .. } = self.phase else {
+            return Next::Nothing;
+        };
+        if self.generation != generation {
+            return Next::Nothing;
+        }
+        self.stats.skipped += skipped;
+        self.resume_schedule(resume, now)
+    }
+
+    fn resume_schedule(&mut self, resume: Resume, now: DateTime<Utc>) -> Next {
+        let next = match resume {
+            Resume::Exactly(at) => Some(at),
+            Resume::From(from) => {
+                let (skipped, next) = catch_up(&self.service.schedule, from, now);
+                self.stats.skipped += skipped;
+                next
+            }
+        };
+        let generation = self.bump();
+        match next {
+            Some(next) => {
+                self.phase = Phase::Scheduled { next };
+                Next::Timer {
+                    at: next,
+                    generation,
+                }
+            }
+            None => {
+                self.phase = Phase::Finished;
+                Next::Nothing
+            }
+        }
+    }
+
+    /// The worker's run ended at `now` with `outcome`: record it and move on as `then` says.
+    pub(crate) fn end(&mut self, outcome: Outcome, duration: Duration, now: DateTime<Utc>) -> Next {
+        let Phase::Running(run) = &self.phase else {
+            return Next::Nothing;
+        };
+        let (then, resume, abandoned) = (run.then, run.resume, run.abandoned);
+        if !abandoned {
+            self.record(outcome, duration);
+        }
+        match then {
+            Then::Continue => self.resume_schedule(resume, now),
+            Then::Stop => {
+                self.phase = Phase::Stopped;
+                Next::Nothing
+            }
+            Then::Disable => {
+                self.phase = Phase::Disabled;
+                Next::Nothing
+            }
+            Then::Pause => {
+                let pending = match resume {
+                    Resume::Exactly(at) => Some(at),
+                    Resume::From(from) => from,
+                };
+                self.phase = Phase::Paused { pending };
+                Next::Nothing
+            }
+        }
+    }
+
+    fn record(&mut self, outcome: Outcome, duration: Duration) {
+        self.stats.runs += 1;
+        self.stats.failures += u64::from(outcome.is_failure());
+        self.stats.last_duration = Some(duration);
+        self.stats.last_outcome = Some(outcome);
+    }
+
+    /// A blocking run whose grace ran out: it counts as aborted now, though its thread goes on.
+    pub(crate) fn abandon(&mut self, duration: Duration) {
+        let Phase::Running(run) = &mut self.phase else {
+            return;
+        };
+        if !run.abandoned {
+            run.abandoned = true;
+            self.record(Outcome::Aborted, duration);
+        }
+    }
+
+    /// Stops the service: no run begins after this. Returns the token of the run in progress, if
+    /// any, which the caller may wait for or cancel.
+    pub(crate) fn stop(&mut self) -> Option<CancelToken> {
+        match &mut self.phase {
+            Phase::Running(run) => {
+                if run.then != Then::Disable {
+                    run.then = Then::Stop;
+                }
+                Some(run.cancel.clone())
+            }
+            Phase::Disabled => None,
+            _ => {
+                self.bump();
+                self.phase = Phase::Stopped;
+                None
+            }
+        }
+    }
+
+    /// Whether the run in progress (if any) still holds the caller of a stop: it has neither
+    /// returned nor been abandoned.
+    pub(crate) fn run_in_progress(&self) -> bool {
+        matches!(&self.phase, Phase::Running(run) if !run.abandoned)
+    }
+
+    /// Pauses at `now`; `false` when there is nothing to pause (already paused, stopped, ...).
+    pub(crate) fn pause(&mut self) -> bool {
+        match &mut self.phase {
+            Phase::Scheduled { next } => {
+                let pending = Some(*next);
+                self.bump();
+                self.phase = Phase::Paused { pending };
+                true
+            }
+            Phase::Queued {
+                tick,
+                trigger,
+                resume,
+                ..
+            } => {
+                // A queued tick has not begun: it is put back, and counts as skipped while paused.
+                let pending = match (*trigger, *resume) {
+                    (_, Resume::Exactly(at)) => Some(at),
+                    (Trigger::Schedule, Resume::From(_)) => Some(*tick),
+                    (Trigger::Start | Trigger::Manual, Resume::From(from)) => from,
+                };
+                self.bump();
+                self.phase = Phase::Paused { pending };
+                true
+            }
+            Phase::Running(run) if run.then == Then::Continue => {
+                run.then = Then::Pause;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Resumes at `now` on the schedule's grid; the ticks that passed while paused are counted.
+    pub(crate) fn resume(&mut self, now: DateTime<Utc>) -> Next {
+        match &mut self.phase {
+            Phase::Paused { pending } => {
+                let (skipped, next) = catch_up(&self.service.schedule, *pending, now);
+                self.stats.skipped_paused += skipped;
+                let generation = self.bump();
+                match next {
+                    Some(next) => {
+                        self.phase = Phase::Scheduled { next };
+                        Next::Timer {
+                            at: next,
+                            generation,
+                        }
+                    }
+                    None => {
+                        self.phase = Phase::Finished;
+                        Next::Nothing
+                    }
+                }
+            }
+            Phase::Running(run) if run.then == Then::Pause => {
+                run.then = Then::Continue;
+                Next::Nothing
+            }
+            _ => Next::Nothing,
+        }
+    }
+
+    /// Queues one manual run at `now`; the phase it came from is where it returns.
+    pub(crate) fn run_now(&mut self, now: DateTime<Utc>) -> Result<Next, RunNowRefusal> {
+        let (resume, then) = match self.phase {
+            Phase::Scheduled { next } => (Resume::From(Some(next)), Then::Continue),
+            Phase::Finished => (Resume::From(None), Then::Continue),
+            Phase::Paused { pending } => (Resume::From(pending), Then::Pause),
+            Phase::Queued { .. } | Phase::Running(_) => return Err(RunNowRefusal::AlreadyRunning),
+            Phase::NotStarted => return Err(RunNowRefusal::NotStarted),
+            Phase::Stopped => return Err(RunNowRefusal::Stopped),
+            Phase::Disabled => return Err(RunNowRefusal::Disabled),
+        };
+        let generation = self.bump();
+        self.phase = Phase::Queued {
+            tick: now,
+            trigger: Trigger::Manual,
+            resume,
+            then,
+        };
+        Ok(Next::Queue { generation })
+    }
+
+    /// Replaces the definition (a reload), keeping the counters. `scheduling` is `Some((now,
+    /// anchor))` when the manager is started, so the new definition is scheduled at once.
+    pub(crate) fn replace(
+        &mut self,
+        service: Service,
+        origin: Origin,
+        enabled: bool,
+        scheduling: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Next {
+        self.auto_anchor =
+            service.schedule.period().is_some() && service.schedule.anchor().is_none();
+        self.service = service;
+        self.origin = origin;
+        if let Phase::Running(run) = &mut self.phase {
+            if !enabled {
+                run.then = Then::Disable;
+                return Next::Nothing;
+            }
+            if run.then == Then::Disable {
+                run.then = Then::Continue;
+            }
+            if let Some((now, anchor)) = scheduling {
+                if self.auto_anchor {
+                    self.service.schedule = self.service.schedule.clone().anchored_at(anchor);
+                }
+                run.resume = Resume::From(self.service.schedule.first_tick(now));
+            }
+            return Next::Nothing;
+        }
+        if !enabled {
+            self.bump();
+            self.phase = Phase::Disabled;
+            return Next::Nothing;
+        }
+        if matches!(self.phase, Phase::Paused { .. }) {
+            // The operator's pause holds across a reload; the new grid starts at the resume.
+            if let Some((now, anchor)) = scheduling {
+                if self.auto_anchor {
+                    self.service.schedule = self.service.schedule.clone().anchored_at(anchor);
+                }
+                self.phase = Phase::Paused {
+                    pending: self.service.schedule.first_tick(now),
+                };
+            }
+            return Next::Nothing;
+        }
+        match scheduling {
+            Some((now, anchor)) => self.schedule(now, anchor, false),
+            None => {
+                self.bump();
+                self.phase = Phase::NotStarted;
+                Next::Nothing
+            }
+        }
+    }
+
+    pub(crate) fn state(&self) -> ServiceState {
+        match &self.phase {
+            Phase::NotStarted => ServiceState::NotStarted,
+            Phase::Scheduled { .. } => ServiceState::Idle,
+            Phase::Queued { .. } => ServiceState::WaitingForSlot,
+            Phase::Running(run) => match run.then {
+                Then::Stop | Then::Disable => ServiceState::Stopping,
+                Then::Continue | Then::Pause => ServiceState::Running,
+            },
+            Phase::Paused { .. } => ServiceState::Paused,
+            Phase::Stopped => ServiceState::Stopped,
+            Phase::Finished => ServiceState::Finished,
+            Phase::Disabled => ServiceState::Disabled,
+        }
+    }
+
+    pub(crate) fn next_fire(&self) -> Option<DateTime<Utc>> {
+        match &self.phase {
+            Phase::Scheduled { next } => Some(*next),
+            Phase::Queued { tick, .. } => Some(*tick),
+            Phase::Running(run) if run.then == Then::Continue => match run.resume {
+                Resume::From(at) => at,
+                Resume::Exactly(at) => Some(at),
+            },
+            _ => None,
+        }
+    }
+
+    pub(crate) fn status(&self, name: &str) -> ServiceStatus {
+        let stats = &self.stats;
+        ServiceStatus {
+            name: name.to_owned(),
+            schedule: self.service.schedule.to_string(),
+            origin: self.origin,
+            next_fire: self.next_fire(),
+            state: self.state(),
+            last_start: stats.last_start,
+            last_duration: stats.last_duration,
+            last_outcome: stats.last_outcome.clone(),
+            runs: stats.runs,
+            failures: stats.failures,
+            skipped: stats.skipped,
+            claimed_elsewhere: stats.claimed_elsewhere,
+            coordinator_error: stats.coordinator_error.clone(),
+            skipped_paused: stats.skipped_paused,
+            last_trigger: stats.last_trigger,
+        }
+    }
+}
+
+/// Why [`SlotState::run_now`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunNowRefusal {
+    AlreadyRunning,
+    NotStarted,
+    Stopped,
+    Disabled,
+}
+
+/// One service name: its definition and state behind one lock.
+pub(crate) struct Slot {
+    pub(crate) name: Arc<str>,
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    pub(crate) fn new(name: Arc<str>, state: SlotState) -> Self {
+        Slot {
+            name,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Whether a timer entry or queue item made under `generation` is still valid.
+    pub(crate) fn is_current(&self, generation: u32) -> bool {
+        self.lock().generation == generation
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // Only our own bookkeeping runs under this lock, never a job; the state stays consistent
+        // even if a panic interrupted it, since every transition writes the phase last.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The first tick at or after `now`, starting from the candidate `from`, and how many ticks in
+/// `[from, now)` were passed over.
+pub(crate) fn catch_up(
+    schedule: &Schedule,
+    from: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> (u64, Option<DateTime<Utc>>) {
+    let Some(first) = from else {
+        return (0, None);
+    };
+    if first >= now {
+        return (0, Some(first));
+    }
+    let next = schedule.next_after(now - TimeDelta::nanoseconds(1));
+    let skipped = match (schedule.period(), next) {
+        (Some(period), Some(next)) => {
+            let span = (next - first).to_std().unwrap_or(Duration::ZERO);
+            (span.as_nanos() / period.as_nanos().max(1)) as u64
+        }
+        _ => count_ticks(schedule, first, now),
+    };
+    (skipped, next)
+}
+
+/// Ticks of a cron schedule in `[from, until)`, counted one by one: cron ticks are whole seconds, so a
+/// gap would have to last days for this to take noticeable time; past a cap it stops counting.
+fn count_ticks(schedule: &Schedule, from: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
+    const CAP: u64 = 1_000_000;
+    let mut count = 0;
+    let mut at = Some(from);
+    while let Some(t) = at.filter(|t| *t < until && count < CAP) {
+        count += 1;
+        at = schedule.next_after(t);
+    }
+    count
+}

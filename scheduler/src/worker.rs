@@ -1,0 +1,313 @@
+//! The worker side: a queue of due services and a fixed set of worker tasks that run them.
+//!
+//! The pool *is* the set of workers: `max_concurrent_jobs` tasks, each taking one queued service at a
+//! time, so at most that many runs exist at once and firing costs no task spawn. An async job runs
+//! inside the worker task; a blocking job runs on tokio's blocking pool while its worker waits for it,
+//! so its slot stays taken until its thread returns — even after an abort has given up on it.
+//!
+//! A run, on its worker:
+//!
+//! ```text
+//! Queued ──begin──▶ Running ── job returns / panics ──────────────────────────▶ end: record, next tick
+//!                      │
+//!                      └─ cancelled (stop, deadline) ── grace ── returns ──────▶ end (aborted)
+//!                                                         └── still running: async → dropped, end (aborted)
+//!                                                                           blocking → abandoned (aborted),
+//!                                                                           end when its thread returns
+//! ```
+
+use std::any::Any;
+use std::cell::Cell;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use crate::cancel::CancelToken;
+use crate::engine::Engine;
+use crate::job::{Job, JobContext};
+use crate::queue::Fire;
+use crate::state::Slot;
+use crate::status::{Failure, Outcome, Trigger};
+
+/// Spawns workers until there are as many as the pool's target.
+pub(crate) fn spawn_missing(engine: &Arc<Engine>, handle: &tokio::runtime::Handle) {
+    while engine.pool.reserve() {
+        handle.spawn(work(engine.clone()));
+    }
+}
+
+/// One worker: takes a due service, runs it, repeats; exits when the manager stops or the pool
+/// shrinks.
+async fn work(engine: Arc<Engine>) {
+    while let Some(fire) = next_fire(&engine).await {
+        run(&engine, fire).await;
+    }
+}
+
+async fn next_fire(engine: &Engine) -> Option<Fire> {
+    loop {
+        let notified = engine.queue.ready.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before looking, so a push in between still wakes us.
+        notified.as_mut().enable();
+        if engine.pool.leave_if_surplus() {
+            return None;
+        }
+        if !engine.is_running() {
+            engine.pool.leave();
+            return None;
+        }
+        if let Some(fire) = engine.queue.items().pop_front() {
+            return Some(fire);
+        }
+        notified.await;
+    }
+}
+
+thread_local! {
+    /// The slot whose job this thread is running right now (while a job is polled, or a blocking
+    /// job runs), so that a job which stops its own service is not made to wait for itself.
+    static CURRENT_RUN: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The slot whose job the caller is part of, if it is one.
+pub(crate) fn current_run() -> usize {
+    CURRENT_RUN.with(Cell::get)
+}
+
+pub(crate) fn slot_id(slot: &Arc<Slot>) -> usize {
+    Arc::as_ptr(slot) as usize
+}
+
+struct RunScope(usize);
+
+impl RunScope {
+    fn enter(id: usize) -> Self {
+        RunScope(CURRENT_RUN.with(|current| current.replace(id)))
+    }
+}
+
+impl Drop for RunScope {
+    fn drop(&mut self) {
+        CURRENT_RUN.with(|current| current.set(self.0));
+    }
+}
+
+/// A job's future, marked as the run of its slot while it is polled.
+struct InRun<F> {
+    id: usize,
+    job: F,
+}
+
+impl<F: Future + Unpin> Future for InRun<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _scope = RunScope::enter(self.id);
+        Pin::new(&mut self.job).poll(cx)
+    }
+}
+
+async fn run(engine: &Arc<Engine>, fire: Fire) {
+    let Fire {
+        slot,
+        generation,
+        ticket,
+    } = fire;
+    let now = engine.clock.now();
+    let (tick, trigger, cancel, job) = {
+        let mut state = slot.lock();
+        let Some((tick, trigger, cancel)) = state.begin(generation, now) else {
+            return;
+        };
+        (tick, trigger, cancel, state.service.job.clone())
+    };
+    let ctx = JobContext::new(slot.name.clone(), tick, trigger, cancel.clone());
+    let span = tracing::info_span!("service_run", service = %slot.name, %tick, %trigger);
+    let began = tokio::time::Instant::now();
+    let execute = execute(engine, &slot, job, ctx, &cancel, span.clone(), began);
+    let outcome = match (&ticket, &engine.coordinator) {
+        (Some(ticket), Some(coordinator)) => {
+            // Boxed: coordination is the rare path, and would otherwise widen every run's future.
+            Box::pin(crate::cluster::renewing(
+                execute,
+                &**coordinator,
+                ticket,
+                engine.lease,
+            ))
+            .await
+        }
+        _ => execute.await,
+    };
+    let duration = began.elapsed();
+    let end = TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|took| now.checked_add_signed(took))
+        .unwrap_or(now);
+    span.in_scope(|| report(engine, &slot.name, tick, trigger, &outcome, duration));
+    let next = slot.lock().end(outcome.clone(), duration, end);
+    engine.apply(&slot, next);
+    engine.run_ended();
+    if let (Some(ticket), Some(coordinator)) = (ticket, &engine.coordinator) {
+        tokio::spawn(crate::cluster::finish(
+            coordinator.clone(),
+            *ticket,
+            now,
+            end,
+            outcome,
+        ));
+    }
+}
+
+/// Runs the job to its outcome, honouring cancellation and the grace period.
+async fn execute(
+    engine: &Engine,
+    slot: &Arc<Slot>,
+    job: Job,
+    ctx: JobContext,
+    cancel: &CancelToken,
+    span: tracing::Span,
+    began: tokio::time::Instant,
+) -> Outcome {
+    let id = slot_id(slot);
+    match job {
+        Job::Async(job) => {
+            let run = InRun {
+                id,
+                job: AssertUnwindSafe(job(ctx)).catch_unwind(),
+            };
+            let mut run = std::pin::pin!(run.instrument(span));
+            // Most jobs finish on their first poll: they need no cancellation future at all.
+            if let Poll::Ready(result) = poll_once(run.as_mut()).await {
+                return outcome_of(result, cancel);
+            }
+            tokio::select! {
+                biased;
+                result = run.as_mut() => outcome_of(result, cancel),
+                () = cancel.cancelled() => {
+                    tokio::select! {
+                        biased;
+                        result = run.as_mut() => outcome_of(result, cancel),
+                        () = tokio::time::sleep(engine.abort_grace) => Outcome::Aborted,
+                        () = cancel.forced() => Outcome::Aborted,
+                    }
+                }
+            }
+        }
+        Job::Blocking(job) => {
+            let thread = tokio::task::spawn_blocking(move || {
+                let _scope = RunScope::enter(id);
+                span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| job(ctx))))
+            });
+            let mut thread = std::pin::pin!(thread);
+            let joined = |joined: Result<_, tokio::task::JoinError>| match joined {
+                Ok(result) => outcome_of(result, cancel),
+                Err(error) => Outcome::Panicked(error.to_string()),
+            };
+            tokio::select! {
+                biased;
+                result = thread.as_mut() => joined(result),
+                () = cancel.cancelled() => {
+                    let returned = tokio::select! {
+                        biased;
+                        result = thread.as_mut() => Some(joined(result)),
+                        () = tokio::time::sleep(engine.abort_grace) => None,
+                        () = cancel.forced() => None,
+                    };
+                    if let Some(outcome) = returned {
+                        outcome
+                    } else {
+                        // Given up on: the stop no longer waits, but the thread keeps its slot.
+                        slot.lock().abandon(began.elapsed());
+                        engine.run_ended();
+                        tracing::warn!(service = %slot.name,
+                            "blocking job still running after its abort grace; its slot stays taken until it returns");
+                        let _ = thread.as_mut().await;
+                        Outcome::Aborted
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
+}
+
+fn outcome_of(
+    result: Result<Result<(), String>, Box<dyn Any + Send>>,
+    cancel: &CancelToken,
+) -> Outcome {
+    if cancel.is_aborted() {
+        return Outcome::Aborted;
+    }
+    match result {
+        Ok(Ok(())) => Outcome::Succeeded,
+        Ok(Err(error)) => Outcome::Failed(error),
+        Err(panic) => Outcome::Panicked(panic_message(&*panic)),
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+fn report(
+    engine: &Engine,
+    name: &str,
+    tick: DateTime<Utc>,
+    trigger: Trigger,
+    outcome: &Outcome,
+    took: Duration,
+) {
+    let duration = DisplayDuration(took);
+    match outcome {
+        Outcome::Succeeded => tracing::debug!(%duration, "run succeeded"),
+        Outcome::Failed(error) => tracing::error!(%duration, error = %error, "run failed"),
+        Outcome::Panicked(message) => {
+            tracing::error!(%duration, panic = %message, "run panicked");
+        }
+        Outcome::Aborted => tracing::warn!(%duration, "run aborted"),
+    }
+    if let (true, Some(hook)) = (outcome.is_failure(), &engine.on_failure) {
+        let failure = Failure {
+            service: name.to_owned(),
+            tick,
+            outcome: outcome.clone(),
+            duration: took,
+        };
+        let _ = trigger;
+        // A failing alert hook must not take the service down with it.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&failure))).is_err() {
+            tracing::error!("the failure hook panicked");
+        }
+    }
+}
+
+/// A duration for log lines: milliseconds with at most three decimals (`12.345ms`), or seconds
+/// past ten of them.
+pub(crate) struct DisplayDuration(pub(crate) Duration);
+
+impl std::fmt::Display for DisplayDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_secs_f64() * 1e3;
+        if ms < 10_000.0 {
+            write!(f, "{ms:.3}ms")
+        } else {
+            write!(f, "{:.3}s", self.0.as_secs_f64())
+        }
+    }
+}
