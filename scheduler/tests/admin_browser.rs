@@ -1,13 +1,13 @@
 //! The admin dashboard in a real browser: headless Chromium, driven over `WebDriver` by
 //! `chromedriver`, clicks what an operator would click and checks what they would see. It saves a
-//! screenshot to `target/admin-dashboard.png` (the README's picture is a copy of one).
+//! screenshot to `target/admin-dashboard.png` (the README's picture is a copy of one). The app is a
+//! real `ServiceManager` on the real clock (a browser cannot follow tokio's paused one), so "runs
+//! stop" is shown against another service that keeps ticking, never by sleeping for luck.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`/usr/bin/chromium`, `/usr/bin/chromedriver`;
 //! `SCHEDULER_CHROMIUM` and `SCHEDULER_CHROMEDRIVER` override the paths). Without them the test is
 //! skipped with a notice, unless `SCHEDULER_REQUIRE_BROWSER=1` (CI sets it), which makes it fail.
 
-#[path = "support/admin_fake.rs"]
-mod admin_fake;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use admin_fake::FakeBackend;
-use scheduler::admin::{AdminConfig, State};
+use scheduler::admin::AdminConfig;
+use scheduler::{InMemoryCoordinator, Schedule, Service, ServiceManager, ServiceState};
 use serde_json::json;
 use webdriver::Session;
 
@@ -152,10 +152,34 @@ async fn click(client: &Session, css: &str) {
         .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
 }
 
-async fn serve(fake: &FakeBackend) -> SocketAddr {
+/// The app under test: a real manager with an hourly service to run by hand, two that tick every
+/// second (one to pause, one to show that time passes), and a weekday cron report whose job fails.
+/// Its in-memory coordinator keeps the run history the detail view shows.
+fn app() -> ServiceManager {
+    let manager = ServiceManager::builder()
+        .coordinator(InMemoryCoordinator::new().replica("web-1"))
+        .build()
+        .unwrap();
+    let every = |secs: f64| Schedule::every_secs(secs).unwrap();
+    manager.add_service("billing::sync", Service::new(every(3600.0), |_| async {}));
+    manager.add_service("cache::refresh", Service::new(every(1.0), |_| async {}));
+    manager.add_service("health::heartbeat", Service::new(every(1.0), |_| async {}));
+    let report = Schedule::cron_in("0 9 * * MON-FRI", "Europe/Berlin").unwrap();
+    let failing = Service::new(report, |_| async {
+        Err::<(), _>("report template missing: daily.html")
+    });
+    manager.add_service("reports::daily", failing);
+    manager
+}
+
+fn runs(manager: &ServiceManager, name: &str) -> u64 {
+    manager.service(name).unwrap().runs
+}
+
+async fn serve(manager: &ServiceManager) -> SocketAddr {
     let router = AdminConfig::new()
         .bearer_token(TOKEN)
-        .router_for(fake.clone());
+        .router(manager.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -174,27 +198,24 @@ async fn an_operator_sees_runs_pauses_and_is_refused_without_the_token() {
     let Some((chromium, driver_binary)) = browser() else {
         return;
     };
-    // LEAD: once ServiceManager has pause/resume/run_now, serve a real manager here (services on a
-    // TokioClock, ticks by tokio::time::advance) instead of the test backend.
-    // Its runs started some minutes ago, so the screenshot reads like a running app.
-    let fake = FakeBackend::starting_at(
-        &SERVICES,
-        chrono::Utc::now() - chrono::TimeDelta::seconds(525),
-    );
-    let address = serve(&fake).await;
+    let manager = app();
+    manager.start().unwrap();
+    let address = serve(&manager).await;
     let driver = Driver::start(&driver_binary);
     let profile = std::env::temp_dir().join(format!("admin-browser-{}", std::process::id()));
     let client = open_browser(&chromium, &driver, &profile).await;
     client.goto(&format!("http://{address}/")).await.unwrap();
 
     every_service_is_listed(&client).await;
-    run_now_is_refused_without_the_token(&client, &fake).await;
-    run_now_with_the_token_runs_it(&client, &fake).await;
-    pause_shows_paused_and_stops_runs(&client, &fake).await;
-    reload_reloads(&client, &fake).await;
-    the_detail_shows_schedule_history_and_error(&client, &fake).await;
+    run_now_is_refused_without_the_token(&client, &manager).await;
+    run_now_with_the_token_runs_it(&client, &manager).await;
+    pause_shows_paused_and_stops_runs(&client, &manager).await;
+    reload_reloads(&client).await;
+    the_detail_shows_schedule_history_and_error(&client).await;
     let target = target_dir();
     std::fs::create_dir_all(&target).unwrap();
+    client.set_window_size(1280, 1150).await.unwrap();
+    client.execute("window.scrollTo(0, 0);").await.unwrap();
     let screenshot = client.screenshot().await.unwrap();
     assert!(screenshot.starts_with(b"\x89PNG"));
     std::fs::write(target.join("admin-dashboard.png"), &screenshot).unwrap();
@@ -202,6 +223,7 @@ async fn an_operator_sees_runs_pauses_and_is_refused_without_the_token() {
 
     client.close().await.unwrap();
     drop(driver);
+    manager.stop().await;
     let _ = std::fs::remove_dir_all(&profile);
 }
 
@@ -230,7 +252,7 @@ async fn every_service_is_listed(client: &Session) {
     );
 }
 
-async fn run_now_is_refused_without_the_token(client: &Session, fake: &FakeBackend) {
+async fn run_now_is_refused_without_the_token(client: &Session, manager: &ServiceManager) {
     click(
         client,
         &row("billing::sync", "button[data-action='run-now']"),
@@ -242,10 +264,10 @@ async fn run_now_is_refused_without_the_token(client: &Session, fake: &FakeBacke
     .await;
     let message = text(client, "#message").await;
     assert!(message.contains("needs the admin token"), "{message}");
-    assert_eq!(fake.runs("billing::sync"), 0);
+    assert_eq!(runs(manager, "billing::sync"), 0);
 }
 
-async fn run_now_with_the_token_runs_it(client: &Session, fake: &FakeBackend) {
+async fn run_now_with_the_token_runs_it(client: &Session, manager: &ServiceManager) {
     client
         .find("#token")
         .await
@@ -263,69 +285,88 @@ async fn run_now_with_the_token_runs_it(client: &Session, fake: &FakeBackend) {
         text(client, &row("billing::sync", "td.col-runs")).await == "1"
     })
     .await;
-    assert_eq!(fake.runs("billing::sync"), 1);
+    assert_eq!(runs(manager, "billing::sync"), 1);
 }
 
-async fn pause_shows_paused_and_stops_runs(client: &Session, fake: &FakeBackend) {
-    click(client, &row("billing::sync", "button[data-action='pause']")).await;
+async fn pause_shows_paused_and_stops_runs(client: &Session, manager: &ServiceManager) {
+    let paused = "health::heartbeat";
+    click(client, &row(paused, "button[data-action='pause']")).await;
     until("the service shows as paused", || async {
-        text(client, &row("billing::sync", "td.col-state"))
+        text(client, &row(paused, "td.col-state"))
             .await
             .contains("paused")
     })
     .await;
-    assert_eq!(fake.state("billing::sync"), State::Paused);
-    // The next tick runs the others but not it.
-    fake.tick();
-    until("the tick shows on the page", || async {
-        text(client, &row("cache::refresh", "td.col-runs")).await == "1"
+    // Shown as paused, so no run of it is in progress: its count must now stay where it is while
+    // the other every-second service runs twice more.
+    assert_eq!(manager.service(paused).unwrap().state, ServiceState::Paused);
+    let frozen = runs(manager, paused);
+    let other = runs(manager, "cache::refresh");
+    until("two more ticks have passed", || async {
+        let shown = text(client, &row("cache::refresh", "td.col-runs")).await;
+        shown.parse::<u64>().is_ok_and(|n| n >= other + 2)
     })
     .await;
+    assert_eq!(runs(manager, paused), frozen);
     assert_eq!(
-        text(client, &row("billing::sync", "td.col-runs")).await,
-        "1"
+        text(client, &row(paused, "td.col-runs")).await,
+        frozen.to_string()
     );
-    assert_eq!(fake.runs("billing::sync"), 1);
-    click(
-        client,
-        &row("billing::sync", "button[data-action='resume']"),
-    )
-    .await;
-    until("the service is idle again", || async {
-        text(client, &row("billing::sync", "td.col-state"))
-            .await
-            .contains("idle")
+    click(client, &row(paused, "button[data-action='resume']")).await;
+    until("the service is no longer paused", || async {
+        let state = text(client, &row(paused, "td.col-state")).await;
+        !state.is_empty() && !state.contains("paused")
     })
     .await;
 }
 
-async fn reload_reloads(client: &Session, fake: &FakeBackend) {
+async fn reload_reloads(client: &Session) {
     click(client, "#reload").await;
     until("the reload is reported", || async {
         text(client, "#message").await == "Configuration reloaded: nothing changed."
     })
     .await;
-    assert_eq!(fake.reloads(), 1);
 }
 
-async fn the_detail_shows_schedule_history_and_error(client: &Session, fake: &FakeBackend) {
-    // A few more ticks and a failure fill the sparklines and the history.
-    for _ in 0..7 {
-        fake.tick();
-    }
-    fake.fail("reports::daily", "report template missing: daily.html");
+async fn the_detail_shows_schedule_history_and_error(client: &Session) {
+    click(
+        client,
+        &row("reports::daily", "button[data-action='run-now']"),
+    )
+    .await;
+    until("the failed run shows in the list", || async {
+        text(client, &row("reports::daily", "td.col-failures")).await == "1"
+    })
+    .await;
     click(client, &row("reports::daily", "button.open")).await;
     until("the detail shows the failure", || async {
         text(client, "#detail-error").await == "report template missing: daily.html"
     })
     .await;
-    assert_eq!(text(client, "#detail-description").await, "Every minute");
+    assert_eq!(
+        text(client, "#detail-description").await,
+        "Schedule: 0 9 * * MON-FRI (Europe/Berlin)"
+    );
     let upcoming = client.find_all("#detail-upcoming li").await.unwrap();
     assert_eq!(upcoming.len(), 10);
-    let history = client.find_all("#history tbody tr").await.unwrap();
-    assert_eq!(history.len(), 9);
-    until("the list shows the latest runs", || async {
-        text(client, &row("reports::daily", "td.col-runs")).await == "9"
+    // The ticking services' runs are in the coordinator's history.
+    click(client, &row("cache::refresh", "button.open")).await;
+    until("the detail lists runs", || async {
+        let rows = client
+            .find_all("#history tbody tr")
+            .await
+            .unwrap_or_default();
+        let first = match rows.first() {
+            Some(row) => row.text().await.unwrap_or_default(),
+            None => String::new(),
+        };
+        rows.len() >= 2 && first.contains("ok") && first.contains("web-1")
+    })
+    .await;
+    // The screenshot shows the failure.
+    click(client, &row("reports::daily", "button.open")).await;
+    until("the detail is the report's again", || async {
+        text(client, "#detail-name").await == "reports::daily"
     })
     .await;
 }

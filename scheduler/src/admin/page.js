@@ -67,6 +67,7 @@
     if (!iso) return "–";
     const seconds = Math.round((Date.parse(iso) - (Date.now() + skew)) / 1000);
     const size = Math.abs(seconds);
+    if (size === 0) return "now";
     const amount =
       size < 90 ? `${size}s` : size < 5400 ? `${Math.round(size / 60)}m` :
       size < 129600 ? `${Math.round(size / 3600)}h` : `${Math.round(size / 86400)}d`;
@@ -99,7 +100,9 @@
   }
 
   function sparkline(recent) {
-    if (!recent || recent.length === 0) return el("span", { class: "sub" }, "no history");
+    if (!recent || recent.length === 0) {
+      return el("span", { class: "sub", title: "no run history kept" }, "–");
+    }
     const counts = {};
     const marks = recent.map((kind) => {
       counts[kind] = (counts[kind] || 0) + 1;
@@ -213,6 +216,7 @@
     const note = $("detail-history-note");
     note.hidden = !(detail.history_error || detail.history.length === 0);
     note.textContent = detail.history_error ? `History unavailable: ${detail.history_error}` : "No runs recorded.";
+    $("history-box").hidden = detail.history.length === 0;
     document.querySelector("#history tbody").replaceChildren(...detail.history.map((run) => el("tr", {},
       el("td", {}, absolute(run.tick)),
       el("td", {}, absolute(run.started)),
@@ -228,7 +232,7 @@
     selected = name;
     history.replaceState(null, "", `#service=${encodeURIComponent(name)}`);
     refresh();
-    $("detail").scrollIntoView({ block: "start", behavior: "smooth" });
+    $("detail").scrollIntoView({ block: "start" });
   }
 
   function closeDetail() {
