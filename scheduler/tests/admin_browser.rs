@@ -116,13 +116,13 @@ async fn open_browser(chromium: &Path, driver: &Driver, profile: &Path) -> Sessi
         .unwrap_or_else(|e| panic!("no WebDriver session with headless Chromium: {e}"))
 }
 
-/// Waits (up to 10 s, checking every 50 ms) until `check` holds, as a person waits for a page.
+/// Waits (up to 20 s, checking every 50 ms) until `check` holds, as a person waits for a page.
 async fn until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..200 {
+    for _ in 0..400 {
         if check().await {
             return;
         }

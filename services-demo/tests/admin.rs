@@ -31,7 +31,7 @@ fn http(address: &str, method: &str, path: &str, headers: &str) -> (String, Stri
 #[test]
 fn demo_serves_the_dashboard_at_the_address_it_prints() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_services-demo"))
-        .args(["--admin", "127.0.0.1:0", "--status-every", "60"])
+        .args(["--admin", "127.0.0.1:0", "--status-every", "1"])
         .env("RUST_LOG", "warn")
         .env("SCHEDULER_ADMIN_TOKEN", "demo-token")
         .stdout(Stdio::piped())
@@ -87,7 +87,21 @@ fn demo_serves_the_dashboard_at_the_address_it_prints() {
         "Authorization: Bearer demo-token\r\n",
     );
     assert_eq!(status, "HTTP/1.1 200 OK", "{reload}");
+    let (status, run) = http(
+        &address,
+        "POST",
+        "/api/services/heartbeat/run-now",
+        "Authorization: Bearer demo-token\r\n",
+    );
+    assert!(
+        status == "HTTP/1.1 202 Accepted" || run.contains("already_running"),
+        "{status} {run}"
+    );
 
+    // The status table is printed from the main loop, which also listens for SIGTERM.
+    std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(60)).ok())
+        .find(|line| line.starts_with("SERVICE"))
+        .expect("the demo prints its status table");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
