@@ -29,6 +29,10 @@ const CASES: &[(&str, Option<&str>)] = &[
     ("30 2 * * *", Some("Europe/Berlin")),
     ("0 0 29 2 *", None),
     ("*/20 * * * * *", None),
+    // Dialect extensions (not in the plain-expression comparison).
+    ("0 0 L * *", None),
+    ("0 12 * * FRI#3", None),
+    ("0 0 12 29 2 * 2024-2040/4", None),
 ];
 
 /// Start instants per measured batch.

@@ -17,10 +17,10 @@ use std::fmt;
 #[non_exhaustive]
 pub enum ScheduleError {
     /// The expression is empty or only white space.
-    #[error("empty cron expression: expected 5 fields (minute hour day-of-month month day-of-week), or 6 with a leading seconds field")]
+    #[error("empty cron expression: expected 5 fields (minute hour day-of-month month day-of-week), 6 with a leading seconds field, or 7 with seconds first and a year last")]
     Empty,
     /// The expression has the wrong number of fields.
-    #[error("expected 5 fields (minute hour day-of-month month day-of-week) or 6 (with a leading seconds field), found {found} in '{expr}'")]
+    #[error("expected 5 fields (minute hour day-of-month month day-of-week), 6 (with a leading seconds field) or 7 (seconds first, year last), found {found} in '{expr}'")]
     FieldCount {
         /// How many white-space separated fields were found.
         found: usize,
@@ -48,7 +48,16 @@ pub enum ScheduleError {
         expr: String,
     },
     /// The time zone is not an IANA name known to the bundled time-zone database.
-    #[error("unknown time zone '{0}': expected an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'")]
+    ///
+    /// The message suggests the zone that was probably meant ([`suggest::time_zone`](crate::suggest::time_zone)):
+    ///
+    /// ```
+    /// use scheduler_core::Schedule;
+    ///
+    /// let err = Schedule::cron_in("0 9 * * *", "Europe/Berln").unwrap_err();
+    /// assert_eq!(err.to_string(), "unknown time zone 'Europe/Berln': did you mean 'Europe/Berlin'?");
+    /// ```
+    #[error("unknown time zone '{0}': {hint}", hint = zone_hint(.0))]
     UnknownTimeZone(String),
     /// A one-shot delay that is negative, not finite, or too long to represent.
     #[error("invalid delay {0}: expected a finite number of seconds, zero or more")]
@@ -56,6 +65,16 @@ pub enum ScheduleError {
     /// A fixed period that is zero, negative, not finite, or too long to represent.
     #[error("invalid period {0}: expected a positive, finite number of seconds")]
     InvalidPeriod(String),
+}
+
+/// What to say after "unknown time zone": the zone probably meant, or what a zone looks like.
+fn zone_hint(written: &str) -> String {
+    match crate::suggest::time_zone(written) {
+        Some(zone) => format!("did you mean '{zone}'?"),
+        None => {
+            "expected an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'".to_owned()
+        }
+    }
 }
 
 /// A field of a cron expression.
@@ -74,6 +93,8 @@ pub enum Field {
     Month,
     /// Day of week (0-7 or SUN-SAT; 0 and 7 are Sunday).
     DayOfWeek,
+    /// The optional trailing year field of a 7-field expression (1970-2099).
+    Year,
 }
 
 impl fmt::Display for Field {
@@ -85,6 +106,7 @@ impl fmt::Display for Field {
             Field::DayOfMonth => "day-of-month",
             Field::Month => "month",
             Field::DayOfWeek => "day-of-week",
+            Field::Year => "year",
         })
     }
 }
@@ -98,9 +120,9 @@ pub enum FieldProblem {
         /// The token as written.
         token: String,
         /// The field's smallest value.
-        min: u8,
+        min: u16,
         /// The field's largest value.
-        max: u8,
+        max: u16,
     },
     /// A token that is neither a number nor a name valid in this field.
     NotANumber {
@@ -123,6 +145,13 @@ pub enum FieldProblem {
     EmptyElement,
     /// `?` outside the day-of-month and day-of-week fields.
     QuestionMark,
+    /// A misuse of the `L`, `W` or `#` extensions, such as `FRI#6`, `1-5W` or `L` in the hour field.
+    Extension {
+        /// The list element as written.
+        token: String,
+        /// The rule it breaks, as a phrase that follows the token.
+        rule: &'static str,
+    },
 }
 
 impl fmt::Display for FieldProblem {
@@ -151,6 +180,7 @@ impl fmt::Display for FieldProblem {
             FieldProblem::QuestionMark => {
                 f.write_str("'?' is only allowed in the day-of-month and day-of-week fields")
             }
+            FieldProblem::Extension { token, rule } => write!(f, "'{token}' {rule}"),
         }
     }
 }

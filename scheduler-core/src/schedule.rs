@@ -291,6 +291,55 @@ impl Schedule {
         }
     }
 
+    /// The schedule in plain English, for people: "At 09:00, Monday through Friday (Europe/Berlin)",
+    /// "Every 15 minutes", "At 00:00 on the last day of the month", "Every 2.5 seconds".
+    ///
+    /// The sentence is made from what the schedule means, not from how it was written, so `*/15`
+    /// and `0,15,30,45` read the same. It is meant for display and may be worded differently in a
+    /// later version; use [`Display`](fmt::Display) for a form that parses back.
+    ///
+    /// ```
+    /// # use scheduler_core::Schedule;
+    /// let report = Schedule::cron_in("0 9 * * MON-FRI", "Europe/Berlin")?;
+    /// assert_eq!(report.describe(), "At 09:00, Monday through Friday (Europe/Berlin)");
+    /// assert_eq!("0 0 L * *".parse::<Schedule>()?.describe(), "At 00:00 on the last day of the month");
+    /// assert_eq!(Schedule::every_secs(2.5)?.describe(), "Every 2.5 seconds");
+    /// # Ok::<(), scheduler_core::ScheduleError>(())
+    /// ```
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Cron(c) => match &c.zone_name {
+                Some(zone) => format!("{} ({zone})", c.cron.describe()),
+                None => c.cron.describe(),
+            },
+            Kind::Every(every) => format!("Every {}", duration_words(every.period())),
+            Kind::Once { at: Some(at), .. } => {
+                format!("Once, at {}", at.format("%Y-%m-%d %H:%M:%S UTC"))
+            }
+            Kind::Once { at: None, delay } if delay.is_zero() => "Once, at the start".to_owned(),
+            Kind::Once { at: None, delay } => {
+                format!("Once, {} after the start", duration_words(*delay))
+            }
+        }
+    }
+
+    /// The fire instants after `after`, in order: [`next_after`](Schedule::next_after) applied
+    /// again and again, so `schedule.upcoming(now).take(10)` is the next ten runs. The iterator ends
+    /// when the schedule does (a one-shot after its tick, a year field after its last year).
+    ///
+    /// ```
+    /// # use scheduler_core::Schedule;
+    /// # use chrono::{TimeZone, Utc};
+    /// let schedule: Schedule = "0 12 * * FRI#1".parse()?; // noon on the first Friday of the month
+    /// let t = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+    /// let days: Vec<u32> = schedule.upcoming(t).take(3).map(|t| chrono::Datelike::day(&t)).collect();
+    /// assert_eq!(days, [5, 2, 1]); // January 5, February 2, March 1 2024
+    /// # Ok::<(), scheduler_core::ScheduleError>(())
+    /// ```
+    pub fn upcoming(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        std::iter::successors(self.next_after(after), move |&t| self.next_after(t))
+    }
+
     /// Whether this is a one-shot schedule ([`once_at`](Schedule::once_at) or
     /// [`once_after`](Schedule::once_after)).
     pub fn is_one_shot(&self) -> bool {
@@ -301,23 +350,121 @@ impl Schedule {
 impl FromStr for Schedule {
     type Err = ScheduleError;
 
-    fn from_str(expr: &str) -> Result<Self, Self::Err> {
-        Schedule::cron(expr)
+    /// A cron expression in UTC, or any text [`Display`](fmt::Display) gives: `expr (Zone/Name)`,
+    /// `every 30s`, `once after 1.5s`, `once at <RFC 3339>`.
+    ///
+    /// ```
+    /// # use scheduler_core::Schedule;
+    /// let report = Schedule::cron_in("0 9 * * MON-FRI", "Europe/Berlin")?;
+    /// assert_eq!(report.to_string().parse::<Schedule>()?, report);
+    /// # Ok::<(), scheduler_core::ScheduleError>(())
+    /// ```
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // The common case, a bare cron expression, goes straight to the parser.
+        let lead = text.trim_start().as_bytes().first();
+        if !matches!(lead, Some(b'e' | b'o')) && !text.contains('(') {
+            return Schedule::cron(text);
+        }
+        let trimmed = text.trim();
+        // No cron expression holds parentheses, so a trailing `(...)` can only be a zone.
+        if let Some((expr, zone)) = trimmed
+            .strip_suffix(')')
+            .and_then(|rest| rest.rsplit_once(" ("))
+        {
+            return Schedule::cron_in(expr, zone);
+        }
+        if let Some(seconds) = trimmed
+            .strip_prefix("every ")
+            .and_then(|t| t.strip_suffix('s'))
+        {
+            let period = exact_secs(seconds)
+                .ok_or_else(|| ScheduleError::InvalidPeriod(seconds.to_owned()))?;
+            return Schedule::every(period);
+        }
+        if let Some(seconds) = trimmed
+            .strip_prefix("once after ")
+            .and_then(|t| t.strip_suffix('s'))
+        {
+            let delay = exact_secs(seconds)
+                .ok_or_else(|| ScheduleError::InvalidDelay(seconds.to_owned()))?;
+            return Schedule::once_after(delay);
+        }
+        if let Some(at) = trimmed.strip_prefix("once at ") {
+            if let Ok(at) = DateTime::parse_from_rfc3339(at) {
+                return Ok(Schedule::once_at(at.with_timezone(&Utc)));
+            }
+        }
+        Schedule::cron(text)
     }
 }
 
 impl fmt::Display for Schedule {
-    /// The expression as written with its zone, or `every Ns`.
+    /// The expression as written with its zone (`0 9 * * MON-FRI (Europe/Berlin)`), `every 30s`,
+    /// `once after 1.5s` or `once at 2030-01-01T00:00:00+00:00`; [`FromStr`] reads each back (a
+    /// period's anchor is not part of the text).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Cron(c) => match &c.zone_name {
                 Some(zone) => write!(f, "{} ({zone})", c.expr),
                 None => f.write_str(&c.expr),
             },
-            Kind::Every(every) => write!(f, "every {}s", every.period().as_secs_f64()),
+            Kind::Every(every) => write!(f, "every {}s", SecondsText(every.period())),
             Kind::Once { at: Some(at), .. } => write!(f, "once at {}", at.to_rfc3339()),
-            Kind::Once { at: None, delay } => write!(f, "once after {}s", delay.as_secs_f64()),
+            Kind::Once { at: None, delay } => write!(f, "once after {}s", SecondsText(*delay)),
         }
+    }
+}
+
+/// A duration as an exact decimal number of seconds: `30`, `0.5`, `1.000000001`.
+struct SecondsText(Duration);
+
+impl fmt::Display for SecondsText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (secs, nanos) = (self.0.as_secs(), self.0.subsec_nanos());
+        if nanos == 0 {
+            return write!(f, "{secs}");
+        }
+        let fraction = format!("{nanos:09}");
+        write!(f, "{secs}.{}", fraction.trim_end_matches('0'))
+    }
+}
+
+/// Reads what [`SecondsText`] writes: whole seconds and up to nine decimals, exactly.
+fn exact_secs(text: &str) -> Option<Duration> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || !digits(whole)
+        || !digits(fraction)
+        || fraction.len() > 9
+        || (text.contains('.') && fraction.is_empty())
+    {
+        return None;
+    }
+    let nanos = format!("{fraction:0<9}").parse::<u32>().ok()?;
+    Some(Duration::new(whole.parse().ok()?, nanos))
+}
+
+/// A duration in the largest unit that divides it: "5 minutes", "2 hours", "2.5 seconds", "second".
+fn duration_words(d: Duration) -> String {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    let unit = |n: u64, one: &str, many: &str| {
+        if n == 1 {
+            one.to_owned()
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    match (secs, nanos) {
+        (0, 0) => "0 seconds".to_owned(),
+        (s, 0) if s % 86_400 == 0 => unit(s / 86_400, "day", "days"),
+        (s, 0) if s % 3_600 == 0 => unit(s / 3_600, "hour", "hours"),
+        (s, 0) if s % 60 == 0 => unit(s / 60, "minute", "minutes"),
+        (s, 0) => unit(s, "second", "seconds"),
+        (0, n) if n % 1_000_000 == 0 => {
+            unit(u64::from(n / 1_000_000), "millisecond", "milliseconds")
+        }
+        _ => format!("{} seconds", SecondsText(d)),
     }
 }
 

@@ -302,11 +302,17 @@ fn not_a_literal(value: &Expr, argument: &SecondsArgument) -> syn::Error {
 fn once_after_string(text: &LitStr) -> syn::Error {
     let written = text.value();
     let written = written.trim();
-    let message = if written
+    // `"30"` as written; `"30s"` or `"5m"` in seconds.
+    let number = if written
         .parse::<f64>()
         .is_ok_and(|seconds| seconds.is_finite() && seconds >= 0.0)
     {
-        format!("expected `once_after = {written}`: the delay is a plain number of seconds, not a string")
+        Some(written.to_owned())
+    } else {
+        scheduler_core::suggest::period_secs(written).map(|seconds| seconds.to_string())
+    };
+    let message = if let Some(number) = number {
+        format!("expected `once_after = {number}`: the delay is a plain number of seconds, not a string")
     } else {
         format!(
             "{ONCE_AFTER_HELP}: the delay is a plain number of seconds, not a string \
@@ -336,23 +342,10 @@ fn guess(written: &str) -> Option<&'static str> {
         | "start_after" | "run_after" | "delay_secs" => Some("once_after"),
         lower => ["interval", "once_after", "on_start", "name", "tz"]
             .into_iter()
-            .find(|valid| valid.len() > 2 && edit_distance(lower, valid) <= 2),
+            .find(|valid| {
+                valid.len() > 2 && scheduler_core::suggest::edit_distance(lower, valid) <= 2
+            }),
     }
-}
-
-/// The Levenshtein distance between two short ASCII strings.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b = b.as_bytes();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.bytes().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// One comma-separated piece of the attribute's arguments.
@@ -491,6 +484,10 @@ mod tests {
             messages(quote!(once_after = "30")),
             ["expected `once_after = 30`: the delay is a plain number of seconds, not a string"]
         );
+        assert_eq!(
+            messages(quote!(once_after = "2m")),
+            ["expected `once_after = 120`: the delay is a plain number of seconds, not a string"]
+        );
         assert!(messages(quote!(once_after = "*/5 * * * *"))[0].contains("goes in `interval`"));
         assert!(messages(quote!(once_after = "inf"))[0]
             .starts_with("expected `once_after = <seconds>`"));
@@ -523,12 +520,5 @@ mod tests {
         let found = messages(quote!(delay = 30));
         assert!(found[0].starts_with("unknown argument `delay` (did you mean `once_after`?)"));
         assert!(Args::parse(quote!(delay = 30)).timing_attempted);
-    }
-
-    #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("intervl", "interval"), 1);
-        assert_eq!(edit_distance("name", "name"), 0);
-        assert_eq!(edit_distance("", "tz"), 2);
     }
 }

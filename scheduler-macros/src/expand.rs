@@ -114,13 +114,14 @@ fn generate(
         let run = quote_spanned! {result_span=>
             ::scheduler::__private::IntoJobResult::into_job_result(#callee(#args).await)
         };
-        // A future that is not `Send` is reported at the function's `async`.
+        // A future that is not `Send` is reported at the function's `async`, and the compiler then
+        // quotes the bound of `job_future`, which says why a job must be `Send`.
         let async_span = function
             .sig
             .asyncness
             .map_or(ident.span(), |token| token.span);
         let boxed = quote_spanned! {async_span=>
-            ::scheduler::__private::Box::pin(async move { #run })
+            ::scheduler::__private::job_future(async move { #run })
         };
         (
             quote! {

@@ -55,6 +55,11 @@ use proc_macro::TokenStream;
 /// argument or one `scheduler::JobContext`, and returns `()` or `Result<(), E>` where `E: Display`.
 /// It stays callable as a normal function.
 ///
+/// The future of an `async fn` must be `Send`: tokio's worker threads take turns running jobs, so a job
+/// may resume on another thread after any `.await`. Do not hold an `Rc`, a `RefCell` borrow or a
+/// `std::sync::MutexGuard` across an `.await` (drop it first, or use `Arc` and `tokio::sync::Mutex`);
+/// the compiler's error points at the value and the `.await`.
+///
 /// ```text
 /// #[scheduler::background_service(interval = "0 3 * * *", tz = "Europe/Berlin", on_start)]
 /// async fn nightly_cleanup(ctx: scheduler::JobContext) -> anyhow::Result<()> { Ok(()) }

@@ -3,7 +3,7 @@
 
 use proc_macro2::Span;
 use quote::ToTokens;
-use scheduler_core::{Schedule, ScheduleError};
+use scheduler_core::{suggest, Schedule, ScheduleError};
 use syn::punctuated::Punctuated;
 use syn::{FnArg, LitStr, Signature, Type};
 
@@ -207,14 +207,27 @@ fn cron(expr: &LitStr, tz: Option<&LitStr>, tz_is_valid: bool) -> syn::Result<()
             ScheduleError::Empty => error.to_string(),
             error => format!("invalid cron expression: {error}"),
         };
+        // `interval = "30s"`: a period written as text, which is no cron expression either.
+        let message = match suggest::period_secs(&text) {
+            Some(seconds) => format!(
+                "{message}; for a period of {seconds} seconds, write `interval = {seconds}` (a \
+                 plain number of seconds, without quotes)"
+            ),
+            None => message,
+        };
         syn::Error::new(expr.span(), message)
     })?;
     if schedule.never_fires() {
+        // A 7-field expression ends in a year field, which can rule out the remaining dates too.
+        let fields = if text.split_whitespace().count() == 7 {
+            "day-of-month, month, day-of-week and year fields"
+        } else {
+            "day-of-month, month and day-of-week fields"
+        };
         return Err(syn::Error::new(
             expr.span(),
             format!(
-                "cron expression '{}' never fires: no date matches its day-of-month, month and \
-                 day-of-week fields",
+                "cron expression '{}' never fires: no date matches its {fields}",
                 text.trim()
             ),
         ));
@@ -372,6 +385,28 @@ mod tests {
         assert!(arg_errors(quote!(interval = "0 0 30 2 *"))[0].contains("never fires"));
         assert!(arg_errors(quote!(interval = 0))[0].starts_with("invalid period 0"));
         assert!(arg_errors(quote!(interval = -1.5))[0].starts_with("invalid period -1.5"));
+    }
+
+    #[test]
+    fn hints_at_a_number_for_a_period_in_a_string() {
+        for (attr, fix) in [
+            (quote!(interval = "30s"), "interval = 30"),
+            (quote!(interval = "30"), "interval = 30"),
+            (quote!(interval = "5 min"), "interval = 300"),
+            (quote!(interval = "500ms"), "interval = 0.5"),
+        ] {
+            let found = arg_errors(attr);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].starts_with("invalid cron expression: expected 5 fields"));
+            assert!(
+                found[0].ends_with(&format!(
+                    "write `{fix}` (a plain number of seconds, without quotes)"
+                )),
+                "{found:?}"
+            );
+        }
+        assert!(!arg_errors(quote!(interval = "61 * * * *"))[0].contains("write `interval"));
+        assert!(!arg_errors(quote!(interval = "0s"))[0].contains("write `interval"));
     }
 
     #[test]

@@ -1,9 +1,20 @@
 //! The one error type of the runtime.
 
+use std::fmt;
+
 use scheduler_core::ScheduleError;
 
 /// Why a [`ServiceManager`](crate::ServiceManager) call failed.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message, as `Display` does, because `Debug` is what `unwrap()`, `expect()` and
+/// a `main` that returns the error show; `{:#?}` shows the variant and its fields:
+///
+/// ```
+/// let error = scheduler::Error::UnknownService("heartbeat".into());
+/// assert_eq!(format!("{error:?}"), "unknown service 'heartbeat'");
+/// assert_eq!(format!("{error:#?}"), "UnknownService(\n    \"heartbeat\",\n)");
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Two `#[background_service]`s (or a registration and `add_service`) claim the same name.
@@ -63,4 +74,89 @@ pub enum Error {
     /// `start` was called outside a tokio runtime.
     #[error("the service manager must be started from within a tokio runtime")]
     NoRuntime,
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return fmt::Display::fmt(self, f);
+        }
+        match self {
+            Error::DuplicateService {
+                name,
+                first,
+                second,
+            } => f
+                .debug_struct("DuplicateService")
+                .field("name", name)
+                .field("first", first)
+                .field("second", second)
+                .finish(),
+            Error::InvalidSchedule { name, source } => f
+                .debug_struct("InvalidSchedule")
+                .field("name", name)
+                .field("source", source)
+                .finish(),
+            Error::UnknownService(name) => f.debug_tuple("UnknownService").field(name).finish(),
+            Error::AlreadyRunning(name) => f.debug_tuple("AlreadyRunning").field(name).finish(),
+            Error::InvalidState {
+                name,
+                action,
+                state,
+            } => f
+                .debug_struct("InvalidState")
+                .field("name", name)
+                .field("action", action)
+                .field("state", state)
+                .finish(),
+            Error::InvalidOption { option, reason } => f
+                .debug_struct("InvalidOption")
+                .field("option", option)
+                .field("reason", reason)
+                .finish(),
+            Error::Config(config) => f.debug_tuple("Config").field(config).finish(),
+            Error::Coordinator(error) => f.debug_tuple("Coordinator").field(error).finish(),
+            Error::NotCoordinated => f.write_str("NotCoordinated"),
+            Error::NoRuntime => f.write_str("NoRuntime"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwrap_shows_the_message() {
+        // The mistake itself: `start()` outside a runtime, unwrapped.
+        let manager = crate::ServiceManager::builder()
+            .build()
+            .expect("a plain manager");
+        let panic =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| manager.start().unwrap()))
+                .expect_err("unwrap of an Err panics");
+        let shown = panic
+            .downcast_ref::<String>()
+            .expect("unwrap panics with a formatted message");
+        assert_eq!(
+            shown,
+            "called `Result::unwrap()` on an `Err` value: \
+             the service manager must be started from within a tokio runtime"
+        );
+    }
+
+    #[test]
+    fn alternate_debug_shows_the_variant() {
+        assert_eq!(format!("{:#?}", Error::NoRuntime), "NoRuntime");
+        let option = Error::InvalidOption {
+            option: "max_concurrent_jobs",
+            reason: "0 is out of range".into(),
+        };
+        assert_eq!(
+            format!("{option:?}"),
+            "invalid option max_concurrent_jobs: 0 is out of range"
+        );
+        assert!(format!("{option:#?}")
+            .starts_with("InvalidOption {\n    option: \"max_concurrent_jobs\","));
+    }
 }

@@ -90,6 +90,7 @@
 //! and instantly. See [`TokioClock`] for an example.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Bottom: plain types and primitives.
 mod cancel;
@@ -99,6 +100,7 @@ mod status;
 // Definitions.
 mod job;
 mod registry;
+mod send_check;
 mod service;
 // The state machine of one service.
 mod state;
@@ -139,6 +141,7 @@ pub use status::{Failure, Outcome, ServiceState, ServiceStatus, Trigger};
 pub mod __private {
     pub use crate::job::{BoxJobFuture, IntoJobResult};
     pub use crate::registry::{RegisteredJob, RegisteredTiming, Registration};
+    pub use crate::send_check::job_future;
     pub use inventory;
     pub use std::boxed::Box;
 }

@@ -124,7 +124,8 @@ pub(crate) struct Stats {
 pub(crate) struct SlotState {
     pub(crate) service: Service,
     pub(crate) origin: Origin,
-    /// The definition's fixed period has no anchor of its own, so each scheduling anchors it.
+    /// The definition's fixed period or one-shot delay has no anchor of its own, so scheduling
+    /// anchors it (once: a one-shot delay, once anchored, stays where it was anchored).
     auto_anchor: bool,
     pub(crate) phase: Phase,
     pub(crate) generation: u32,
@@ -147,7 +148,7 @@ pub(crate) enum Next {
 impl SlotState {
     pub(crate) fn new(service: Service, origin: Origin, enabled: bool) -> Self {
         SlotState {
-            auto_anchor: service.schedule.period().is_some() && service.schedule.anchor().is_none(),
+            auto_anchor: needs_anchor(&service.schedule),
             service,
             origin,
             phase: if enabled {
@@ -462,8 +463,7 @@ impl SlotState {
         enabled: bool,
         scheduling: Option<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> Next {
-        self.auto_anchor =
-            service.schedule.period().is_some() && service.schedule.anchor().is_none();
+        self.auto_anchor = needs_anchor(&service.schedule);
         self.service = service;
         self.origin = origin;
         if let Phase::Running(run) = &mut self.phase {
@@ -594,6 +594,12 @@ impl Slot {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Whether a schedule counts from when it is scheduled: a fixed period without an anchor of its own,
+/// or a one-shot delay (anchoring a one-shot instant changes nothing).
+fn needs_anchor(schedule: &Schedule) -> bool {
+    (schedule.period().is_some() && schedule.anchor().is_none()) || schedule.is_one_shot()
 }
 
 /// The first tick at or after `now`, starting from the candidate `from`, and how many ticks in

@@ -129,7 +129,8 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         (tick, trigger, cancel, state.service.job.clone())
     };
     let ctx = JobContext::new(slot.name.clone(), tick, trigger, cancel.clone());
-    let span = tracing::info_span!("service_run", service = %slot.name, %tick, %trigger);
+    let span =
+        tracing::info_span!("service_run", service = %slot.name, tick = %LogTime(tick), %trigger);
     let began = tokio::time::Instant::now();
     let execute = execute(engine, &slot, job, ctx, &cancel, span.clone(), began);
     let outcome = match (&ticket, &engine.coordinator) {
@@ -309,5 +310,35 @@ impl std::fmt::Display for DisplayDuration {
         } else {
             write!(f, "{:.3}s", self.0.as_secs_f64())
         }
+    }
+}
+
+/// An instant for log lines: RFC 3339 in UTC, to the millisecond (`2024-01-01T09:00:00.000Z`).
+pub(crate) struct LogTime(pub(crate) DateTime<Utc>);
+
+impl std::fmt::Display for LogTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn log_values_are_short_and_exact_enough() {
+        assert_eq!(
+            DisplayDuration(Duration::from_nanos(70_013_999)).to_string(),
+            "70.014ms"
+        );
+        assert_eq!(
+            DisplayDuration(Duration::from_secs(12)).to_string(),
+            "12.000s"
+        );
+        let t =
+            Utc.with_ymd_and_hms(2024, 1, 1, 9, 0, 0).unwrap() + TimeDelta::nanoseconds(1_234_567);
+        assert_eq!(LogTime(t).to_string(), "2024-01-01T09:00:00.001Z");
     }
 }

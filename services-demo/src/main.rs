@@ -138,7 +138,8 @@ async fn main() -> anyhow::Result<()> {
     let mut builder = ServiceManager::builder()
         .with_registered_services()
         .stop_deadline(options.stop_deadline)
-        .on_failure(|failure| tracing::warn!(alert = %failure, "ALERT raised"))
+        // The failure itself is already logged by the manager; the hook only raises the alert.
+        .on_failure(|failure| tracing::warn!(service = %failure.service, "ALERT raised"))
         .config_env();
     if let Some(path) = &options.config {
         builder = builder.config_file(path);
@@ -153,9 +154,12 @@ async fn main() -> anyhow::Result<()> {
 
     let mut status = tokio::time::interval(options.status_every);
     status.tick().await; // the first tick is immediate; the table is more useful after some runs
+                         // Made once: a signal future made anew each pass could miss a SIGTERM that arrives between two.
+    let shutdown = shutdown_signal();
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            () = shutdown_signal() => break,
+            () = &mut shutdown => break,
             () = reload.recv() => match manager.reload_config() {
                 Ok(report) => tracing::info!(changed = ?report.changed, "configuration reloaded"),
                 Err(error) => tracing::error!(%error, "configuration not reloaded; keeping the old one"),
@@ -278,7 +282,7 @@ async fn shutdown_signal() {
 
 fn table(services: &[ServiceStatus]) -> String {
     let mut out = format!(
-        "{:<15} {:<32} {:<9} {:<18} {:<12} {:>5} {:>5} {:>5}  {}\n",
+        "{:<15} {:<32} {:<9} {:<18} {:<15} {:>5} {:>5} {:>5}  {}\n",
         "SERVICE",
         "SCHEDULE",
         "FROM",
@@ -290,16 +294,17 @@ fn table(services: &[ServiceStatus]) -> String {
         "LAST OUTCOME"
     );
     for s in services {
-        let next = s
-            .next_fire
-            .map_or_else(|| "-".to_owned(), |t| t.format("%H:%M:%S%.3f").to_string());
+        let next = s.next_fire.map_or_else(
+            || "-".to_owned(),
+            |t| t.format("%m-%d %H:%M:%S").to_string(),
+        );
         let outcome = s
             .last_outcome
             .as_ref()
             .map_or_else(|| "-".to_owned(), ToString::to_string);
         let _ = writeln!(
             out,
-            "{:<15} {:<32} {:<9} {:<18} {:<12} {:>5} {:>5} {:>5}  {}",
+            "{:<15} {:<32} {:<9} {:<18} {:<15} {:>5} {:>5} {:>5}  {}",
             s.name,
             s.schedule,
             s.origin.to_string(),

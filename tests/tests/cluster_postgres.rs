@@ -411,6 +411,16 @@ async fn replicas_starting_together_on_an_empty_database_all_prepare_it() {
             .unwrap();
         assert!(matches!(granted, Claim::Granted(_)), "{granted:?}");
     }
+    // A lease of "forever" fits PostgreSQL's intervals (it is taken as 1000 years).
+    let forever = ClaimPolicy {
+        lease: Duration::MAX,
+        delivery: Delivery::AtMostOnce,
+    };
+    let claim = PostgresCoordinator::connect(&server.url(), "f")
+        .history_horizon(Duration::MAX)
+        .claim("forever", Utc::now(), forever)
+        .await;
+    assert!(matches!(claim, Ok(Claim::Granted(_))), "{claim:?}");
     // A table in its own schema, created on demand.
     let qualified = PostgresCoordinator::connect(&server.url(), "q").table("cluster_x.runs");
     qualified.prepare().await.unwrap();

@@ -164,8 +164,10 @@ enabled = false
         ),
         env(
             "SCHEDULER_SERVICE__NOPE__INTERVAL",
-            "matches no service and setting: expected \
-             SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START> for a known service",
+            "the service part 'NOPE' matches no service; known services: \
+             EXTRA__NIGHTLY_CLEANUP ('extra::nightly-cleanup'), \
+             SCHEDULER_TESTS__BILLING__SETTLE_INVOICES ('scheduler_tests::billing::settle_invoices'), \
+             SEARCH_REINDEX ('search-reindex')",
         ),
         env(
             "SCHEDULER_STOP_DEADLINE",
@@ -309,4 +311,264 @@ enabled = false
     assert!(matches!(manager.reload_config(), Err(Error::Config(_))));
     assert_eq!(manager.service(REINDEX).unwrap().schedule, "every 30s");
     manager.stop().await;
+}
+
+/// The problems of a build with this file (if any) and these variables, sorted.
+fn build_problems(file: Option<&ConfigFile>, vars: &[(String, &str)]) -> Vec<String> {
+    let mut builder = builder().config_env_vars(vars.iter().map(|(k, v)| (k.clone(), *v)));
+    if let Some(file) = file {
+        builder = builder.config_file(&file.0);
+    }
+    let mut found = problems(builder.build().expect_err("a bad configuration"));
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_bad_file_value_is_an_error_even_when_the_environment_overrides_it() {
+    let file = ConfigFile::new(
+        "overridden",
+        r#"
+[manager]
+max_concurrent_jobs = 0
+
+[services."search-reindex"]
+interval = "61 * * * *"
+
+[services."extra::nightly-cleanup"]
+tz = "Europe/Berln"
+on_start = "yes"
+"#,
+    );
+    // Every one of these variables is valid, and overrides a bad value of the file.
+    let vars = [
+        (env_var_name(REINDEX, "interval"), "*/5 * * * *"),
+        (env_var_name(CLEANUP, "tz"), "Europe/Berlin"),
+        (env_var_name(CLEANUP, "on_start"), "false"),
+        ("SCHEDULER_MAX_CONCURRENT_JOBS".to_owned(), "4"),
+    ];
+    let path = file.0.display().to_string();
+    assert_eq!(
+        build_problems(Some(&file), &vars),
+        [
+            format!("{path}: manager.max_concurrent_jobs: expected a whole number of at least 1, found integer 0"),
+            format!("{path}: services.\"extra::nightly-cleanup\".on_start: expected true or false, found string 'yes'"),
+            format!("{path}: services.\"extra::nightly-cleanup\".tz: unknown time zone 'Europe/Berln': did you mean 'Europe/Berlin'?"),
+            format!("{path}: services.search-reindex.interval: minute field: 61 is out of range 0-59 in '61 * * * *'"),
+        ]
+    );
+
+    // With the file fixed, the same variables build, and win.
+    file.rewrite(
+        r#"
+[services."search-reindex"]
+interval = "*/2 * * * *"
+
+[services."extra::nightly-cleanup"]
+tz = "Europe/Paris"
+"#,
+    );
+    let manager = builder()
+        .config_file(&file.0)
+        .config_env_vars(vars.iter().map(|(k, v)| (k.clone(), *v)))
+        .build()
+        .unwrap();
+    assert_eq!(manager.service(REINDEX).unwrap().schedule, "*/5 * * * *");
+    assert_eq!(
+        manager.service(CLEANUP).unwrap().schedule,
+        "0 3 * * * (Europe/Berlin)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_rejects_a_bad_file_value_that_the_environment_overrides() {
+    let file = ConfigFile::new(
+        "reload-overridden",
+        "[services.\"search-reindex\"]\ninterval = 60\n",
+    );
+    let manager = builder()
+        .config_file(&file.0)
+        .config_env_vars([(env_var_name(REINDEX, "interval"), "30")])
+        .build()
+        .unwrap();
+    manager.start().unwrap();
+    assert_eq!(manager.service(REINDEX).unwrap().schedule, "every 30s");
+
+    file.rewrite("[services.\"search-reindex\"]\ninterval = \"every day\"\n");
+    let found = problems(manager.reload_config().expect_err("the file is broken"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(&format!(
+            "{}: services.search-reindex.interval: expected 5 fields",
+            file.0.display()
+        )),
+        "{found:?}"
+    );
+    assert_eq!(manager.service(REINDEX).unwrap().schedule, "every 30s");
+
+    file.rewrite("[services.\"search-reindex\"]\ntz = \"Mars/Olympus\"\n");
+    assert!(
+        manager.reload_config().is_err(),
+        "a bad tz, overridden or not"
+    );
+    manager.stop().await;
+}
+
+#[tokio::test]
+async fn a_period_written_with_a_unit_gets_the_number_to_write() {
+    let file = ConfigFile::new(
+        "unit",
+        "[services.\"search-reindex\"]\ninterval = \"30s\"\n\n[services.\"extra::nightly-cleanup\"]\ninterval = \"5 min\"\n",
+    );
+    let path = file.0.display().to_string();
+    let fields = "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (with a \
+                  leading seconds field), found";
+    assert_eq!(
+        build_problems(Some(&file), &[(env_var_name(SETTLE, "interval"), "1h")]),
+        [
+            format!(
+                "{path}: services.\"extra::nightly-cleanup\".interval: {fields} 2 in '5 min'; \
+                 for a period of 300 seconds, write `interval = 300` (a number of seconds, \
+                 without quotes)"
+            ),
+            format!(
+                "{path}: services.search-reindex.interval: {fields} 1 in '30s'; for a period of \
+                 30 seconds, write `interval = 30` (a number of seconds, without quotes)"
+            ),
+            format!(
+                "environment variable {}: {fields} 1 in '1h'; for a period of 3600 seconds, set \
+                 it to 3600 (a number of seconds, no unit)",
+                env_var_name(SETTLE, "interval")
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_misspelt_section_or_key_in_the_file_gets_a_suggestion() {
+    let file = ConfigFile::new(
+        "misspelt",
+        "[service.x]\n\n[manager]\nstop_deadlin = 3\n\n[services.\"search-reindex\"]\nintervall = 5\n\n[services.search-reindx]\nenabled = false\n",
+    );
+    let path = file.0.display().to_string();
+    assert_eq!(
+        build_problems(Some(&file), &[]),
+        [
+            format!("{path}: manager.stop_deadlin: unknown setting (did you mean stop_deadline?): expected max_concurrent_jobs or stop_deadline"),
+            format!("{path}: service: unknown section (did you mean services?): expected [manager] or [services.\"<name>\"]"),
+            format!("{path}: services.search-reindex.intervall: unknown setting (did you mean interval?): expected enabled, interval, tz or on_start"),
+            format!("{path}: services.search-reindx.enabled: no service is named 'search-reindx' (did you mean 'search-reindex'?)"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_stop_deadline_with_a_unit_gets_the_number_to_write() {
+    let file = ConfigFile::new("deadline", "[manager]\nstop_deadline = \"2m\"\n");
+    let path = file.0.display().to_string();
+    assert_eq!(
+        build_problems(Some(&file), &[]),
+        [format!(
+            "{path}: manager.stop_deadline: expected a number of seconds, found string '2m'; for 120 \
+             seconds, write `stop_deadline = 120` (a number of seconds, without quotes)"
+        )]
+    );
+    assert_eq!(
+        build_problems(None, &[("SCHEDULER_STOP_DEADLINE".to_owned(), "30s")]),
+        ["environment variable SCHEDULER_STOP_DEADLINE: expected a number of seconds, found '30s'; \
+          for 30 seconds, set it to 30 (a number of seconds, no unit)"]
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_variable_says_which_part_is_unknown_and_what_is_near() {
+    let var = |v: &str| format!("environment variable {v}: ");
+    let cases = [
+        (
+            "SCHEDULER_SERVICE__SEARCH_REINDX__INTERVAL",
+            "the service part 'SEARCH_REINDX' matches no service; did you mean \
+             SCHEDULER_SERVICE__SEARCH_REINDEX__INTERVAL (service 'search-reindex')?",
+        ),
+        (
+            "SCHEDULER_SERVICE__SEARCH_REINDEX__INTERVALL",
+            "the key 'INTERVALL' is not a setting of service 'search-reindex' (did you mean \
+             INTERVAL?): expected ENABLED, INTERVAL, TZ or ON_START",
+        ),
+        (
+            // The service's name has `::`, so its part has `__` too.
+            "SCHEDULER_SERVICE__EXTRA__NIGHTLY_CLEANUP__ENABLE",
+            "the key 'ENABLE' is not a setting of service 'extra::nightly-cleanup' (did you mean \
+             ENABLED?): expected ENABLED, INTERVAL, TZ or ON_START",
+        ),
+        (
+            "SCHEDULER_SERVICE__SEARCH_REINDEXER__TZZ",
+            "neither the service part 'SEARCH_REINDEXER' nor the key 'TZZ' (did you mean TZ?) is \
+             known; did you mean SCHEDULER_SERVICE__SEARCH_REINDEX__TZ (service 'search-reindex')?",
+        ),
+        (
+            "SCHEDULER_SERVICE_SEARCH_REINDEX__TZ",
+            "expected SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START>: two underscores \
+             after SCHEDULER_SERVICE, and two before the key",
+        ),
+        (
+            "SCHEDULER_MAX_CONCURENT_JOBS",
+            "not a setting (did you mean SCHEDULER_MAX_CONCURRENT_JOBS?): expected \
+             SCHEDULER_MAX_CONCURRENT_JOBS, SCHEDULER_STOP_DEADLINE or \
+             SCHEDULER_SERVICE__<NAME>__<KEY>",
+        ),
+    ];
+    for (name, message) in cases {
+        assert_eq!(
+            build_problems(None, &[(name.to_owned(), "1")]),
+            [format!("{}{message}", var(name))]
+        );
+    }
+    // Variables of the application's own that merely share the prefix are not the scheduler's.
+    builder()
+        .config_env_vars([("SCHEDULER_LOG_DIR", "/var/log"), ("SCHEDULER_URL", "x")])
+        .build()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_environment_number_is_shown_as_written() {
+    assert_eq!(
+        build_problems(None, &[("SCHEDULER_MAX_CONCURRENT_JOBS".to_owned(), "0")]),
+        ["environment variable SCHEDULER_MAX_CONCURRENT_JOBS: expected a whole number of at least 1, found 0"]
+    );
+    assert_eq!(
+        build_problems(None, &[("SCHEDULER_MAX_CONCURRENT_JOBS".to_owned(), "four")]),
+        ["environment variable SCHEDULER_MAX_CONCURRENT_JOBS: expected a whole number of at least 1, found 'four'"]
+    );
+    assert_eq!(
+        build_problems(None, &[("SCHEDULER_MAX_CONCURRENT_JOBS".to_owned(), "2000000000")]),
+        ["environment variable SCHEDULER_MAX_CONCURRENT_JOBS: expected a whole number from 1 to 65536, found 2000000000"]
+    );
+}
+
+#[tokio::test]
+async fn a_misspelt_zone_gets_a_suggestion() {
+    let tz = env_var_name(CLEANUP, "tz");
+    assert_eq!(
+        build_problems(None, &[(tz.clone(), "america/new york")]),
+        [format!("environment variable {tz}: unknown time zone 'america/new york': did you mean 'America/New_York'?")]
+    );
+}
+
+#[tokio::test]
+async fn an_unquoted_service_name_with_colons_says_to_quote_it() {
+    let file = ConfigFile::new(
+        "unquoted",
+        "[services.scheduler_tests::billing::settle_invoices]\nenabled = false\n",
+    );
+    let found = build_problems(Some(&file), &[]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("not valid TOML"), "{found:?}");
+    assert!(
+        found[0].ends_with(
+            "a service name with `::` must be quoted in TOML: write \
+             `[services.\"scheduler_tests::billing::settle_invoices\"]`"
+        ),
+        "{found:?}"
+    );
 }

@@ -57,14 +57,25 @@ impl FieldSpec {
         span(self.min, self.max, 1)
     }
 
-    fn value(&self, token: &str) -> Result<u8, FieldProblem> {
+    /// The largest value before a wrapping range starts again at `min`: Saturday (6) for day of week,
+    /// whose 7 is Sunday again, and `max` elsewhere.
+    fn cycle_max(&self) -> u8 {
+        if self.field == Field::DayOfWeek {
+            6
+        } else {
+            self.max
+        }
+    }
+
+    /// A number or name of this field.
+    pub(crate) fn value(&self, token: &str) -> Result<u8, FieldProblem> {
         if !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) {
             return match token.parse::<u64>() {
                 Ok(v) if v >= u64::from(self.min) && v <= u64::from(self.max) => Ok(v as u8),
                 _ => Err(FieldProblem::OutOfRange {
                     token: token.to_owned(),
-                    min: self.min,
-                    max: self.max,
+                    min: self.min.into(),
+                    max: self.max.into(),
                 }),
             };
         }
@@ -88,11 +99,26 @@ pub(crate) struct ParsedField {
     pub(crate) starts_with_star: bool,
 }
 
-/// Parses a field such as `*/15`, `1-10/3,30`, `MON-FRI` or `5/10`.
+/// Parses a field such as `*/15`, `1-10/3,30`, `MON-FRI`, `22-2` or `5/10`.
 pub(crate) fn parse(spec: &FieldSpec, text: &str) -> Result<ParsedField, FieldProblem> {
+    parse_with(spec, text, |_| Ok(false))
+}
+
+/// [`parse`], except that `special` sees each list element first and returns `Ok(true)` when it took
+/// the element (an extension such as `L` or `FRI#3`) so that it adds no bits.
+pub(crate) fn parse_with(
+    spec: &FieldSpec,
+    text: &str,
+    mut special: impl FnMut(&str) -> Result<bool, FieldProblem>,
+) -> Result<ParsedField, FieldProblem> {
     let mut bits = 0u64;
     for element in text.split(',') {
-        bits |= parse_element(spec, element)?;
+        if element.is_empty() {
+            return Err(FieldProblem::EmptyElement);
+        }
+        if !special(element)? {
+            bits |= parse_element(spec, element).map_err(|problem| misplaced(element, problem))?;
+        }
     }
     if spec.field == Field::DayOfWeek && bits & (1 << 7) != 0 {
         bits = (bits & !(1 << 7)) | 1;
@@ -117,11 +143,12 @@ fn parse_element(spec: &FieldSpec, element: &str) -> Result<u64, FieldProblem> {
         "?" => return Err(FieldProblem::QuestionMark),
         _ => {
             if let Some((a, b)) = range.split_once('-') {
-                let (a, b) = (spec.value(a)?, spec.value(b)?);
+                let (mut a, b) = (spec.value(a)?, spec.value(b)?);
+                if spec.field == Field::DayOfWeek && a == 7 && b < 7 {
+                    a = 0; // `SUN-TUE` with Sunday written 7
+                }
                 if a > b {
-                    return Err(FieldProblem::ReversedRange {
-                        token: range.to_owned(),
-                    });
+                    return Ok(wrapped_span(spec, a, b, step.unwrap_or(1)));
                 }
                 (a, b)
             } else {
@@ -147,6 +174,34 @@ fn parse_step(token: &str) -> Result<u8, FieldProblem> {
         Ok(step) => Ok(step.min(64) as u8),
         Err(_) => Ok(64),
     }
+}
+
+/// An element that is not a value here but looks like an extension gets a problem that says where
+/// extensions belong; any other problem is returned as it is.
+fn misplaced(element: &str, problem: FieldProblem) -> FieldProblem {
+    let upper = element.to_ascii_uppercase();
+    let looks_extended =
+        upper.contains('#') || upper.starts_with('L') || upper.ends_with(['L', 'W']);
+    match problem {
+        FieldProblem::NotANumber { .. } if looks_extended => FieldProblem::Extension {
+            token: element.to_owned(),
+            rule: "is not allowed here: L and W belong in the day-of-month field, L and # in the \
+                   day-of-week field",
+        },
+        problem => problem,
+    }
+}
+
+/// A range whose start is after its end wraps past the field's largest value: `22-2` in hours is
+/// 22, 23, 0, 1, 2, and a step counts on across the wrap (`22-2/2` is 22, 0, 2).
+fn wrapped_span(spec: &FieldSpec, start: u8, end: u8, step: u8) -> u64 {
+    let top = spec.cycle_max();
+    let len = u32::from(top - spec.min) + 1;
+    let count = u32::from(top - start) + 1 + u32::from(end - spec.min) + 1;
+    (0..count)
+        .step_by(usize::from(step))
+        .map(|i| spec.min + ((u32::from(start - spec.min) + i) % len) as u8)
+        .fold(0, |bits, v| bits | 1 << v)
 }
 
 /// Bits `start, start + step, …` up to `end` inclusive.
@@ -188,6 +243,37 @@ mod tests {
     }
 
     #[test]
+    fn ranges_wrap_past_the_end_of_the_field() {
+        assert_eq!(bits(&HOUR, "22-2"), [0, 1, 2, 22, 23]);
+        assert_eq!(bits(&HOUR, "22-2/2"), [0, 2, 22]);
+        assert_eq!(bits(&HOUR, "23-0"), [0, 23]);
+        assert_eq!(bits(&MINUTE, "50-10/5"), [0, 5, 10, 50, 55]);
+        assert_eq!(bits(&DAY_OF_MONTH, "30-2"), [1, 2, 30, 31]);
+        assert_eq!(bits(&MONTH, "NOV-FEB"), [1, 2, 11, 12]);
+        assert_eq!(bits(&DAY_OF_WEEK, "FRI-SUN"), [0, 5, 6]);
+        assert_eq!(bits(&DAY_OF_WEEK, "fri-mon"), [0, 1, 5, 6]);
+        // The week wraps after Saturday, so Sunday counts once in a step.
+        assert_eq!(bits(&DAY_OF_WEEK, "SAT-TUE/2"), [1, 6]);
+        assert_eq!(bits(&DAY_OF_WEEK, "5-1/2"), [0, 5]);
+        // 7 is Sunday at either end.
+        assert_eq!(bits(&DAY_OF_WEEK, "7-2"), [0, 1, 2]);
+        assert_eq!(bits(&DAY_OF_WEEK, "5-7"), [0, 5, 6]);
+        assert_eq!(bits(&DAY_OF_WEEK, "7-7"), [0]);
+    }
+
+    #[test]
+    fn extensions_outside_the_day_fields_say_where_they_belong() {
+        let problem = |spec, text| parse(spec, text).unwrap_err().to_string();
+        let rule = "is not allowed here: L and W belong in the day-of-month field, L and # in the \
+                    day-of-week field";
+        assert_eq!(problem(&HOUR, "L"), format!("'L' {rule}"));
+        assert_eq!(problem(&MINUTE, "1,5#2"), format!("'5#2' {rule}"));
+        assert_eq!(problem(&MONTH, "15W"), format!("'15W' {rule}"));
+        // A month name ending in L is still a month.
+        assert_eq!(bits(&MONTH, "JUL,apr"), [4, 7]);
+    }
+
+    #[test]
     fn star_prefix_is_recorded() {
         assert!(parse(&DAY_OF_MONTH, "*/2").unwrap().starts_with_star);
         assert!(parse(&DAY_OF_MONTH, "?").unwrap().starts_with_star);
@@ -207,10 +293,6 @@ mod tests {
         assert_eq!(
             problem(&DAY_OF_WEEK, "JAN"),
             "'JAN' is neither a number nor one of the weekday names SUN-SAT"
-        );
-        assert_eq!(
-            problem(&HOUR, "5-3"),
-            "range 5-3 is reversed: its start must not exceed its end"
         );
         assert_eq!(
             problem(&MINUTE, "*/0"),

@@ -32,9 +32,13 @@ pub(super) fn read(path: &Path, settings: &mut Vec<Setting>, problems: &mut Vec<
     let table: toml::Table = match text.parse() {
         Ok(table) => table,
         Err(e) => {
+            let hint = e
+                .span()
+                .and_then(|span| unquoted_name_hint(&text, span.start))
+                .unwrap_or_default();
             problems.push(ConfigProblem {
                 location: shown,
-                message: format!("not valid TOML: {}", e.to_string().trim_end()),
+                message: format!("not valid TOML: {}{hint}", e.to_string().trim_end()),
             });
             return;
         }
@@ -54,7 +58,10 @@ pub(super) fn read(path: &Path, settings: &mut Vec<Setting>, problems: &mut Vec<
                         Some(key) => settings.push(setting(None, key, value, &shown, &location)),
                         None => at(
                             &location,
-                            "unknown setting: expected max_concurrent_jobs or stop_deadline".into(),
+                            format!(
+                                "unknown setting{}: expected max_concurrent_jobs or stop_deadline",
+                                near(key, &Key::MANAGER.map(Key::name))
+                            ),
                         ),
                     }
                 }
@@ -89,8 +96,10 @@ pub(super) fn read(path: &Path, settings: &mut Vec<Setting>, problems: &mut Vec<
                             )),
                             None => at(
                                 &location,
-                                "unknown setting: expected enabled, interval, tz or on_start"
-                                    .into(),
+                                format!(
+                                    "unknown setting{}: expected enabled, interval, tz or on_start",
+                                    near(key, &Key::SERVICE.map(Key::name))
+                                ),
                             ),
                         }
                     }
@@ -102,7 +111,10 @@ pub(super) fn read(path: &Path, settings: &mut Vec<Setting>, problems: &mut Vec<
             ),
             _ => at(
                 section,
-                "unknown section: expected [manager] or [services.\"<name>\"]".into(),
+                format!(
+                    "unknown section{}: expected [manager] or [services.\"<name>\"]",
+                    near(section, &["manager", "services"])
+                ),
             ),
         }
     }
@@ -133,6 +145,13 @@ fn setting(
     }
 }
 
+/// ` (did you mean x?)` when a name in `valid` is near `written`, else nothing.
+fn near(written: &str, valid: &[&str]) -> String {
+    scheduler_core::suggest::closest(written, valid.iter().copied())
+        .first()
+        .map_or_else(String::new, |name| format!(" (did you mean {name}?)"))
+}
+
 /// A service name as a TOML key: bare when it can be, quoted otherwise.
 fn quoted(name: &str) -> String {
     if !name.is_empty()
@@ -143,5 +162,75 @@ fn quoted(name: &str) -> String {
         name.to_owned()
     } else {
         format!("{name:?}")
+    }
+}
+
+/// The fix for the line holding byte `at` when it has a bare key with `::` in it, the usual form of
+/// a default service name (`[services.app::jobs::sync]`): TOML allows only letters, digits, `_` and
+/// `-` in a bare key, so the name must be quoted.
+fn unquoted_name_hint(text: &str, at: usize) -> Option<String> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let end = text.get(at..)?.find('\n').map_or(text.len(), |i| at + i);
+    let line = text[start..end].trim_end_matches('\r');
+    let code = line.split('#').next().unwrap_or(line);
+    // Only `::` outside a quoted string.
+    let mut quoted = false;
+    let mut colons = None;
+    for (i, c) in code.char_indices() {
+        match c {
+            '"' | '\'' => quoted = !quoted,
+            ':' if !quoted && code[i..].starts_with("::") => {
+                colons = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let colons = colons?;
+    let in_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':');
+    let name_start = code[..colons]
+        .char_indices()
+        .rfind(|&(_, c)| !in_name(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let name_end = code[colons..]
+        .find(|c: char| !in_name(c))
+        .map_or(code.len(), |i| colons + i);
+    let name = &code[name_start..name_end];
+    let fixed = format!("{}\"{name}\"{}", &line[..name_start], &line[name_end..]);
+    Some(format!(
+        "\n  help: a service name with `::` must be quoted in TOML: write `{}`",
+        fixed.trim()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unquoted_name_with_colons_gets_the_quoted_line() {
+        let text = "[manager]\nstop_deadline = 5\n\n[services.app::jobs::sync] # nightly\nenabled = false\n";
+        let at = text.find("::").unwrap();
+        assert_eq!(
+            unquoted_name_hint(text, at).as_deref(),
+            Some(
+                "\n  help: a service name with `::` must be quoted in TOML: write \
+                 `[services.\"app::jobs::sync\"] # nightly`"
+            )
+        );
+        let inline = "[services]\napp::sync = { enabled = false }";
+        assert!(unquoted_name_hint(inline, inline.len() - 3)
+            .unwrap()
+            .ends_with("write `\"app::sync\" = { enabled = false }`"));
+        // Quoted already, or no `::` at all: nothing to say.
+        let quoted = "[services.\"app::sync\"]\nenabled = maybe\n";
+        assert_eq!(unquoted_name_hint(quoted, quoted.len() - 3), None);
+        assert_eq!(unquoted_name_hint(quoted, 3), None);
+        assert_eq!(unquoted_name_hint("[services.x\n", 5), None);
+        // Any text: a name after a character of several bytes, a position inside one.
+        assert!(unquoted_name_hint("é::x = 1", 2)
+            .unwrap()
+            .ends_with("write `é\"::x\" = 1`"));
+        assert_eq!(unquoted_name_hint("[é]", 2), None);
     }
 }

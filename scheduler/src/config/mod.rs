@@ -8,6 +8,12 @@
 //!
 //! Every source is read and checked as a whole before anything is applied: a bad configuration is one
 //! [`ConfigError`] listing every problem with its file key or variable, and nothing starts.
+//!
+//! Every value is checked where it is written, even when a later source overrides it: a file's
+//! `interval = "61 * * * *"` is an error although `SCHEDULER_SERVICE__<NAME>__INTERVAL` replaces it,
+//! at build and at every reload. A fix made only in the environment would leave a broken file
+//! behind, to surface the day the variable is unset. Rules between keys (`tz` only with a cron
+//! interval) apply to what takes effect.
 
 mod env;
 mod file;
@@ -130,6 +136,20 @@ pub(crate) enum Value {
     Other(&'static str),
 }
 
+impl Setting {
+    /// The value as a message shows it: with its TOML type from the file (`integer 0`, `string
+    /// 'x'`), as written from the environment, where every value is text (`0`, `'maybe'`).
+    fn shown(&self) -> String {
+        match (&self.value, self.origin) {
+            (Value::Text(text), Origin::Env) if text.trim().parse::<f64>().is_ok() => {
+                text.trim().to_owned()
+            }
+            (Value::Text(text), Origin::Env) => format!("'{text}'"),
+            (value, _) => value.describe(),
+        }
+    }
+}
+
 impl Value {
     fn describe(&self) -> String {
         match self {
@@ -248,6 +268,14 @@ pub(crate) fn load(
 }
 
 fn unknown_service(name: &str, bases: &BTreeMap<String, Base>) -> String {
+    let near = scheduler_core::suggest::closest(name, bases.keys().map(String::as_str));
+    if !near.is_empty() {
+        let near: Vec<String> = near.iter().take(3).map(|n| format!("'{n}'")).collect();
+        return format!(
+            "no service is named '{name}' (did you mean {}?)",
+            near.join(" or ")
+        );
+    }
     let known: Vec<&str> = bases.keys().map(String::as_str).take(12).collect();
     let more = if bases.len() > known.len() {
         ", …"
@@ -284,9 +312,9 @@ fn as_bool(setting: &Setting) -> Result<bool, ConfigProblem> {
                 )),
             }
         }
-        other => Err(problem(
+        _ => Err(problem(
             setting,
-            format!("expected true or false, found {}", other.describe()),
+            format!("expected true or false, found {}", setting.shown()),
         )),
     }
 }
@@ -295,20 +323,11 @@ fn as_seconds(setting: &Setting) -> Result<f64, ConfigProblem> {
     let seconds = match &setting.value {
         Value::Integer(i) => *i as f64,
         Value::Float(x) => *x,
-        Value::Text(text) if setting.origin == Origin::Env => {
-            text.trim().parse::<f64>().map_err(|_| {
-                problem(
-                    setting,
-                    format!("expected a number of seconds, found '{text}'"),
-                )
-            })?
-        }
-        other => {
-            return Err(problem(
-                setting,
-                format!("expected a number of seconds, found {}", other.describe()),
-            ))
-        }
+        Value::Text(text) if setting.origin == Origin::Env => match text.trim().parse::<f64>() {
+            Ok(seconds) => seconds,
+            Err(_) => return Err(not_seconds(setting)),
+        },
+        _ => return Err(not_seconds(setting)),
     };
     if seconds.is_finite() && seconds >= 0.0 {
         Ok(seconds)
@@ -317,6 +336,34 @@ fn as_seconds(setting: &Setting) -> Result<f64, ConfigProblem> {
             setting,
             format!("expected a non-negative number of seconds, found {seconds}"),
         ))
+    }
+}
+
+/// The problem with a value that should be a number of seconds, with the number to write when the
+/// text reads as a period (`"30s"`).
+fn not_seconds(setting: &Setting) -> ConfigProblem {
+    let mut message = format!("expected a number of seconds, found {}", setting.shown());
+    if let Value::Text(text) = &setting.value {
+        if let Some(seconds) = scheduler_core::suggest::period_secs(text) {
+            message = format!("{message}; {}", period_fix(setting, seconds));
+        }
+    }
+    problem(setting, message)
+}
+
+/// How to write a period of `seconds` where `setting` is: a number in the file, digits alone in the
+/// environment.
+fn period_fix(setting: &Setting, seconds: f64) -> String {
+    let what = match setting.key {
+        Key::Interval => format!("a period of {seconds} seconds"),
+        _ => format!("{seconds} seconds"),
+    };
+    match setting.origin {
+        Origin::Env => format!("for {what}, set it to {seconds} (a number of seconds, no unit)"),
+        _ => format!(
+            "for {what}, write `{} = {seconds}` (a number of seconds, without quotes)",
+            setting.key.name()
+        ),
     }
 }
 
@@ -336,11 +383,19 @@ fn apply_manager_setting(
                 Some(jobs) if (1..=crate::pool::MAX_WORKERS).contains(&jobs) => {
                     loaded.max_concurrent_jobs = Some(jobs);
                 }
+                Some(jobs) if jobs > crate::pool::MAX_WORKERS => problems.push(problem(
+                    setting,
+                    format!(
+                        "expected a whole number from 1 to {}, found {}",
+                        crate::pool::MAX_WORKERS,
+                        setting.shown()
+                    ),
+                )),
                 _ => problems.push(problem(
                     setting,
                     format!(
                         "expected a whole number of at least 1, found {}",
-                        setting.value.describe()
+                        setting.shown()
                     ),
                 )),
             }
@@ -360,6 +415,9 @@ fn apply_manager_setting(
 }
 
 /// Applies one service's settings in order (file before environment), then rebuilds its schedule.
+///
+/// Each value is checked on its own as it is read, so that one overridden by a later source is
+/// checked all the same; the rules between keys apply to the values that take effect.
 fn apply_service_settings(
     base: &Base,
     settings: &[&Setting],
@@ -368,8 +426,9 @@ fn apply_service_settings(
     let before = problems.len();
     let mut enabled = true;
     let mut on_start = base.service.on_start;
-    let mut interval: Option<&Setting> = None;
-    let mut tz: Option<&Setting> = None;
+    // The last `interval` and `tz`, with their values if valid.
+    let mut interval: Option<(&Setting, Option<IntervalValue>)> = None;
+    let mut tz: Option<(&Setting, Option<String>)> = None;
     for &setting in settings {
         match setting.key {
             Key::Enabled => match as_bool(setting) {
@@ -380,8 +439,14 @@ fn apply_service_settings(
                 Ok(b) => on_start = b,
                 Err(p) => problems.push(p),
             },
-            Key::Interval => interval = Some(setting),
-            Key::Tz => tz = Some(setting),
+            Key::Interval => {
+                let value = check_interval(setting).map_err(|p| problems.push(p)).ok();
+                interval = Some((setting, value));
+            }
+            Key::Tz => {
+                let value = check_tz(setting).map_err(|p| problems.push(p)).ok();
+                tz = Some((setting, value));
+            }
             Key::MaxConcurrentJobs | Key::StopDeadline => {
                 problems.push(problem(
                     setting,
@@ -390,9 +455,21 @@ fn apply_service_settings(
             }
         }
     }
+    let interval = match interval {
+        Some((setting, Some(value))) => Some((setting, value)),
+        Some((_, None)) => return None,
+        None => None,
+    };
+    let tz = match tz {
+        Some((setting, Some(zone))) => Some((setting, zone)),
+        Some((_, None)) => return None,
+        None => None,
+    };
     let (schedule, origin) = if interval.is_none() && tz.is_none() {
         (base.service.schedule.clone(), base.origin)
     } else {
+        let interval = interval.as_ref().map(|(setting, value)| (*setting, value));
+        let tz = tz.as_ref().map(|(setting, zone)| (*setting, zone.as_str()));
         rebuild_schedule(base, interval, tz, problems)?
     };
     if problems.len() > before {
@@ -408,93 +485,119 @@ fn apply_service_settings(
     })
 }
 
-fn rebuild_schedule(
-    base: &Base,
-    interval: Option<&Setting>,
-    tz: Option<&Setting>,
-    problems: &mut Vec<ConfigProblem>,
-) -> Option<(Schedule, Origin)> {
-    let zone = match tz.map(|s| &s.value) {
-        None => base.service.schedule.time_zone().map(str::to_owned),
-        Some(Value::Text(zone)) => Some(zone.trim().to_owned()),
-        Some(other) => {
-            problems.push(problem(
-                tz?,
-                format!("expected a time zone name, found {}", other.describe()),
-            ));
-            return None;
+/// An `interval` value that is valid on its own.
+enum IntervalValue {
+    /// A positive number of seconds.
+    Seconds(f64),
+    /// A cron expression that parses and fires (in any zone: neither depends on it).
+    Cron(String),
+}
+
+/// Checks one `interval` value on its own: a positive number of seconds, or a cron expression that
+/// parses and can fire. A period written as text with a unit (`"30s"`) gets the fix in its message.
+fn check_interval(setting: &Setting) -> Result<IntervalValue, ConfigProblem> {
+    let text = match &setting.value {
+        Value::Integer(_) | Value::Float(_) => {
+            let seconds = as_seconds(setting)?;
+            Schedule::every_secs(seconds).map_err(|e| problem(setting, e.to_string()))?;
+            return Ok(IntervalValue::Seconds(seconds));
         }
-    };
-    // The interval: the override, else the attribute's (a cron text, or a period in seconds).
-    let (text, numeric) = match interval.map(|s| &s.value) {
-        None => {
-            let Some(expr) = base.service.schedule.expression() else {
-                if let Some(tz) = tz {
-                    problems.push(problem(
-                        tz,
-                        format!(
-                            "tz applies only to cron intervals, and this service runs {}",
-                            base.service.schedule
-                        ),
-                    ));
-                }
-                return None;
-            };
-            (expr.to_owned(), false)
-        }
-        Some(Value::Integer(_) | Value::Float(_)) => (String::new(), true),
-        Some(Value::Text(text)) => (text.clone(), text.trim().parse::<f64>().is_ok()),
-        Some(other) => {
-            problems.push(problem(
-                interval?,
+        Value::Text(text) => text,
+        _ => {
+            return Err(problem(
+                setting,
                 format!(
                     "expected a number of seconds or a cron expression, found {}",
-                    other.describe()
+                    setting.shown()
                 ),
-            ));
-            return None;
+            ))
         }
     };
-    let origin = interval.or(tz).map_or(base.origin, |s| s.origin);
-    if numeric {
-        let setting = interval?;
-        if let Some(tz) = tz {
+    // Every environment value is text: a number there is a number of seconds.
+    if setting.origin == Origin::Env {
+        if let Ok(seconds) = text.trim().parse::<f64>() {
+            Schedule::every_secs(seconds).map_err(|e| problem(setting, e.to_string()))?;
+            return Ok(IntervalValue::Seconds(seconds));
+        }
+    }
+    match Schedule::cron(text) {
+        Ok(schedule) if schedule.never_fires() => Err(problem(
+            setting,
+            format!("cron expression '{}' never fires", text.trim()),
+        )),
+        Ok(_) => Ok(IntervalValue::Cron(text.clone())),
+        Err(e) => {
+            let mut message = e.to_string();
+            if let Some(seconds) = scheduler_core::suggest::period_secs(text) {
+                message = format!("{message}; {}", period_fix(setting, seconds));
+            }
+            Err(problem(setting, message))
+        }
+    }
+}
+
+/// Checks one `tz` value on its own: a zone name the bundled database knows.
+fn check_tz(setting: &Setting) -> Result<String, ConfigProblem> {
+    let Value::Text(zone) = &setting.value else {
+        return Err(problem(
+            setting,
+            format!("expected a time zone name, found {}", setting.shown()),
+        ));
+    };
+    let zone = zone.trim();
+    match Schedule::cron_in("* * * * *", zone) {
+        Ok(_) => Ok(zone.to_owned()),
+        Err(e) => Err(problem(setting, e.to_string())),
+    }
+}
+
+/// The schedule from the effective `interval` and `tz`, each valid on its own (or absent: then the
+/// attribute's), and where it came from.
+fn rebuild_schedule(
+    base: &Base,
+    interval: Option<(&Setting, &IntervalValue)>,
+    tz: Option<(&Setting, &str)>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<(Schedule, Origin)> {
+    let origin = interval
+        .map(|(s, _)| s)
+        .or(tz.map(|(s, _)| s))
+        .map_or(base.origin, |s| s.origin);
+    let zone = tz
+        .map(|(_, zone)| zone)
+        .or(base.service.schedule.time_zone());
+    let cron = |expr: &str, at: &Setting, problems: &mut Vec<ConfigProblem>| {
+        let result = match zone {
+            Some(zone) => Schedule::cron_in(expr, zone),
+            None => Schedule::cron(expr),
+        };
+        result
+            .map_err(|e| problems.push(problem(at, e.to_string())))
+            .ok()
+    };
+    let schedule = match (interval, tz) {
+        (Some((_, IntervalValue::Seconds(_))), Some((tz, _))) => {
             problems.push(problem(tz, "tz applies only to cron intervals"));
             return None;
         }
-        let seconds = match as_seconds(setting) {
-            Ok(seconds) => seconds,
-            Err(p) => {
-                problems.push(p);
+        (Some((at, IntervalValue::Seconds(seconds))), None) => Schedule::every_secs(*seconds)
+            .map_err(|e| problems.push(problem(at, e.to_string())))
+            .ok()?,
+        (Some((at, IntervalValue::Cron(expr))), _) => cron(expr, at, problems)?,
+        (None, Some((tz, _))) => {
+            let Some(expr) = base.service.schedule.expression() else {
+                problems.push(problem(
+                    tz,
+                    format!(
+                        "tz applies only to cron intervals, and this service runs {}",
+                        base.service.schedule
+                    ),
+                ));
                 return None;
-            }
-        };
-        return match Schedule::every_secs(seconds) {
-            Ok(schedule) => Some((schedule, origin)),
-            Err(e) => {
-                problems.push(problem(setting, e.to_string()));
-                None
-            }
-        };
-    }
-    let result = match &zone {
-        Some(zone) => Schedule::cron_in(&text, zone),
-        None => Schedule::cron(&text),
+            };
+            cron(expr, tz, problems)?
+        }
+        (None, None) => base.service.schedule.clone(),
     };
-    match result {
-        Ok(schedule) if schedule.never_fires() => {
-            let at = interval.or(tz)?;
-            problems.push(problem(at, format!("cron expression '{text}' never fires")));
-            None
-        }
-        Ok(schedule) => Some((schedule, origin)),
-        Err(e @ scheduler_core::ScheduleError::UnknownTimeZone(_)) => {
-            problems.push(problem(tz.or(interval)?, e.to_string()));
-            None
-        }
-        Err(e) => {
-            problems.push(problem(interval.or(tz)?, e.to_string()));
-            None
-        }
-    }
+    Some((schedule, origin))
 }

@@ -6,7 +6,11 @@
 //! unless `SCHEDULER_REQUIRE_POSTGRES=1` (CI sets it), which makes it fail instead. As root (initdb
 //! refuses to run as root) the server runs as the `postgres` user, through `runuser`.
 //!
-//! Shared by `tests/tests/cluster_postgres.rs` and `services-demo/tests/cluster.rs`.
+//! [`Setup`] turns on TLS with a given certificate, replaces `pg_hba.conf` and sets the superuser's
+//! password, for the TLS tests.
+//!
+//! Shared by `tests/tests/cluster_postgres.rs`, `tests/tests/cluster_postgres_tls.rs` and
+//! `services-demo/tests/cluster.rs`.
 
 #![allow(
     dead_code,
@@ -27,6 +31,21 @@ pub(crate) struct Postgres {
     port: u16,
     as_postgres_user: bool,
     running: bool,
+    /// `-c` settings for the server (TLS, `Setup::options`).
+    settings: String,
+}
+
+/// How a server differs from the default (no TLS, trust for everyone).
+#[derive(Default)]
+pub(crate) struct Setup<'a> {
+    /// The server's certificate (chain) and private key, PEM: turns `ssl` on.
+    pub(crate) tls: Option<(&'a str, &'a str)>,
+    /// The whole `pg_hba.conf`, instead of initdb's (trust).
+    pub(crate) hba: Option<&'a str>,
+    /// The `postgres` user's password.
+    pub(crate) password: Option<&'a str>,
+    /// More server options (`-c name=value …`), with `tls`.
+    pub(crate) options: &'a str,
 }
 
 impl Postgres {
@@ -36,6 +55,14 @@ impl Postgres {
     /// # Panics
     /// If the binaries are missing and `SCHEDULER_REQUIRE_POSTGRES=1`, or the server cannot start.
     pub(crate) fn launch(name: &str) -> Option<Postgres> {
+        Postgres::launch_with(name, &Setup::default())
+    }
+
+    /// [`launch`](Self::launch), set up as `setup` says.
+    ///
+    /// # Panics
+    /// As `launch`, or if the files of `setup` cannot be written.
+    pub(crate) fn launch_with(name: &str, setup: &Setup<'_>) -> Option<Postgres> {
         let Some(bin) = server_binaries() else {
             let help =
                 "no PostgreSQL server binaries (initdb, pg_ctl) found in $SCHEDULER_PG_BIN, \
@@ -89,23 +116,40 @@ impl Postgres {
             port: 0,
             as_postgres_user,
             running: false,
+            settings: String::new(),
         };
         let data = server.data_dir();
-        server.run(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().expect("a UTF-8 path"),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-                "--no-sync",
-            ],
-        );
+        let data_arg = data.to_str().expect("a UTF-8 path");
+        let mut initdb = vec![
+            "-D",
+            data_arg,
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ];
+        let password_file = server.dir.join("password");
+        if let Some(password) = setup.password {
+            server.write(&password_file, password);
+            initdb.push("--pwfile");
+            initdb.push(password_file.to_str().expect("a UTF-8 path"));
+        }
+        server.run("initdb", &initdb);
+        if let Some(hba) = setup.hba {
+            server.write(&data.join("pg_hba.conf"), hba);
+        }
+        if let Some((cert, key)) = setup.tls {
+            server.write(&data.join("server.crt"), cert);
+            server.write(&data.join("server.key"), key);
+            server.settings = format!(
+                " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key {}",
+                setup.options
+            );
+        }
         // A free port now may be taken by the time the server binds it: try a few.
         for attempt in 1..=3 {
             server.port = free_port();
@@ -126,6 +170,16 @@ impl Postgres {
     /// The URL to connect to, as the `postgres` superuser to the `postgres` database.
     pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The port it listens on, on 127.0.0.1.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of its Unix socket (`host=` this, with the port, to connect through it).
+    pub(crate) fn socket_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Stops the server (fast shutdown: open connections are cut), keeping its data.
@@ -158,9 +212,10 @@ impl Postgres {
     fn try_start(&mut self) -> bool {
         let data = self.data_dir();
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=50",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=50{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.settings
         );
         let output = self.command(
             "pg_ctl",
@@ -179,6 +234,22 @@ impl Postgres {
         );
         self.running = output.status.success();
         self.running
+    }
+
+    /// Writes a file the server reads: private to the server's user (as a key file must be).
+    fn write(&self, path: &Path, contents: &str) {
+        std::fs::write(path, contents)
+            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+        let path_arg = path.to_str().expect("a UTF-8 path");
+        let chmod = Command::new("chmod").args(["600", path_arg]).status();
+        assert!(chmod.is_ok_and(|s| s.success()), "chmod 600 {path_arg}");
+        if self.as_postgres_user {
+            let chown = Command::new("chown").args(["postgres:", path_arg]).status();
+            assert!(
+                chown.is_ok_and(|s| s.success()),
+                "chown postgres: {path_arg}"
+            );
+        }
     }
 
     fn data_dir(&self) -> PathBuf {

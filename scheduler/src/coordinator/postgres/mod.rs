@@ -10,7 +10,16 @@
 //! runtime and driver layers on top. For a feature that users switch on in an app that
 //! may already have another driver, a short build matters more than an ORM-ish API.
 //!
-//! The user-facing rules (the claim, clocks, the table) are on [`PostgresCoordinator`].
+//! TLS (see `tls.rs` for the choice of crates) adds 18 crates more: rustls, `ring`, webpki, the
+//! system's CA reader and the small DER/X.509 readers `tokio-postgres-rustls` uses for SCRAM
+//! channel binding. It is part of the feature rather than a feature of its own: a managed database
+//! requires it, and a plain build would be one a user finds out about in production.
+//!
+//! The user-facing rules (the claim, clocks, the table, TLS) are on [`PostgresCoordinator`];
+//! the connection string is read in `url.rs`, TLS is set up in `tls.rs`.
+
+mod tls;
+mod url;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -19,7 +28,11 @@ use chrono::{DateTime, Utc};
 use futures_util::future::{try_join_all, BoxFuture};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::{timeout, Instant};
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::config::SslMode as WireMode;
+use tokio_postgres::{Client, Statement};
+
+use self::tls::{Probe, SharedProbe};
+use self::url::{Check, Secret, SslMode, Target};
 
 use super::{
     outcome_parts, Claim, ClaimPolicy, Coordinator, CoordinatorError, Delivery, FinishedRun,
@@ -34,6 +47,9 @@ const MIGRATION_LOCK: i64 = 0x5363_6865_6475_6c72;
 const CLAIM_LOCK_CLASS: i32 = 0x5343_4844;
 const DEFAULT_TABLE: &str = "scheduler_runs";
 const DEFAULT_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest horizon or lease: within PostgreSQL's dates (4713 BC on) when taken from now,
+/// and far within its intervals.
+const LONGEST_INTERVAL: Duration = Duration::from_secs(1000 * 366 * 24 * 3600);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const FIRST_RECONNECT: Duration = Duration::from_millis(100);
@@ -60,7 +76,45 @@ const LONGEST_RECONNECT: Duration = Duration::from_secs(5);
 /// # Ok::<(), scheduler::Error>(())
 /// ```
 ///
-/// TLS is not supported yet: connect over a trusted network or a local socket.
+/// # Errors and misconfiguration
+/// Nothing here panics. A builder input that cannot be used (an unparsable URL, a bad table name,
+/// a zero timeout) makes every call fail with a message naming each problem, so the manager
+/// reports it like an outage; [`validate`](PostgresCoordinator::validate) finds the same problems
+/// at start-up. No message, log line or `Debug` output of the coordinator contains the password.
+///
+/// # TLS
+/// The URL's `sslmode` and `sslrootcert` work as in libpq (`psql`, every PostgreSQL driver):
+///
+/// | `sslmode` | TLS | the server's certificate |
+/// |---|---|---|
+/// | `disable` | never | - |
+/// | `allow` | only if the server refuses plain text | not checked |
+/// | `prefer` (the default) | if the server offers it; plain text if the TLS attempt fails | not checked |
+/// | `require` | always | not checked; with `sslrootcert=FILE`, as `verify-ca` |
+/// | `verify-ca` | always | issued by a trusted CA |
+/// | `verify-full` | always | issued by a trusted CA, for the host name in the URL |
+///
+/// The trusted CAs are those of `sslrootcert=PATH` (a PEM file, read at each connection, so a
+/// rotated file is picked up), or the operating system's (`sslrootcert=system`, and the default).
+/// With `require`, `verify-ca` and `verify-full` the coordinator never falls back to plain text: a
+/// server that does not offer TLS, an untrusted certificate (naming the host and the CA file) and
+/// a certificate for another host name are errors, reported in
+/// [`ServiceStatus::coordinator_error`](crate::ServiceStatus) and the logs like an outage. A
+/// managed database (RDS, Cloud SQL, Azure, Neon, Supabase) is reached with
+/// `?sslmode=verify-full` and, for a provider's private CA, `&sslrootcert=/path/to/its-ca.pem`.
+/// TLS does not apply to Unix sockets (as in libpq); client certificates (`sslcert`, `sslkey`)
+/// are not supported.
+///
+/// ```no_run
+/// use scheduler::PostgresCoordinator;
+///
+/// let coordinator = PostgresCoordinator::connect(
+///     "postgres://app@db.internal:5432/app?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem",
+///     "web-1",
+/// );
+/// coordinator.validate()?; // a typo in the URL is an error here rather than at the first claim
+/// # Ok::<(), scheduler::CoordinatorError>(())
+/// ```
 ///
 /// # How a claim works
 /// Everything happens in the database, in one transaction per claim:
@@ -118,11 +172,29 @@ const LONGEST_RECONNECT: Duration = Duration::from_secs(5);
 /// a run is recorded (never a run that is still going).
 pub struct PostgresCoordinator {
     replica: String,
-    config: Result<Config, String>,
+    target: Option<Target>,
+    /// What is wrong with the builder's inputs, each naming the input; every call fails with them.
+    problems: Vec<String>,
     table: Table,
     horizon: Duration,
     timeout: Duration,
     link: Mutex<Link>,
+}
+
+/// `tokio-postgres`'s words for a server that answered "no" to the TLS request.
+const NO_TLS: &str = "server does not support TLS";
+/// And for a TLS handshake that failed (before or while the certificate was checked).
+const TLS_FAILED: &str = "error performing TLS handshake";
+
+/// Why a connection attempt failed.
+struct Failed {
+    /// The message, password masked.
+    message: String,
+    /// TLS was in use, or its handshake failed: what makes `prefer` try plain text.
+    handshake: bool,
+    /// The server answered with an error (authentication, `pg_hba.conf`), rather than the
+    /// network or TLS failing.
+    server_refused: bool,
 }
 
 /// The connection and what goes with it; one operation at a time holds it.
@@ -200,25 +272,26 @@ impl Table {
 
 impl PostgresCoordinator {
     /// A coordinator for the replica `replica` on the database at `url`, a `postgres://` URL or a
-    /// `key=value` connection string. Nothing is opened yet; an unparsable `url` makes every call
-    /// fail with the parse error (and the manager report it).
+    /// `key=value` connection string, as libpq reads them (see [TLS](#tls) for `sslmode`).
+    /// Nothing is opened yet; an unparsable `url` or an empty `replica` makes every call fail with
+    /// the reason (and the manager report it), as does [`validate`](Self::validate).
     pub fn connect(url: &str, replica: impl Into<String>) -> PostgresCoordinator {
         let replica = replica.into();
-        let config = url
-            .parse::<Config>()
-            .map(|mut config| {
-                if config.get_connect_timeout().is_none() {
-                    config.connect_timeout(Duration::from_secs(5));
-                }
-                if config.get_application_name().is_none() {
-                    config.application_name(format!("scheduler {replica}"));
-                }
-                config
-            })
-            .map_err(|error| format!("invalid PostgreSQL connection string: {error}"));
+        let mut problems = Vec::new();
+        if replica.trim().is_empty() {
+            problems.push("the replica name is empty: give each replica its own name".to_owned());
+        } else if replica.contains('\0') {
+            problems.push(format!(
+                "the replica name {replica:?} contains a NUL character, which PostgreSQL refuses"
+            ));
+        }
+        let target = url::parse(url, &replica)
+            .map_err(|error| problems.push(error))
+            .ok();
         PostgresCoordinator {
             replica,
-            config,
+            target,
+            problems,
             table: Table {
                 schema: None,
                 name: DEFAULT_TABLE.to_owned(),
@@ -236,35 +309,71 @@ impl PostgresCoordinator {
     }
 
     /// Deletes runs whose tick is older than `horizon` (default 7 days), at most once a minute,
-    /// after recording a run. Runs still going are kept whatever their age.
+    /// after recording a run. Runs still going are kept whatever their age. A horizon beyond
+    /// 1000 years (`Duration::MAX`, say) counts as 1000 years: it keeps everything, where a longer
+    /// one would be out of PostgreSQL's range of dates.
     #[must_use]
     pub fn history_horizon(mut self, horizon: Duration) -> Self {
-        self.horizon = horizon;
+        self.horizon = horizon.min(LONGEST_INTERVAL);
         self
     }
 
     /// The runs table, `name` or `schema.name` (default `scheduler_runs`); every replica of a
     /// cluster must use the same. Separate tables make separate clusters on one database.
     ///
-    /// # Panics
-    /// If `name` is not a plain identifier (ASCII letters, digits, `_`; at most 48 characters),
-    /// optionally qualified by a schema of the same form.
+    /// `name` must be a plain identifier (ASCII letters, digits, `_`, not starting with a digit;
+    /// at most 48 characters), optionally qualified by a schema of the same form. Any other name
+    /// is a problem that every call (and [`validate`](Self::validate)) reports.
     #[must_use]
     pub fn table(mut self, name: &str) -> Self {
-        self.table = Table::parse(name).unwrap_or_else(|message| panic!("{message}"));
+        match Table::parse(name) {
+            Ok(table) => self.table = table,
+            Err(message) => self.problems.push(format!("table: {message}")),
+        }
         self
     }
 
     /// How long one database operation (connecting included) may take before it counts as a
-    /// failure and the connection is dropped (default 10 s).
+    /// failure and the connection is dropped (default 10 s). Zero is a problem that every call
+    /// (and [`validate`](Self::validate)) reports.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            self.problems
+                .push("timeout: 0s leaves no time for any operation".to_owned());
+        }
         self.timeout = timeout;
         self
     }
 
+    /// Checks the builder's inputs without connecting: the URL (its syntax and TLS settings),
+    /// the replica name, the table name and the timeout.
+    ///
+    /// # Errors
+    /// One error listing every problem, each naming the input at fault; the same error that every
+    /// call returns otherwise. It never contains the URL's password.
+    pub fn validate(&self) -> Result<(), CoordinatorError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(CoordinatorError::new(format!(
+                "PostgreSQL coordinator misconfigured: {}",
+                self.problems.join("; ")
+            )))
+        }
+    }
+
+    /// The password, to be masked in messages.
+    fn secret(&self) -> Secret {
+        self.target
+            .as_ref()
+            .map(|target| target.secret.clone())
+            .unwrap_or_default()
+    }
+
     /// The link, connected, with the schema in place and the statements prepared.
     async fn session(&self) -> Result<MutexGuard<'_, Link>, CoordinatorError> {
+        self.validate()?;
         let mut link = self.link.lock().await;
         if link
             .conn
@@ -290,7 +399,7 @@ impl PostgresCoordinator {
                 }
                 failed => {
                     let error = match failed {
-                        Ok(Err(error)) => error,
+                        Ok(Err(error)) => self.secret().scrub(error),
                         _ => format!("no connection within {:?}", self.timeout),
                     };
                     let backoff = link.backoff;
@@ -320,20 +429,83 @@ impl PostgresCoordinator {
         Ok(link)
     }
 
+    /// A new connection, with TLS as `sslmode` says (see [TLS](PostgresCoordinator#tls)).
     async fn open(&self) -> Result<Conn, String> {
-        let config = self.config.as_ref().map_err(Clone::clone)?;
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+        let Some(target) = &self.target else {
+            return Err("no connection string".to_owned());
+        };
+        let mode = if target.only_unix_sockets() {
+            SslMode::Disable
+        } else {
+            target.tls.mode
+        };
+        let conn = match mode {
+            SslMode::Disable => self.attempt(target, WireMode::Disable).await,
+            SslMode::Allow => match self.attempt(target, WireMode::Disable).await {
+                // libpq: a server that refused the plain connection is asked again with TLS.
+                Err(failed) if failed.server_refused => {
+                    tracing::debug!(replica = %self.replica, error = %failed.message,
+                        "PostgreSQL refused plain text, trying TLS (sslmode=allow)");
+                    self.attempt(target, WireMode::Require).await
+                }
+                other => other,
+            },
+            SslMode::Prefer => match self.attempt(target, WireMode::Prefer).await {
+                // libpq: whatever went wrong once TLS was in use, plain text is tried once.
+                Err(failed) if failed.handshake => {
+                    tracing::info!(replica = %self.replica, error = %failed.message,
+                        "PostgreSQL over TLS failed, connecting without TLS (sslmode=prefer)");
+                    self.attempt(target, WireMode::Disable).await
+                }
+                other => other,
+            },
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                self.attempt(target, WireMode::Require).await
+            }
+        };
+        let (conn, encrypted) = conn.map_err(|failed| failed.message)?;
+        tracing::debug!(replica = %self.replica, server = %target.describe(), tls = encrypted,
+            "connected to PostgreSQL");
+        Ok(conn)
+    }
+
+    /// One connection attempt; `Ok` says whether TLS is in use.
+    async fn attempt(&self, target: &Target, wire: WireMode) -> Result<(Conn, bool), Failed> {
+        let probe = SharedProbe::default();
+        let fail = |message: String| Failed {
+            message: target.secret.scrub(message),
+            handshake: false,
+            server_refused: false,
+        };
+        // Plain text needs no CA file (a Unix socket under verify-full, say).
+        let check = if wire == WireMode::Disable {
+            &Check::Nothing
+        } else {
+            &target.tls.check
+        };
+        let connector = tls::connector(target.tls.mode, check, probe.clone()).map_err(fail)?;
+        let mut config = target.config.clone();
+        config.ssl_mode(wire);
+        let (client, connection) = match config.connect(connector).await {
+            Ok(connected) => connected,
+            Err(error) => {
+                return Err(explain(target, wire, &error, tls::take(&probe)));
+            }
+        };
+        let encrypted = tls::take(&probe).handshake;
         let replica = self.replica.clone();
+        let secret = target.secret.clone();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::warn!(%replica, error = %describe(&error), "PostgreSQL connection lost");
+                let error = secret.scrub(describe(&error));
+                tracing::warn!(%replica, %error, "PostgreSQL connection lost");
             }
         });
-        tracing::debug!(replica = %self.replica, "connected to PostgreSQL");
-        Ok(Conn {
+        let conn = Conn {
             client,
             statements: None,
-        })
+        };
+        Ok((conn, encrypted))
     }
 
     async fn claim_now(
@@ -588,7 +760,8 @@ async fn claim_in(
         .statements
         .as_ref()
         .expect("a session prepares its statements");
-    let lease = millis(policy.lease);
+    // A longer lease would not fit an interval; 1000 years is forever here too.
+    let lease = millis(policy.lease.min(LONGEST_INTERVAL));
     let tx = conn.client.transaction().await?;
     tx.execute(&statements.lock, &[&CLAIM_LOCK_CLASS, &lock_key])
         .await?;
@@ -665,6 +838,33 @@ async fn claim_in(
     };
     tx.commit().await?;
     Ok(answer)
+}
+
+/// A failed attempt in words: TLS refusals as the issue's user needs to read them.
+fn explain(target: &Target, wire: WireMode, error: &tokio_postgres::Error, probe: Probe) -> Failed {
+    let text = describe(error);
+    let tls_in_use = probe.handshake || text.starts_with(TLS_FAILED);
+    let mode = target.tls.mode.name();
+    let message = if let Some(refused) = probe.refused {
+        format!("TLS: {refused}")
+    } else if wire == WireMode::Require && text.ends_with(NO_TLS) {
+        format!(
+            "TLS: the server at {} does not offer TLS, and sslmode={mode} allows no plain text",
+            target.hosts()
+        )
+    } else if let Some(reason) = text.strip_prefix(TLS_FAILED) {
+        format!(
+            "TLS: the handshake with {} failed (sslmode={mode}){reason}",
+            target.hosts()
+        )
+    } else {
+        text
+    };
+    Failed {
+        message: target.secret.scrub(message),
+        handshake: tls_in_use,
+        server_refused: error.as_db_error().is_some(),
+    }
 }
 
 /// The result of an operation; on any failure the connection is dropped, so the next call opens a
@@ -758,9 +958,16 @@ impl Coordinator for PostgresCoordinator {
 
 impl std::fmt::Debug for PostgresCoordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresCoordinator")
-            .field("replica", &self.replica)
-            .field("table", &self.table.plain())
+        let mut f = f.debug_struct("PostgresCoordinator");
+        f.field("replica", &self.replica);
+        if let Some(target) = &self.target {
+            f.field("server", &target.describe())
+                .field("sslmode", &target.tls.mode.name());
+        }
+        if !self.problems.is_empty() {
+            f.field("problems", &self.problems);
+        }
+        f.field("table", &self.table.plain())
             .field("history_horizon", &self.horizon)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
