@@ -143,6 +143,8 @@ mod queue;
 mod timer;
 mod worker;
 // Configuration and the manager on top.
+#[cfg(feature = "admin")]
+pub mod admin;
 mod config;
 mod manager;
 

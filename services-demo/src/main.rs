@@ -1,5 +1,6 @@
 //! A small app with real background services: a warm-up at start, a heartbeat, a cron job on blocking
-//! threads, a flaky sync that raises alerts, and a status table; Ctrl-C or SIGTERM stops it cleanly.
+//! threads, a flaky sync that raises alerts, a status table and the admin dashboard; Ctrl-C or
+//! SIGTERM stops it cleanly.
 //!
 //! ```text
 //! cargo run -p services-demo                # runs until Ctrl-C / SIGTERM
@@ -16,6 +17,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context;
+use scheduler::admin::AdminConfig;
 use scheduler::{PostgresCoordinator, ServiceManager, ServiceManagerBuilder, ServiceStatus};
 use tracing_subscriber::EnvFilter;
 
@@ -23,13 +25,16 @@ const USAGE: &str = "\
 services-demo: runs the app's background services until Ctrl-C or SIGTERM
 
 USAGE: services-demo [--config FILE] [--status-every SECONDS] [--stop-deadline SECONDS]
-                     [--database-url URL [--replica NAME] [--lease SECONDS]]
+                     [--admin ADDRESS|off] [--database-url URL [--replica NAME] [--lease SECONDS]]
 
   --config FILE            operator settings (TOML) over the services' attributes; see
                            services-demo/config.example.toml. SIGHUP reloads it.
   --status-every SECONDS   print the services table this often (default 10)
   --stop-deadline SECONDS  on shutdown, wait this long for running jobs, then abort them (default 10;
                            the config file's [manager] stop_deadline wins)
+  --admin ADDRESS|off      serve the admin dashboard and JSON API here (default 127.0.0.1:7070;
+                           port 0 picks a free one); read-only unless SCHEDULER_ADMIN_TOKEN is
+                           set, whose value then authorizes run now / pause / resume / reload
   --database-url URL       cluster mode: replicas sharing this PostgreSQL database run each tick
                            once in all (default: env DATABASE_URL; without either, every tick runs here)
   --replica NAME           this replica's name in the runs table (default: hostname-pid)
@@ -40,8 +45,13 @@ Environment variables SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START>,
 SCHEDULER_MAX_CONCURRENT_JOBS and SCHEDULER_STOP_DEADLINE override the file.
 Logging follows RUST_LOG (default: info).";
 
+/// Where the dashboard is served unless `--admin` says otherwise.
+const DEFAULT_ADMIN: ([u8; 4], u16) = ([127, 0, 0, 1], 7070);
+
 struct Options {
     config: Option<std::path::PathBuf>,
+    /// The dashboard's address, and whether the operator chose it; `None` for `--admin off`.
+    admin: Option<(std::net::SocketAddr, bool)>,
     status_every: Duration,
     stop_deadline: Duration,
     cluster: Cluster,
@@ -58,6 +68,7 @@ struct Cluster {
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Options>> {
     let mut options = Options {
         config: None,
+        admin: Some((DEFAULT_ADMIN.into(), false)),
         status_every: Duration::from_secs(10),
         stop_deadline: Duration::from_secs(10),
         cluster: Cluster::default(),
@@ -81,6 +92,19 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<O
             "--config" => {
                 let path = args.next().context("--config needs a file path")?;
                 options.config = Some(path.into());
+            }
+            "--admin" => {
+                let value = args.next().context("--admin needs an address or 'off'")?;
+                options.admin = if value == "off" {
+                    None
+                } else {
+                    let address = value.parse().with_context(|| {
+                        format!(
+                            "--admin: '{value}' is not an address like 127.0.0.1:7070, or 'off'"
+                        )
+                    })?;
+                    Some((address, true))
+                };
             }
             "--status-every" => options.status_every = seconds("--status-every")?,
             "--stop-deadline" => options.stop_deadline = seconds("--stop-deadline")?,
@@ -123,6 +147,9 @@ async fn main() -> anyhow::Result<()> {
     builder = clustered(builder, &options.cluster);
     let manager = builder.build()?;
     manager.start()?;
+    if let Some((address, chosen)) = options.admin {
+        dashboard(&manager, address, chosen).await?;
+    }
     let mut reload = ReloadSignal::new();
 
     let mut status = tokio::time::interval(options.status_every);
@@ -143,6 +170,42 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down: waiting for running jobs");
     manager.stop().await;
     println!("{}", table(&manager.services()));
+    Ok(())
+}
+
+/// Serves the admin dashboard on `address` and prints where. A default address already in use
+/// (another demo running) is a warning; one the operator chose is an error.
+async fn dashboard(
+    manager: &ServiceManager,
+    address: std::net::SocketAddr,
+    chosen: bool,
+) -> anyhow::Result<()> {
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) if !chosen => {
+            tracing::warn!(%address, %error, "admin dashboard not served (try --admin 127.0.0.1:0)");
+            return Ok(());
+        }
+        Err(error) => return Err(error).with_context(|| format!("--admin: cannot bind {address}")),
+    };
+    let address = listener.local_addr()?;
+    let (config, mode) = match std::env::var("SCHEDULER_ADMIN_TOKEN") {
+        Ok(token) if !token.is_empty() => (
+            AdminConfig::new().bearer_token(token),
+            "actions need SCHEDULER_ADMIN_TOKEN",
+        ),
+        _ => (
+            AdminConfig::new(),
+            "read-only: set SCHEDULER_ADMIN_TOKEN to enable actions",
+        ),
+    };
+    println!("admin dashboard: http://{address}/ ({mode})");
+    let manager = manager.clone();
+    tokio::spawn(async move {
+        if let Err(error) = config.serve_on(manager, listener).await {
+            tracing::error!(%error, "admin dashboard stopped");
+        }
+    });
     Ok(())
 }
 

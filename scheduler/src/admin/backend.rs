@@ -1,0 +1,192 @@
+//! [`AdminBackend`]: everything the admin router and page ask of the runtime, in one trait, and its
+//! implementation for [`ServiceManager`].
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use super::error::AdminError;
+use super::view::{ReloadView, RunView, ServiceView};
+use crate::manager::ServiceManager;
+use crate::Schedule;
+
+/// What the admin router needs from a runtime. [`ServiceManager`] implements it; implement it
+/// yourself to serve the API over something else (a test double, a proxy to another process).
+///
+/// Every method that takes a service name returns [`AdminError::UnknownService`] for a name it does
+/// not know; a method the backend cannot carry out returns [`AdminError::NotSupported`].
+pub trait AdminBackend: Send + Sync + 'static {
+    /// Every service, sorted by name.
+    fn services(&self) -> Vec<ServiceView>;
+
+    /// One service; `None` for an unknown name.
+    fn service(&self, name: &str) -> Option<ServiceView>;
+
+    /// The latest `limit` runs of a service, newest first.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownService`], or why the history could not be read.
+    fn history(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RunView>, AdminError>> + Send;
+
+    /// The next `count` fire times of a service, soonest first; empty while it is not scheduled.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownService`].
+    fn upcoming(&self, name: &str, count: usize) -> Result<Vec<DateTime<Utc>>, AdminError>;
+
+    /// A plain-English description of a service's schedule, when the backend has one.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownService`].
+    fn describe(&self, name: &str) -> Result<Option<String>, AdminError>;
+
+    /// Pauses a service: its ticks are skipped until [`resume`](Self::resume).
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownService`]; [`AdminError::NotSupported`].
+    fn pause(&self, name: &str) -> Result<(), AdminError>;
+
+    /// Resumes a paused service.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownService`]; [`AdminError::NotSupported`].
+    fn resume(&self, name: &str) -> Result<(), AdminError>;
+
+    /// Runs a service once now, outside its schedule.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownService`]; [`AdminError::AlreadyRunning`] while a run is going;
+    /// [`AdminError::NotSupported`].
+    fn run_now(&self, name: &str) -> Result<(), AdminError>;
+
+    /// Reads the configuration again and applies what changed.
+    ///
+    /// # Errors
+    /// [`AdminError::Rejected`] for a bad configuration (nothing changes then);
+    /// [`AdminError::NotSupported`].
+    fn reload(&self) -> Result<ReloadView, AdminError>;
+}
+
+// The seam between the admin API and the runtime: everything the router learns about a
+// `ServiceManager` goes through this block.
+// LEAD: the runtime keeps no local run history yet, so `history` (and `ServiceView::recent`, the
+// sparkline) are filled only in cluster mode; `describe` waits for `Schedule::describe`.
+impl AdminBackend for ServiceManager {
+    fn services(&self) -> Vec<ServiceView> {
+        ServiceManager::services(self)
+            .iter()
+            .map(ServiceView::from)
+            .collect()
+    }
+
+    fn service(&self, name: &str) -> Option<ServiceView> {
+        ServiceManager::service(self, name)
+            .as_ref()
+            .map(ServiceView::from)
+    }
+
+    async fn history(&self, name: &str, limit: usize) -> Result<Vec<RunView>, AdminError> {
+        known(self, name)?;
+        match self.cluster_history(name, limit).await {
+            Ok(records) => Ok(records.iter().map(RunView::from).collect()),
+            // No local history in the runtime yet: nothing to show without a coordinator.
+            Err(crate::Error::NotCoordinated) => Ok(Vec::new()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn upcoming(&self, name: &str, count: usize) -> Result<Vec<DateTime<Utc>>, AdminError> {
+        let status = ServiceManager::service(self, name)
+            .ok_or_else(|| AdminError::UnknownService(name.to_owned()))?;
+        let (Some(next), Some(schedule)) = (status.next_fire, self.schedule_of(name)) else {
+            return Ok(Vec::new());
+        };
+        Ok(fire_times(&schedule, next, count))
+    }
+
+    fn describe(&self, name: &str) -> Result<Option<String>, AdminError> {
+        known(self, name)?;
+        Ok(None)
+    }
+
+    fn pause(&self, name: &str) -> Result<(), AdminError> {
+        Ok(ServiceManager::pause(self, name)?)
+    }
+
+    fn resume(&self, name: &str) -> Result<(), AdminError> {
+        Ok(ServiceManager::resume(self, name)?)
+    }
+
+    fn run_now(&self, name: &str) -> Result<(), AdminError> {
+        Ok(ServiceManager::run_now(self, name)?)
+    }
+
+    fn reload(&self) -> Result<ReloadView, AdminError> {
+        Ok(self.reload_config()?.into())
+    }
+}
+
+/// `Ok` when `manager` has a service of this name.
+fn known(manager: &ServiceManager, name: &str) -> Result<(), AdminError> {
+    match manager.service(name) {
+        Some(_) => Ok(()),
+        None => Err(AdminError::UnknownService(name.to_owned())),
+    }
+}
+
+/// `count` fire times of `schedule` from its next one, `next`, on.
+fn fire_times(schedule: &Schedule, next: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
+    if schedule.is_one_shot() {
+        // Once means once, whatever the schedule would answer for a later instant.
+        return std::iter::once(next).take(count).collect();
+    }
+    std::iter::successors(Some(next), |t| schedule.next_after(*t))
+        .take(count)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::time::Duration;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, h, m, s).unwrap()
+    }
+
+    #[test]
+    fn fixed_periods_step_from_the_next_fire() {
+        let every_30s = Schedule::every(Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            fire_times(&every_30s, at(10, 0, 0), 3),
+            vec![at(10, 0, 0), at(10, 0, 30), at(10, 1, 0)]
+        );
+        let half = fire_times(&Schedule::every_secs(0.5).unwrap(), at(10, 0, 0), 3);
+        assert_eq!(half[2], at(10, 0, 1));
+    }
+
+    #[test]
+    fn cron_times_follow_the_expression_in_its_zone() {
+        // 2024-01-01 is a Monday; 09:00 in Berlin is 08:00 UTC in winter.
+        let weekdays = Schedule::cron_in("0 9 * * MON-FRI", "Europe/Berlin").unwrap();
+        let monday = Utc.with_ymd_and_hms(2024, 1, 1, 8, 0, 0).unwrap();
+        let times = fire_times(&weekdays, monday, 6);
+        let days: Vec<u32> = times.iter().map(chrono::Datelike::day).collect();
+        assert_eq!(days, vec![1, 2, 3, 4, 5, 8]);
+        assert!(times.iter().all(|t| chrono::Timelike::hour(t) == 8));
+    }
+
+    #[test]
+    fn one_shots_fire_once_and_nothing_is_asked_for_nothing() {
+        let once = Schedule::once_after(Duration::from_secs(5)).unwrap();
+        assert_eq!(fire_times(&once, at(10, 0, 0), 10), vec![at(10, 0, 0)]);
+        let every_30s = Schedule::every(Duration::from_secs(30)).unwrap();
+        assert!(fire_times(&every_30s, at(10, 0, 0), 0).is_empty());
+        assert!(fire_times(&once, at(10, 0, 0), 0).is_empty());
+    }
+}
