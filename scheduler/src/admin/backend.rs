@@ -74,7 +74,7 @@ pub trait AdminBackend: Send + Sync + 'static {
 // The seam between the admin API and the runtime: everything the router learns about a
 // `ServiceManager` goes through this block.
 // LEAD: the runtime keeps no local run history yet, so `history` (and `ServiceView::recent`, the
-// sparkline) are filled only in cluster mode; `describe` waits for `Schedule::describe`.
+// sparkline) are filled only in cluster mode.
 impl AdminBackend for ServiceManager {
     fn services(&self) -> Vec<ServiceView> {
         ServiceManager::services(self)
@@ -110,7 +110,7 @@ impl AdminBackend for ServiceManager {
 
     fn describe(&self, name: &str) -> Result<Option<String>, AdminError> {
         known(self, name)?;
-        Ok(None)
+        Ok(self.schedule_of(name).map(|schedule| schedule.describe()))
     }
 
     fn pause(&self, name: &str) -> Result<(), AdminError> {
