@@ -67,6 +67,11 @@ impl Pool {
         }
     }
 
+    /// Whether there are more workers than the target (a surplus worker is about to leave).
+    pub(crate) fn is_surplus(&self) -> bool {
+        self.alive.load(Ordering::Acquire) > self.target()
+    }
+
     pub(crate) fn leave(&self) {
         self.alive.fetch_sub(1, Ordering::AcqRel);
     }

@@ -65,7 +65,7 @@ pub(crate) enum Phase {
         /// `Pause` for a manual run of a paused service, which returns to paused.
         then: Then,
     },
-    Running(Box<Run>),
+    Running(Run),
     Paused {
         /// The tick that was next when the pause began.
         pending: Option<DateTime<Utc>>,
@@ -75,7 +75,7 @@ pub(crate) enum Phase {
     Disabled,
 }
 
-/// A run in progress. Boxed in [`Phase`], so an idle service does not pay for it.
+/// A run in progress.
 #[derive(Debug)]
 pub(crate) struct Run {
     pub(crate) cancel: CancelToken,
@@ -258,12 +258,12 @@ impl SlotState {
             return None;
         }
         let cancel = CancelToken::default();
-        self.phase = Phase::Running(Box::new(Run {
+        self.phase = Phase::Running(Run {
             cancel: cancel.clone(),
             then,
             resume,
             abandoned: false,
-        }));
+        });
         self.stats_mut().last_start = Some(now);
         self.stats_mut().last_trigger = Some(trigger);
         Some((tick, trigger, cancel))

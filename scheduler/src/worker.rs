@@ -53,10 +53,7 @@ async fn work(engine: Arc<Engine>) {
 
 async fn next_fire(engine: &Engine) -> Option<Fire> {
     loop {
-        let notified = engine.queue.ready.notified();
-        let mut notified = std::pin::pin!(notified);
-        // Registered before looking, so a push in between still wakes us.
-        notified.as_mut().enable();
+        // The busy path first: while the queue has work, no waiter is registered at all.
         if engine.pool.leave_if_surplus() {
             return None;
         }
@@ -67,7 +64,13 @@ async fn next_fire(engine: &Engine) -> Option<Fire> {
         if let Some(fire) = engine.queue.items().pop_front() {
             return Some(fire);
         }
-        notified.await;
+        let notified = engine.queue.ready.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before looking again, so a push (or a stop) in between still wakes us.
+        notified.as_mut().enable();
+        if engine.queue.items().is_empty() && engine.is_running() && !engine.pool.is_surplus() {
+            notified.await;
+        }
     }
 }
 
