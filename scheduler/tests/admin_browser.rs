@@ -345,7 +345,7 @@ async fn the_detail_shows_schedule_history_and_error(client: &Session) {
     .await;
     assert_eq!(
         text(client, "#detail-description").await,
-        "Schedule: 0 9 * * MON-FRI (Europe/Berlin)"
+        "At 09:00, Monday through Friday (Europe/Berlin)"
     );
     let upcoming = client.find_all("#detail-upcoming li").await.unwrap();
     assert_eq!(upcoming.len(), 10);

@@ -73,8 +73,8 @@ pub trait AdminBackend: Send + Sync + 'static {
 
 // The seam between the admin API and the runtime: everything the router learns about a
 // `ServiceManager` goes through this block.
-// LEAD: the runtime keeps no local run history yet, so `history` (and `ServiceView::recent`, the
-// sparkline) are filled only in cluster mode; `describe` waits for `Schedule::describe`.
+// LEAD: the runtime keeps no local run history yet, so `history` is filled only in cluster mode
+// and `ServiceView::recent` (the sparkline) not at all; fill both here once it does.
 impl AdminBackend for ServiceManager {
     fn services(&self) -> Vec<ServiceView> {
         ServiceManager::services(self)
@@ -109,8 +109,10 @@ impl AdminBackend for ServiceManager {
     }
 
     fn describe(&self, name: &str) -> Result<Option<String>, AdminError> {
-        known(self, name)?;
-        Ok(None)
+        let schedule = self
+            .schedule_of(name)
+            .ok_or_else(|| AdminError::UnknownService(name.to_owned()))?;
+        Ok(Some(schedule.describe()))
     }
 
     fn pause(&self, name: &str) -> Result<(), AdminError> {
@@ -144,7 +146,8 @@ fn fire_times(schedule: &Schedule, next: DateTime<Utc>, count: usize) -> Vec<Dat
         // Once means once, whatever the schedule would answer for a later instant.
         return std::iter::once(next).take(count).collect();
     }
-    std::iter::successors(Some(next), |t| schedule.next_after(*t))
+    std::iter::once(next)
+        .chain(schedule.upcoming(next))
         .take(count)
         .collect()
 }
