@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::coordinator::{ClaimPolicy, Coordinator};
-use crate::engine::Engine;
+use crate::engine::{Engine, SUMMARY_EVERY};
 use crate::queue::Fire;
 use crate::state::Slot;
 use crate::timer::{Due, Wait};
@@ -25,9 +25,14 @@ async fn dispatch(engine: Arc<Engine>, epoch: u64) {
     let mut fires = Vec::new();
     // One timer for the dispatcher's whole life, moved to each new deadline.
     let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    let mut summary_due = tokio::time::Instant::now() + SUMMARY_EVERY;
     loop {
         if engine.epoch.load(Ordering::Acquire) != epoch {
             return;
+        }
+        if tokio::time::Instant::now() >= summary_due {
+            summary_due += SUMMARY_EVERY;
+            log_summary(&engine);
         }
         let now = engine.clock.now();
         let wait = engine.timer.take_due(now, &mut due);
@@ -48,6 +53,21 @@ async fn dispatch(engine: Arc<Engine>, epoch: u64) {
                 }
             }
         }
+    }
+}
+
+/// One INFO line a minute with the runs since the last one, so that a production log at INFO shows
+/// the services are alive without a line per run (those are at DEBUG; failures at ERROR).
+fn log_summary(engine: &Engine) {
+    let succeeded = engine.summary.succeeded.swap(0, Ordering::Relaxed);
+    let other = engine.summary.other.swap(0, Ordering::Relaxed);
+    if succeeded + other > 0 {
+        tracing::info!(
+            runs = succeeded + other,
+            succeeded,
+            failed_or_aborted = other,
+            "runs in the last minute"
+        );
     }
 }
 

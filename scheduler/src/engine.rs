@@ -50,7 +50,20 @@ pub(crate) struct Engine {
     /// while someone waits.
     run_ended: Notify,
     stop_waiters: AtomicUsize,
+    /// Runs since the last summary line, by whether they succeeded.
+    pub(crate) summary: RunSummary,
 }
+
+/// What the dispatcher's periodic INFO line reports: runs that succeeded and runs that did not,
+/// since the last line.
+#[derive(Default)]
+pub(crate) struct RunSummary {
+    pub(crate) succeeded: AtomicU64,
+    pub(crate) other: AtomicU64,
+}
+
+/// How often the summary line is logged (when anything ran).
+pub(crate) const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 impl Engine {
     pub(crate) fn new(
@@ -74,6 +87,7 @@ impl Engine {
             epoch: AtomicU64::new(0),
             run_ended: Notify::new(),
             stop_waiters: AtomicUsize::new(0),
+            summary: RunSummary::default(),
         }
     }
 

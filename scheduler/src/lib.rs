@@ -21,6 +21,14 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> anyhow::Result<()> {
+//!     // Shows each run's outcome, failures with their error, and warnings (see "Logging").
+//!     tracing_subscriber::fmt()
+//!         .with_writer(std::io::stderr)
+//!         .with_env_filter(
+//!             tracing_subscriber::EnvFilter::try_from_default_env()
+//!                 .unwrap_or_else(|_| "info".into()),
+//!         )
+//!         .init();
 //!     let manager = ServiceManager::from_registry()?; // every service linked into the binary
 //!     manager.start()?;
 //!     tokio::signal::ctrl_c().await?;
@@ -60,12 +68,32 @@
 //!   `tracing` (service, tick, error, duration), passed to the
 //!   [`on_failure`](ServiceManagerBuilder::on_failure) hook, and runs again at its next tick.
 //! - **Stopping**: [`ServiceManager::stop_service`] unschedules one service and then
-//!   [waits](StopMode::Wait) for its run or [aborts](StopMode::Abort) it; [`ServiceManager::stop`]
-//!   does that for all, with an optional deadline after which it aborts.
+//!   [waits](StopMode::Wait) for its run or [aborts](StopMode::Abort) it (cooperatively: the
+//!   context is cancelled, then after [`abort_grace`](ServiceManagerBuilder::abort_grace) the job is
+//!   dropped); [`ServiceManager::stop`] does that for all, with an optional deadline after which it
+//!   aborts. A job may stop its own service, or the manager, without waiting for itself.
+//! - **Pause, resume, run now**: [`ServiceManager::pause`], [`ServiceManager::resume`],
+//!   [`ServiceManager::run_now`] (never a second run at once: [`Error::AlreadyRunning`]).
+//! - **Wall clock**: the dispatcher re-reads the [`Clock`] at least every second, so ticks fire
+//!   within about a second after a suspend or a forward jump, and never early after a backward one.
 //! - **Reload**: [`ServiceManager::add_service`] with a name in use replaces that service; no tick
-//!   of the old definition runs once the call returns.
+//!   of the old definition runs once the call returns. Counters are kept, and `on_start` does not
+//!   run again (it means the manager's start).
 //! - **Observability**: each run is a `tracing` span `service_run` with the service name and tick;
 //!   [`ServiceManager::services`] reports state, next tick, last run, and counts.
+//!
+//! # Linking
+//! Services are collected from every crate linked into the binary, and a crate that the binary's
+//! code never mentions is not linked. A crate of jobs needs one mention, `use my_jobs_crate as _;`;
+//! `#![warn(unused_crate_dependencies)]` catches a forgotten one at compile time, and a manager that
+//! starts with no services logs a warning naming this fix.
+//!
+//! # Logging
+//! Through `tracing`: at INFO, the services and their schedules at start and one summary line a
+//! minute with the runs since the last; at DEBUG, one line per run outcome (each run is a span
+//! `service_run` with the service, tick and trigger); failures at ERROR with their error text,
+//! aborts and skipped ticks at WARN. With no subscriber installed, failures and an empty registry
+//! are printed to stderr instead, so they never vanish.
 //!
 //! # One-shot services
 //! [`Service::once_after`] and [`Service::once_at`] (or `once_after = N` in the attribute) run a job

@@ -786,6 +786,12 @@ impl ServiceManager {
 /// Logs the services at start: one line each, and a warning when there are none.
 fn announce(services: &BTreeMap<Arc<str>, Arc<Slot>>) {
     if services.is_empty() {
+        if !tracing::dispatcher::has_been_set() {
+            eprintln!(
+                "scheduler: started with no services; a crate of #[background_service] functions \
+                 is linked only if your code mentions it: add `use my_jobs_crate as _;`"
+            );
+        }
         tracing::warn!(
             "service manager started with no services: if your #[background_service] functions live \
              in another crate, that crate is linked only if your code mentions it; add \

@@ -34,7 +34,7 @@ use crate::engine::Engine;
 use crate::job::{Job, JobContext};
 use crate::queue::Fire;
 use crate::state::Slot;
-use crate::status::{Failure, Outcome, Trigger};
+use crate::status::{Failure, Outcome};
 
 /// Spawns workers until there are as many as the pool's target.
 pub(crate) fn spawn_missing(engine: &Arc<Engine>, handle: &tokio::runtime::Handle) {
@@ -151,7 +151,7 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         .ok()
         .and_then(|took| now.checked_add_signed(took))
         .unwrap_or(now);
-    span.in_scope(|| report(engine, &slot.name, tick, trigger, &outcome, duration));
+    span.in_scope(|| report(engine, &slot.name, tick, &outcome, duration));
     let next = slot.lock().end(outcome.clone(), duration, end);
     engine.apply(&slot, next);
     engine.run_ended();
@@ -266,15 +266,21 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
-fn report(
-    engine: &Engine,
-    name: &str,
-    tick: DateTime<Utc>,
-    trigger: Trigger,
-    outcome: &Outcome,
-    took: Duration,
-) {
+fn report(engine: &Engine, name: &str, tick: DateTime<Utc>, outcome: &Outcome, took: Duration) {
     let duration = DisplayDuration(took);
+    let counter = if *outcome == Outcome::Succeeded {
+        &engine.summary.succeeded
+    } else {
+        &engine.summary.other
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if outcome.is_failure() && !tracing::dispatcher::has_been_set() {
+        // No subscriber: a failure would vanish, so it goes to stderr instead.
+        eprintln!(
+            "scheduler: service '{name}' {outcome} (tick {})",
+            LogTime(tick)
+        );
+    }
     match outcome {
         Outcome::Succeeded => tracing::debug!(%duration, "run succeeded"),
         Outcome::Failed(error) => tracing::error!(%duration, error = %error, "run failed"),
@@ -290,7 +296,6 @@ fn report(
             outcome: outcome.clone(),
             duration: took,
         };
-        let _ = trigger;
         // A failing alert hook must not take the service down with it.
         if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&failure))).is_err() {
             tracing::error!("the failure hook panicked");

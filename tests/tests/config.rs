@@ -421,8 +421,8 @@ async fn a_period_written_with_a_unit_gets_the_number_to_write() {
         "[services.\"search-reindex\"]\ninterval = \"30s\"\n\n[services.\"extra::nightly-cleanup\"]\ninterval = \"5 min\"\n",
     );
     let path = file.0.display().to_string();
-    let fields = "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (with a \
-                  leading seconds field), found";
+    let fields = "expected 5 fields (minute hour day-of-month month day-of-week), 6 (with a \
+                  leading seconds field) or 7 (seconds first, year last), found";
     assert_eq!(
         build_problems(Some(&file), &[(env_var_name(SETTLE, "interval"), "1h")]),
         [
