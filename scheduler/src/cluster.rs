@@ -41,7 +41,7 @@ pub(crate) async fn claim(
                     Claim::Granted(ticket) => Some(ticket),
                     Claim::Taken { replica } => {
                         tracing::debug!(service = %name, %tick, %replica, "tick claimed by another replica");
-                        slot.lock().stats.claimed_elsewhere += 1;
+                        slot.lock().stats_mut().claimed_elsewhere += 1;
                         None
                     }
                     Claim::Busy {
@@ -50,7 +50,7 @@ pub(crate) async fn claim(
                     } => {
                         tracing::warn!(service = %name, %tick, %replica, %running,
                             "tick skipped: another replica is still running an earlier tick");
-                        slot.lock().stats.skipped += 1;
+                        slot.lock().stats_mut().skipped += 1;
                         None
                     }
                 };
@@ -74,7 +74,11 @@ pub(crate) async fn claim(
 
 /// Records whether the coordinator is reachable; returns whether it was unreachable before.
 fn set_coordinator_error(slot: &Slot, error: Option<String>) -> bool {
-    std::mem::replace(&mut slot.lock().stats.coordinator_error, error).is_some()
+    let mut state = slot.lock();
+    if error.is_none() && state.status_is_reachable() {
+        return false;
+    }
+    std::mem::replace(&mut state.stats_mut().coordinator_error, error).is_some()
 }
 
 /// Runs `job` while renewing the ticket's lease every third of it.

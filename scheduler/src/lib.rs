@@ -104,14 +104,14 @@
 //! Operators can override each service's `enabled`, `interval`, `tz` and `on_start`, and the
 //! manager's `max_concurrent_jobs` and `stop_deadline`, from a TOML file
 //! ([`config_file`](ServiceManagerBuilder::config_file)) and environment variables
-//! ([`config_env`](ServiceManagerBuilder::config_env), names from [`env_var_name`]): attribute < file
-//! < environment. Everything is validated at once ([`ConfigError`] lists every problem), and
+//! ([`config_env`](ServiceManagerBuilder::config_env), names from [`config::env_var_name`]): attribute < file
+//! < environment. Everything is validated at once ([`config::ConfigError`] lists every problem), and
 //! [`ServiceManager::reload_config`] re-registers only the services whose settings changed.
 //!
 //! # Several replicas
 //! With a [`Coordinator`] ([`ServiceManagerBuilder::coordinator`]), replicas of an app claim each
 //! tick before running it, so each tick runs on exactly one replica, and a long run on one replica
-//! blocks the service on all of them. See the [`Coordinator`] docs for leases and [`Delivery`].
+//! blocks the service on all of them. See the [`coordinator`] docs for leases and [`Delivery`].
 //!
 //! # Testing your services
 //! Give the manager a [`TokioClock`] and run under tokio's paused time: ticks then happen exactly,
@@ -134,7 +134,7 @@ mod service;
 mod state;
 // Coordination across replicas.
 mod cluster;
-mod coordinator;
+pub mod coordinator;
 // The engine: timer side, queue, worker side.
 mod dispatcher;
 mod engine;
@@ -145,24 +145,33 @@ mod worker;
 // Configuration and the manager on top.
 #[cfg(feature = "admin")]
 pub mod admin;
-mod config;
+pub mod config;
 mod manager;
 
 pub use clock::{Clock, SystemClock, TokioClock};
-pub use config::{env_var_name, ConfigError, ConfigProblem, Origin};
-#[cfg(feature = "postgres")]
-pub use coordinator::PostgresCoordinator;
-pub use coordinator::{
-    outcome_parts, Claim, ClaimPolicy, Coordinator, CoordinatorError, Delivery, FinishedRun,
-    InMemoryCoordinator, RunRecord, Ticket,
-};
 pub use error::Error;
-pub use job::{IntoJobResult, JobContext};
-pub use manager::{ConfigReload, ServiceManager, ServiceManagerBuilder, StopMode};
-pub use scheduler_core::{Field, FieldProblem, Schedule, ScheduleError};
+pub use job::JobContext;
+pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
+pub use scheduler_core::{Schedule, ScheduleError};
 pub use scheduler_macros::background_service;
-pub use service::Service;
+pub use service::{Delivery, Service};
 pub use status::{Failure, Outcome, ServiceState, ServiceStatus, Trigger};
+
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+pub use coordinator::PostgresCoordinator;
+/// The names of 0.1.0's larger crate root, kept so that code written against it still compiles;
+/// new code uses the [`config`] and [`coordinator`] modules.
+#[doc(hidden)]
+pub use {
+    config::{env_var_name, ConfigError, ConfigProblem, ConfigReload, Origin},
+    coordinator::{
+        outcome_parts, Claim, ClaimPolicy, Coordinator, CoordinatorError, FinishedRun,
+        InMemoryCoordinator, RunRecord, Ticket,
+    },
+    job::IntoJobResult,
+    scheduler_core::{Field, FieldProblem},
+};
 
 /// What the `#[background_service]` expansion refers to. Not public API.
 #[doc(hidden)]

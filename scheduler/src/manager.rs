@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, Base, ConfigSources, Effective, EnvSource};
+use crate::config::{self, Base, ConfigReload, ConfigSources, Effective, EnvSource};
 use crate::coordinator::{Coordinator, RunRecord};
 use crate::engine::{Engine, FailureHook};
 use crate::error::Error;
@@ -93,16 +93,6 @@ struct ConfigState {
     sources: ConfigSources,
     bases: BTreeMap<String, Base>,
     applied: BTreeMap<String, Effective>,
-}
-
-/// What [`ServiceManager::reload_config`] changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ConfigReload {
-    /// Services re-registered (or disabled, or enabled) because their settings changed, by name.
-    pub changed: Vec<String>,
-    /// Whether `max_concurrent_jobs` changed.
-    pub pool_resized: bool,
 }
 
 /// Configures a [`ServiceManager`]; from [`ServiceManager::builder`].

@@ -97,6 +97,9 @@ pub(crate) enum Then {
 /// Where the schedule picks up after a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Resume {
+    /// At the first tick after this one that is not already past (computed when the run ends, by
+    /// the worker, so the dispatcher never does schedule math).
+    After(DateTime<Utc>),
     /// At this tick (`None`: no tick is left), or at the first tick after it that is not already
     /// past; ticks that passed during the run count as skipped.
     From(Option<DateTime<Utc>>),
@@ -120,6 +123,21 @@ pub(crate) struct Stats {
     pub(crate) coordinator_error: Option<String>,
 }
 
+impl Stats {
+    const NONE: Stats = Stats {
+        last_start: None,
+        last_duration: None,
+        last_outcome: None,
+        last_trigger: None,
+        runs: 0,
+        failures: 0,
+        skipped: 0,
+        skipped_paused: 0,
+        claimed_elsewhere: 0,
+        coordinator_error: None,
+    };
+}
+
 /// The definition and state of one service name.
 pub(crate) struct SlotState {
     pub(crate) service: Service,
@@ -129,7 +147,8 @@ pub(crate) struct SlotState {
     auto_anchor: bool,
     pub(crate) phase: Phase,
     pub(crate) generation: u32,
-    pub(crate) stats: Stats,
+    /// Allocated at the first thing worth counting, so a service that never ran costs nothing here.
+    stats: Option<Box<Stats>>,
 }
 
 /// What the caller must do after a transition, outside the lock.
@@ -157,7 +176,7 @@ impl SlotState {
                 Phase::Disabled
             },
             generation: 0,
-            stats: Stats::default(),
+            stats: None,
         }
     }
 
@@ -207,7 +226,7 @@ impl SlotState {
     pub(crate) fn fire(&mut self, generation: u32) -> Option<(DateTime<Utc>, u32)> {
         match self.phase {
             Phase::Scheduled { next } if self.generation == generation => {
-                let resume = Resume::From(self.service.schedule.next_after(next));
+                let resume = Resume::After(next);
                 self.phase = Phase::Queued {
                     tick: next,
                     trigger: Trigger::Schedule,
@@ -245,8 +264,8 @@ impl SlotState {
             resume,
             abandoned: false,
         }));
-        self.stats.last_start = Some(now);
-        self.stats.last_trigger = Some(trigger);
+        self.stats_mut().last_start = Some(now);
+        self.stats_mut().last_trigger = Some(trigger);
         Some((tick, trigger, cancel))
     }
 
@@ -269,16 +288,17 @@ impl SlotState {
         if self.generation != generation {
             return Next::Nothing;
         }
-        self.stats.skipped += skipped;
+        self.stats_mut().skipped += skipped;
         self.resume_schedule(resume, now)
     }
 
     fn resume_schedule(&mut self, resume: Resume, now: DateTime<Utc>) -> Next {
         let next = match resume {
             Resume::Exactly(at) => Some(at),
-            Resume::From(from) => {
+            Resume::From(_) | Resume::After(_) => {
+                let from = self.pending(resume);
                 let (skipped, next) = catch_up(&self.service.schedule, from, now);
-                self.stats.skipped += skipped;
+                self.stats_mut().skipped += skipped;
                 next
             }
         };
@@ -318,21 +338,38 @@ impl SlotState {
                 Next::Nothing
             }
             Then::Pause => {
-                let pending = match resume {
-                    Resume::Exactly(at) => Some(at),
-                    Resume::From(from) => from,
-                };
+                let pending = self.pending(resume);
                 self.phase = Phase::Paused { pending };
                 Next::Nothing
             }
         }
     }
 
+    /// Whether no coordinator error is recorded (without allocating the counters to find out).
+    pub(crate) fn status_is_reachable(&self) -> bool {
+        self.stats
+            .as_ref()
+            .is_none_or(|stats| stats.coordinator_error.is_none())
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut Stats {
+        self.stats.get_or_insert_with(Box::default)
+    }
+
+    /// The tick a resume points at.
+    fn pending(&self, resume: Resume) -> Option<DateTime<Utc>> {
+        match resume {
+            Resume::Exactly(at) => Some(at),
+            Resume::From(from) => from,
+            Resume::After(after) => self.service.schedule.next_after(after),
+        }
+    }
+
     fn record(&mut self, outcome: Outcome, duration: Duration) {
-        self.stats.runs += 1;
-        self.stats.failures += u64::from(outcome.is_failure());
-        self.stats.last_duration = Some(duration);
-        self.stats.last_outcome = Some(outcome);
+        self.stats_mut().runs += 1;
+        self.stats_mut().failures += u64::from(outcome.is_failure());
+        self.stats_mut().last_duration = Some(duration);
+        self.stats_mut().last_outcome = Some(outcome);
     }
 
     /// A blocking run whose grace ran out: it counts as aborted now, though its thread goes on.
@@ -389,8 +426,11 @@ impl SlotState {
                 // A queued tick has not begun: it is put back, and counts as skipped while paused.
                 let pending = match (*trigger, *resume) {
                     (_, Resume::Exactly(at)) => Some(at),
-                    (Trigger::Schedule, Resume::From(_)) => Some(*tick),
+                    (Trigger::Schedule, _) => Some(*tick),
                     (Trigger::Start | Trigger::Manual, Resume::From(from)) => from,
+                    (Trigger::Start | Trigger::Manual, Resume::After(after)) => {
+                        self.service.schedule.next_after(after)
+                    }
                 };
                 self.bump();
                 self.phase = Phase::Paused { pending };
@@ -409,7 +449,7 @@ impl SlotState {
         match &mut self.phase {
             Phase::Paused { pending } => {
                 let (skipped, next) = catch_up(&self.service.schedule, *pending, now);
-                self.stats.skipped_paused += skipped;
+                self.stats_mut().skipped_paused += skipped;
                 let generation = self.bump();
                 match next {
                     Some(next) => {
@@ -529,16 +569,13 @@ impl SlotState {
         match &self.phase {
             Phase::Scheduled { next } => Some(*next),
             Phase::Queued { tick, .. } => Some(*tick),
-            Phase::Running(run) if run.then == Then::Continue => match run.resume {
-                Resume::From(at) => at,
-                Resume::Exactly(at) => Some(at),
-            },
+            Phase::Running(run) if run.then == Then::Continue => self.pending(run.resume),
             _ => None,
         }
     }
 
     pub(crate) fn status(&self, name: &str) -> ServiceStatus {
-        let stats = &self.stats;
+        let stats = self.stats.as_deref().unwrap_or(&Stats::NONE);
         ServiceStatus {
             name: name.to_owned(),
             schedule: self.service.schedule.to_string(),
@@ -637,4 +674,25 @@ fn count_ticks(schedule: &Schedule, from: DateTime<Utc>, until: DateTime<Utc>) -
         at = schedule.next_after(t);
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle service is one `Slot` (behind an `Arc`) plus a timer entry: keep it small (issue 9's
+    /// target is 400 B of RSS per idle service, all costs included).
+    #[test]
+    fn an_idle_service_stays_small() {
+        let slot = std::mem::size_of::<Slot>();
+        println!(
+            "Slot {slot} B (SlotState {}, Phase {}, Stats {}, Service {}, Schedule {})",
+            std::mem::size_of::<SlotState>(),
+            std::mem::size_of::<Phase>(),
+            std::mem::size_of::<Stats>(),
+            std::mem::size_of::<Service>(),
+            std::mem::size_of::<Schedule>(),
+        );
+        assert!(slot <= 192, "a slot grew to {slot} bytes");
+    }
 }

@@ -109,10 +109,8 @@ impl AdminBackend for ServiceManager {
     }
 
     fn describe(&self, name: &str) -> Result<Option<String>, AdminError> {
-        let schedule = self
-            .schedule_of(name)
-            .ok_or_else(|| AdminError::UnknownService(name.to_owned()))?;
-        Ok(Some(schedule.describe()))
+        known(self, name)?;
+        Ok(self.schedule_of(name).map(|schedule| schedule.describe()))
     }
 
     fn pause(&self, name: &str) -> Result<(), AdminError> {

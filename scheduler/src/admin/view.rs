@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::config::ConfigReload;
 use crate::coordinator::{outcome_parts, RunRecord};
-use crate::manager::ConfigReload;
 use crate::status::{Outcome, ServiceState, ServiceStatus};
 
 /// Where a service is in its life, as the API spells it (`"idle"`, `"waiting_for_slot"`, ...).

@@ -21,11 +21,11 @@ const SERVICE_PREFIX: &str = "SCHEDULER_SERVICE__";
 ///
 /// ```
 /// assert_eq!(
-///     scheduler::env_var_name("daily-report", "interval"),
+///     scheduler::config::env_var_name("daily-report", "interval"),
 ///     "SCHEDULER_SERVICE__DAILY_REPORT__INTERVAL"
 /// );
 /// assert_eq!(
-///     scheduler::env_var_name("app::jobs::sync", "on_start"),
+///     scheduler::config::env_var_name("app::jobs::sync", "on_start"),
 ///     "SCHEDULER_SERVICE__APP__JOBS__SYNC__ON_START"
 /// );
 /// ```

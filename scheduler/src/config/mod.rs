@@ -29,6 +29,16 @@ use crate::Schedule;
 pub use crate::status::Origin;
 pub use env::env_var_name;
 
+/// What [`ServiceManager::reload_config`](crate::ServiceManager::reload_config) changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConfigReload {
+    /// Services re-registered (or disabled, or enabled) because their settings changed, by name.
+    pub changed: Vec<String>,
+    /// Whether `max_concurrent_jobs` changed.
+    pub pool_resized: bool,
+}
+
 /// Everything wrong with a configuration, found in one pass.
 ///
 /// ```text

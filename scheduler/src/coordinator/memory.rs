@@ -17,7 +17,7 @@ use super::{
 /// Replicas that share claims in memory. Leases follow tokio's clock, so they work under paused time.
 ///
 /// ```
-/// use scheduler::{InMemoryCoordinator, ServiceManager};
+/// use scheduler::{coordinator::InMemoryCoordinator, ServiceManager};
 ///
 /// let cluster = InMemoryCoordinator::new();
 /// let a = ServiceManager::builder().coordinator(cluster.replica("a")).build()?;
