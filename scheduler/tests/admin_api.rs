@@ -156,6 +156,10 @@ async fn the_detail_has_the_next_ten_fire_times_and_the_schedule() {
     let schedule = &detail.body["schedule"];
     assert_eq!(schedule["text"], "0 9 * * MON-FRI (Europe/Berlin)");
     assert_eq!(schedule["zone"], "Europe/Berlin");
+    assert_eq!(
+        schedule["description"],
+        "At 09:00, Monday through Friday (Europe/Berlin)"
+    );
     // 2024-01-01 is a Monday; 09:00 in Berlin is 08:00 UTC in winter; two weeks of weekdays.
     let upcoming: Vec<DateTime<Utc>> = schedule["upcoming"]
         .as_array()
@@ -173,6 +177,7 @@ async fn the_detail_has_the_next_ten_fire_times_and_the_schedule() {
     assert_eq!(detail.body["history_error"], Value::Null);
 
     let heartbeat = get(&router, "/api/services/heartbeat").await.body;
+    assert_eq!(heartbeat["schedule"]["description"], "Every 30 seconds");
     let upcoming = heartbeat["schedule"]["upcoming"].as_array().unwrap();
     assert_eq!(upcoming.len(), 10);
     assert_eq!(time(&upcoming[0]), t0() + TimeDelta::seconds(30));

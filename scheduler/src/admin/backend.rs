@@ -73,8 +73,8 @@ pub trait AdminBackend: Send + Sync + 'static {
 
 // The seam between the admin API and the runtime: everything the router learns about a
 // `ServiceManager` goes through this block.
-// LEAD: the runtime keeps no local run history yet, so `history` (and `ServiceView::recent`, the
-// sparkline) are filled only in cluster mode.
+// LEAD: the runtime keeps no local run history yet, so `history` is filled only in cluster mode
+// and `ServiceView::recent` (the sparkline) not at all; fill both here once it does.
 impl AdminBackend for ServiceManager {
     fn services(&self) -> Vec<ServiceView> {
         ServiceManager::services(self)
@@ -144,7 +144,8 @@ fn fire_times(schedule: &Schedule, next: DateTime<Utc>, count: usize) -> Vec<Dat
         // Once means once, whatever the schedule would answer for a later instant.
         return std::iter::once(next).take(count).collect();
     }
-    std::iter::successors(Some(next), |t| schedule.next_after(*t))
+    std::iter::once(next)
+        .chain(schedule.upcoming(next))
         .take(count)
         .collect()
 }
