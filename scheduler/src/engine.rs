@@ -39,6 +39,8 @@ pub(crate) struct Engine {
     pub(crate) lease: Duration,
     /// How long a cancelled run may take to return before it is dropped (or, if blocking, abandoned).
     pub(crate) abort_grace: Duration,
+    /// How many finished runs each service keeps in its local history.
+    pub(crate) history_len: usize,
     pub(crate) timer: Timer,
     pub(crate) queue: RunQueue,
     pub(crate) pool: Pool,
@@ -72,6 +74,7 @@ impl Engine {
         coordinator: Option<Arc<dyn Coordinator>>,
         lease: Duration,
         abort_grace: Duration,
+        history_len: usize,
         workers: usize,
     ) -> Self {
         Engine {
@@ -80,6 +83,7 @@ impl Engine {
             coordinator,
             lease,
             abort_grace,
+            history_len,
             timer: Timer::new(),
             queue: RunQueue::new(),
             pool: Pool::new(workers),

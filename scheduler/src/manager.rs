@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use chrono::TimeDelta;
+
 use tokio::runtime::Handle;
 
 use crate::clock::{Clock, SystemClock};
@@ -21,6 +23,9 @@ use crate::{dispatcher, worker, Schedule};
 
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 const DEFAULT_ABORT_GRACE: Duration = Duration::from_secs(5);
+const DEFAULT_HISTORY: usize = 10;
+/// A bound on [`ServiceManagerBuilder::history_len`], so an absurd value cannot exhaust memory.
+const MAX_HISTORY: usize = 10_000;
 
 /// How [`ServiceManager::stop_service`] treats a run that is in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,9 +112,17 @@ pub struct ServiceManagerBuilder {
     coordinator: Option<Arc<dyn Coordinator>>,
     lease: Duration,
     abort_grace: Duration,
+    history_len: usize,
 }
 
 impl ServiceManagerBuilder {
+    /// How many finished runs each service keeps for [`ServiceManager::history`] (and the admin
+    /// page's sparkline): 10 by default, 0 to keep none. A service keeps nothing until it runs.
+    pub fn history_len(mut self, runs: usize) -> Self {
+        self.history_len = runs.min(MAX_HISTORY);
+        self
+    }
+
     /// How long a cancelled run may take to return before it is dropped: after
     /// [`StopMode::Abort`], or when a stop deadline runs out. 5 s by default.
     ///
@@ -299,6 +312,7 @@ impl ServiceManagerBuilder {
                     self.coordinator,
                     self.lease,
                     self.abort_grace,
+                    self.history_len,
                     max_concurrent_jobs,
                 )),
                 state: Mutex::new(ManagerState {
@@ -339,6 +353,7 @@ impl ServiceManager {
             coordinator: None,
             lease: DEFAULT_LEASE,
             abort_grace: DEFAULT_ABORT_GRACE,
+            history_len: DEFAULT_HISTORY,
         }
     }
 
@@ -744,6 +759,43 @@ impl ServiceManager {
             .clone()
             .ok_or(Error::NotCoordinated)?;
         Ok(coordinator.history(service, limit).await?)
+    }
+
+    /// The latest finished runs of `service` on this replica, newest first (at most
+    /// [`history_len`](ServiceManagerBuilder::history_len)); `None` for an unknown name. In cluster
+    /// mode, [`cluster_history`](Self::cluster_history) has every replica's.
+    pub fn history(&self, name: &str) -> Option<Vec<RunRecord>> {
+        let replica = self
+            .engine()
+            .coordinator
+            .as_ref()
+            .map_or("local", |coordinator| coordinator.replica())
+            .to_owned();
+        let state = self.state();
+        let slot = state.services.get(name)?;
+        let service = slot.lock();
+        let records = service
+            .history()
+            .rev()
+            .map(|run| {
+                let finished = TimeDelta::from_std(run.duration)
+                    .ok()
+                    .and_then(|took| run.started.checked_add_signed(took));
+                let mut record = RunRecord::new(
+                    name.to_owned(),
+                    run.tick,
+                    replica.clone(),
+                    1,
+                    run.started,
+                    finished,
+                    Some(run.outcome.name().to_owned()),
+                    run.error.as_deref().map(str::to_owned),
+                );
+                record.trigger = Some(run.trigger);
+                record
+            })
+            .collect();
+        Some(records)
     }
 
     /// A snapshot of every service, sorted by name.

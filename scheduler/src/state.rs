@@ -108,6 +108,58 @@ pub(crate) enum Resume {
     Exactly(DateTime<Utc>),
 }
 
+/// What the worker knows of a run that ended, for the record.
+pub(crate) struct RunFacts {
+    pub(crate) tick: DateTime<Utc>,
+    pub(crate) trigger: Trigger,
+    pub(crate) started: DateTime<Utc>,
+    pub(crate) duration: Duration,
+    /// How many runs the history keeps.
+    pub(crate) keep: usize,
+}
+
+/// One run in a service's local history: compact, since every service that runs keeps several.
+#[derive(Debug)]
+pub(crate) struct HistoryEntry {
+    pub(crate) tick: DateTime<Utc>,
+    pub(crate) started: DateTime<Utc>,
+    pub(crate) duration: Duration,
+    pub(crate) trigger: Trigger,
+    pub(crate) outcome: OutcomeKind,
+    /// The error or panic message of a failed run.
+    pub(crate) error: Option<Box<str>>,
+}
+
+/// An outcome without its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutcomeKind {
+    Succeeded,
+    Failed,
+    Panicked,
+    Aborted,
+}
+
+impl OutcomeKind {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Succeeded => OutcomeKind::Succeeded,
+            Outcome::Failed(_) => OutcomeKind::Failed,
+            Outcome::Panicked(_) => OutcomeKind::Panicked,
+            Outcome::Aborted => OutcomeKind::Aborted,
+        }
+    }
+
+    /// The name coordinators store, as [`crate::coordinator::outcome_parts`] gives it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            OutcomeKind::Succeeded => "ok",
+            OutcomeKind::Failed => "failed",
+            OutcomeKind::Panicked => "panicked",
+            OutcomeKind::Aborted => "aborted",
+        }
+    }
+}
+
 /// The counters and the last run, kept across reloads.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -121,22 +173,24 @@ pub(crate) struct Stats {
     pub(crate) skipped_paused: u64,
     pub(crate) claimed_elsewhere: u64,
     pub(crate) coordinator_error: Option<String>,
+    /// The latest runs, oldest first, at most as many as the manager keeps.
+    pub(crate) history: std::collections::VecDeque<HistoryEntry>,
 }
 
-impl Stats {
-    const NONE: Stats = Stats {
-        last_start: None,
-        last_duration: None,
-        last_outcome: None,
-        last_trigger: None,
-        runs: 0,
-        failures: 0,
-        skipped: 0,
-        skipped_paused: 0,
-        claimed_elsewhere: 0,
-        coordinator_error: None,
-    };
-}
+/// The counters of a service that has not run yet.
+static NO_STATS: Stats = Stats {
+    last_start: None,
+    last_duration: None,
+    last_outcome: None,
+    last_trigger: None,
+    runs: 0,
+    failures: 0,
+    skipped: 0,
+    skipped_paused: 0,
+    claimed_elsewhere: 0,
+    coordinator_error: None,
+    history: std::collections::VecDeque::new(),
+};
 
 /// The definition and state of one service name.
 pub(crate) struct SlotState {
@@ -319,13 +373,13 @@ impl SlotState {
     }
 
     /// The worker's run ended at `now` with `outcome`: record it and move on as `then` says.
-    pub(crate) fn end(&mut self, outcome: Outcome, duration: Duration, now: DateTime<Utc>) -> Next {
-        let Phase::Running(run) = &self.phase else {
+    pub(crate) fn end(&mut self, outcome: Outcome, run: &RunFacts, now: DateTime<Utc>) -> Next {
+        let Phase::Running(running) = &self.phase else {
             return Next::Nothing;
         };
-        let (then, resume, abandoned) = (run.then, run.resume, run.abandoned);
+        let (then, resume, abandoned) = (running.then, running.resume, running.abandoned);
         if !abandoned {
-            self.record(outcome, duration);
+            self.record(outcome, run);
         }
         match then {
             Then::Continue => self.resume_schedule(resume, now),
@@ -365,22 +419,46 @@ impl SlotState {
         }
     }
 
-    fn record(&mut self, outcome: Outcome, duration: Duration) {
-        self.stats_mut().runs += 1;
-        self.stats_mut().failures += u64::from(outcome.is_failure());
-        self.stats_mut().last_duration = Some(duration);
-        self.stats_mut().last_outcome = Some(outcome);
+    fn record(&mut self, outcome: Outcome, run: &RunFacts) {
+        let stats = self.stats_mut();
+        stats.runs += 1;
+        stats.failures += u64::from(outcome.is_failure());
+        stats.last_duration = Some(run.duration);
+        if run.keep > 0 {
+            if stats.history.len() >= run.keep {
+                stats.history.pop_front();
+            }
+            stats.history.push_back(HistoryEntry {
+                tick: run.tick,
+                started: run.started,
+                duration: run.duration,
+                trigger: run.trigger,
+                error: match &outcome {
+                    Outcome::Failed(error) | Outcome::Panicked(error) => {
+                        Some(error.as_str().into())
+                    }
+                    Outcome::Succeeded | Outcome::Aborted => None,
+                },
+                outcome: OutcomeKind::of(&outcome),
+            });
+        }
+        stats.last_outcome = Some(outcome);
     }
 
     /// A blocking run whose grace ran out: it counts as aborted now, though its thread goes on.
-    pub(crate) fn abandon(&mut self, duration: Duration) {
-        let Phase::Running(run) = &mut self.phase else {
+    pub(crate) fn abandon(&mut self, run: &RunFacts) {
+        let Phase::Running(running) = &mut self.phase else {
             return;
         };
-        if !run.abandoned {
-            run.abandoned = true;
-            self.record(Outcome::Aborted, duration);
+        if !running.abandoned {
+            running.abandoned = true;
+            self.record(Outcome::Aborted, run);
         }
+    }
+
+    /// The kept runs, oldest first.
+    pub(crate) fn history(&self) -> impl DoubleEndedIterator<Item = &HistoryEntry> {
+        self.stats.iter().flat_map(|stats| stats.history.iter())
     }
 
     /// Stops the service: no run begins after this. Returns the token of the run in progress, if
@@ -575,7 +653,7 @@ impl SlotState {
     }
 
     pub(crate) fn status(&self, name: &str) -> ServiceStatus {
-        let stats = self.stats.as_deref().unwrap_or(&Stats::NONE);
+        let stats = self.stats.as_deref().unwrap_or(&NO_STATS);
         ServiceStatus {
             name: name.to_owned(),
             schedule: self.service.schedule.to_string(),

@@ -33,7 +33,7 @@ use crate::cancel::CancelToken;
 use crate::engine::Engine;
 use crate::job::{Job, JobContext};
 use crate::queue::Fire;
-use crate::state::Slot;
+use crate::state::{RunFacts, Slot};
 use crate::status::{Failure, Outcome};
 
 /// Spawns workers until there are as many as the pool's target.
@@ -135,7 +135,7 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
     let span =
         tracing::info_span!("service_run", service = %slot.name, tick = %LogTime(tick), %trigger);
     let began = tokio::time::Instant::now();
-    let execute = execute(engine, &slot, job, ctx, &cancel, span.clone(), began);
+    let execute = execute(engine, &slot, job, ctx, &cancel, span.clone(), (began, now));
     let outcome = match (&ticket, &engine.coordinator) {
         (Some(ticket), Some(coordinator)) => {
             // Boxed: coordination is the rare path, and would otherwise widen every run's future.
@@ -155,7 +155,14 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         .and_then(|took| now.checked_add_signed(took))
         .unwrap_or(now);
     span.in_scope(|| report(engine, &slot.name, tick, &outcome, duration));
-    let next = slot.lock().end(outcome.clone(), duration, end);
+    let facts = RunFacts {
+        tick,
+        trigger,
+        started: now,
+        duration,
+        keep: engine.history_len,
+    };
+    let next = slot.lock().end(outcome.clone(), &facts, end);
     engine.apply(&slot, next);
     engine.run_ended();
     if let (Some(ticket), Some(coordinator)) = (ticket, &engine.coordinator) {
@@ -177,9 +184,10 @@ async fn execute(
     ctx: JobContext,
     cancel: &CancelToken,
     span: tracing::Span,
-    began: tokio::time::Instant,
+    (began, started_at): (tokio::time::Instant, DateTime<Utc>),
 ) -> Outcome {
     let id = slot_id(slot);
+    let (ctx_tick, ctx_trigger) = (ctx.tick(), ctx.trigger());
     match job {
         Job::Async(job) => {
             let run = InRun {
@@ -228,7 +236,13 @@ async fn execute(
                         outcome
                     } else {
                         // Given up on: the stop no longer waits, but the thread keeps its slot.
-                        slot.lock().abandon(began.elapsed());
+                        slot.lock().abandon(&RunFacts {
+                            tick: ctx_tick,
+                            trigger: ctx_trigger,
+                            started: started_at,
+                            duration: began.elapsed(),
+                            keep: engine.history_len,
+                        });
                         engine.run_ended();
                         tracing::warn!(service = %slot.name,
                             "blocking job still running after its abort grace; its slot stays taken until it returns");

@@ -553,3 +553,55 @@ async fn pause_skips_ticks_resume_keeps_the_grid_and_run_now_never_overlaps() {
         Err(Error::UnknownService(_))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_local_history_keeps_the_latest_runs_newest_first() {
+    let manager = ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .history_len(3)
+        .build()
+        .unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    manager.add_service(
+        "flaky",
+        Service::new(every(10), move |_ctx| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                sleep(Duration::from_secs(1)).await;
+                if n % 2 == 1 {
+                    Err(format!("attempt {n} failed"))
+                } else {
+                    Ok(())
+                }
+            }
+        }),
+    );
+    assert_eq!(manager.history("flaky"), Some(Vec::new()));
+    assert_eq!(manager.history("nope"), None);
+    manager.start().unwrap();
+    sleep(Duration::from_millis(40_500)).await; // runs at 10, 20, 30, 40 (done at 41: not yet)
+    let history = manager.history("flaky").unwrap();
+    let summary: Vec<_> = history
+        .iter()
+        .map(|r| (r.tick, r.outcome.clone(), r.error.clone(), r.finished))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (secs(30), Some("ok".to_owned()), None, Some(secs(31))),
+            (
+                secs(20),
+                Some("failed".to_owned()),
+                Some("attempt 1 failed".to_owned()),
+                Some(secs(21))
+            ),
+            (secs(10), Some("ok".to_owned()), None, Some(secs(11))),
+        ]
+    );
+    sleep(Duration::from_secs(1)).await;
+    let history = manager.history("flaky").unwrap();
+    assert_eq!(history.len(), 3, "bounded by history_len");
+    assert_eq!((history[0].tick, history[2].tick), (secs(40), secs(20)));
+    assert_eq!(history[0].trigger, Some(Trigger::Schedule));
+}

@@ -6,7 +6,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use super::error::AdminError;
-use super::view::{ReloadView, RunView, ServiceView};
+use super::view::{ReloadView, RunOutcome, RunView, ServiceView};
 use crate::manager::ServiceManager;
 use crate::Schedule;
 
@@ -73,28 +73,33 @@ pub trait AdminBackend: Send + Sync + 'static {
 
 // The seam between the admin API and the runtime: everything the router learns about a
 // `ServiceManager` goes through this block.
-// LEAD: the runtime keeps no local run history yet, so `history` is filled only in cluster mode
-// and `ServiceView::recent` (the sparkline) not at all; fill both here once it does.
+// History: the coordinator's in cluster mode, else the runs this manager kept
+// (`ServiceManager::history`), which also give the sparkline (`ServiceView::recent`).
 impl AdminBackend for ServiceManager {
     fn services(&self) -> Vec<ServiceView> {
         ServiceManager::services(self)
             .iter()
-            .map(ServiceView::from)
+            .map(|status| with_recent(self, ServiceView::from(status)))
             .collect()
     }
 
     fn service(&self, name: &str) -> Option<ServiceView> {
         ServiceManager::service(self, name)
             .as_ref()
-            .map(ServiceView::from)
+            .map(|status| with_recent(self, ServiceView::from(status)))
     }
 
     async fn history(&self, name: &str, limit: usize) -> Result<Vec<RunView>, AdminError> {
         known(self, name)?;
         match self.cluster_history(name, limit).await {
             Ok(records) => Ok(records.iter().map(RunView::from).collect()),
-            // No local history in the runtime yet: nothing to show without a coordinator.
-            Err(crate::Error::NotCoordinated) => Ok(Vec::new()),
+            // Without a coordinator, the runs this manager kept.
+            Err(crate::Error::NotCoordinated) => Ok(ServiceManager::history(self, name)
+                .unwrap_or_default()
+                .iter()
+                .take(limit)
+                .map(RunView::from)
+                .collect()),
             Err(error) => Err(error.into()),
         }
     }
@@ -148,6 +153,18 @@ fn fire_times(schedule: &Schedule, next: DateTime<Utc>, count: usize) -> Vec<Dat
         .chain(schedule.upcoming(next))
         .take(count)
         .collect()
+}
+
+/// Fills the sparkline from the runs the manager kept, oldest first.
+fn with_recent(manager: &ServiceManager, mut view: ServiceView) -> ServiceView {
+    if let Some(history) = ServiceManager::history(manager, &view.name) {
+        view.recent = history
+            .iter()
+            .rev()
+            .filter_map(|run| run.outcome.as_deref().and_then(RunOutcome::from_name))
+            .collect();
+    }
+    view
 }
 
 #[cfg(test)]

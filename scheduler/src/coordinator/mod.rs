@@ -145,6 +145,8 @@ pub struct RunRecord {
     pub outcome: Option<String>,
     /// The error or panic message of a failed run.
     pub error: Option<String>,
+    /// Why the run happened, where it is known (the local history knows it).
+    pub trigger: Option<crate::status::Trigger>,
 }
 
 impl RunRecord {
@@ -169,6 +171,7 @@ impl RunRecord {
             finished,
             outcome,
             error,
+            trigger: None,
         }
     }
 }
