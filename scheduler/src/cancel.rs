@@ -34,6 +34,8 @@ const CANCELLED: u8 = 1;
 const ABORTED: u8 = 2;
 /// The grace period is over.
 const FORCED: u8 = 4;
+/// ... because the run exceeded its time limit.
+const TIMED_OUT: u8 = 8;
 
 impl std::fmt::Debug for CancelToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,6 +54,15 @@ impl CancelToken {
     /// Aborts the run: it is asked to stop, and counts as aborted however it ends.
     pub(crate) fn abort(&self) {
         self.raise(CANCELLED | ABORTED);
+    }
+
+    /// The run exceeded its time limit: cancelled, and counted as timed out however it ends.
+    pub(crate) fn time_out(&self) {
+        self.raise(CANCELLED | ABORTED | TIMED_OUT);
+    }
+
+    pub(crate) fn is_timed_out(&self) -> bool {
+        self.0.level.load(Ordering::Acquire) & TIMED_OUT != 0
     }
 
     /// Ends the grace period at once (a stop deadline that ran out).

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::coordinator::{ClaimPolicy, Coordinator};
 use crate::engine::{Engine, SUMMARY_EVERY};
 use crate::queue::Fire;
-use crate::state::Slot;
+use crate::state::{Fired, Slot};
 use crate::timer::{Due, Wait};
 
 /// Starts the dispatcher of this start (`epoch`) on `handle`.
@@ -76,8 +76,14 @@ fn fire(engine: &Arc<Engine>, due: Due, out: &mut Vec<Fire>) {
     let Due {
         generation, slot, ..
     } = due;
-    let Some((tick, generation)) = slot.lock().fire(generation) else {
-        return;
+    let fired = slot.lock().fire(generation, &slot.name);
+    let (tick, generation) = match fired {
+        Fired::Stale => return,
+        Fired::Later { at, generation } => {
+            engine.timer.insert(slot, at, generation);
+            return;
+        }
+        Fired::Now { tick, generation } => (tick, generation),
     };
     match &engine.coordinator {
         None => out.push(Fire {

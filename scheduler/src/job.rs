@@ -101,6 +101,7 @@ pub struct JobContext {
     name: Arc<str>,
     tick: DateTime<Utc>,
     trigger: Trigger,
+    attempt: u32,
     cancel: CancelToken,
 }
 
@@ -109,14 +110,21 @@ impl JobContext {
         name: Arc<str>,
         tick: DateTime<Utc>,
         trigger: Trigger,
+        attempt: u32,
         cancel: CancelToken,
     ) -> Self {
         JobContext {
             name,
             tick,
             trigger,
+            attempt,
             cancel,
         }
+    }
+
+    /// 1 for a tick's first run, 2 and more for its [retries](crate::Service::retries).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
     }
 
     /// The service's name.
@@ -156,6 +164,7 @@ impl fmt::Debug for JobContext {
             .field("name", &self.name())
             .field("tick", &self.tick)
             .field("trigger", &self.trigger)
+            .field("attempt", &self.attempt)
             .field("cancelled", &self.is_cancelled())
             .finish_non_exhaustive()
     }

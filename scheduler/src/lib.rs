@@ -127,6 +127,7 @@ mod error;
 mod status;
 // Definitions.
 mod job;
+mod policy;
 mod registry;
 mod send_check;
 mod service;

@@ -458,7 +458,10 @@ impl ServiceManager {
         if let Some(slot) = state.services.get(name) {
             let next = {
                 let mut service = slot.lock();
-                let was_scheduled = matches!(service.phase, SlotPhase::Scheduled { .. });
+                let was_scheduled = matches!(
+                    service.phase,
+                    SlotPhase::Scheduled { .. } | SlotPhase::Waiting { .. }
+                );
                 let next = service.replace(
                     effective.service,
                     effective.origin,
@@ -580,7 +583,10 @@ impl ServiceManager {
         let slot = self.slot(name)?;
         let run = {
             let mut service = slot.lock();
-            if matches!(service.phase, SlotPhase::Scheduled { .. }) {
+            if matches!(
+                service.phase,
+                SlotPhase::Scheduled { .. } | SlotPhase::Waiting { .. }
+            ) {
                 self.engine().timer.forget_one();
             }
             service.stop()
@@ -671,7 +677,10 @@ impl ServiceManager {
     pub fn pause(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
         let mut service = slot.lock();
-        let was_scheduled = matches!(service.phase, SlotPhase::Scheduled { .. });
+        let was_scheduled = matches!(
+            service.phase,
+            SlotPhase::Scheduled { .. } | SlotPhase::Waiting { .. }
+        );
         if service.pause() {
             if was_scheduled {
                 self.engine().timer.forget_one();
@@ -722,7 +731,10 @@ impl ServiceManager {
         let now = self.engine().clock.now();
         let result = {
             let mut service = slot.lock();
-            let was_scheduled = matches!(service.phase, SlotPhase::Scheduled { .. });
+            let was_scheduled = matches!(
+                service.phase,
+                SlotPhase::Scheduled { .. } | SlotPhase::Waiting { .. }
+            );
             let result = service.run_now(now);
             if was_scheduled && result.is_ok() {
                 self.engine().timer.forget_one();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::job::{IntoJobResult, Job, JobContext};
+use crate::policy::Policies;
 use crate::Schedule;
 
 /// A schedule and the job it fires, for services built at run time.
@@ -35,6 +36,7 @@ pub struct Service {
     pub(crate) job: Job,
     pub(crate) on_start: bool,
     pub(crate) delivery: Delivery,
+    pub(crate) policies: Option<Box<Policies>>,
 }
 
 impl Service {
@@ -102,7 +104,76 @@ impl Service {
             job,
             on_start: false,
             delivery: Delivery::AtMostOnce,
+            policies: None,
         }
+    }
+
+    fn policies_mut(&mut self) -> &mut Policies {
+        self.policies.get_or_insert_with(Box::default)
+    }
+
+    /// A time limit per run. A run that exceeds it is cancelled like an abort: its
+    /// [`JobContext`] is signalled, it has the manager's
+    /// [`abort_grace`](crate::ServiceManagerBuilder::abort_grace) to return, and then it is dropped
+    /// (a blocking job keeps its worker until its thread returns). Its outcome is
+    /// [`Outcome::TimedOut`](crate::Outcome::TimedOut), a failure: it reaches the failure hook, may
+    /// be retried, and the schedule goes on. A zero limit means none.
+    ///
+    /// ```
+    /// # use scheduler::{Schedule, Service};
+    /// # use std::time::Duration;
+    /// let sync = Service::new(Schedule::every(Duration::from_secs(60))?, |_ctx| async {})
+    ///     .timeout(Duration::from_secs(30))
+    ///     .retries(3);
+    /// # Ok::<(), scheduler::ScheduleError>(())
+    /// ```
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.policies_mut().timeout = (!limit.is_zero()).then_some(limit);
+        self
+    }
+
+    /// Retries a failed run (an `Err`, a panic or a timeout) up to `retries` more times, as further
+    /// attempts of the *same tick* ([`JobContext::attempt`] counts them), after an exponential
+    /// backoff ([`retry_backoff`](Self::retry_backoff)). Attempts never overlap another run of the
+    /// service. A retry that would come at or after the next tick is dropped, and counted in
+    /// [`ServiceStatus::retries_dropped`](crate::ServiceStatus::retries_dropped): the next tick
+    /// wins. No retries by default.
+    #[must_use]
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.policies_mut().retries = retries;
+        self
+    }
+
+    /// The backoff between attempts: `base × 2^(k-1)` before retry *k*, at most `cap`, then a
+    /// random part of it taken off (between half and all of it stays). 1 s and 60 s by default.
+    #[must_use]
+    pub fn retry_backoff(mut self, base: Duration, cap: Duration) -> Self {
+        let policies = self.policies_mut();
+        policies.backoff_base = Some(base);
+        policies.backoff_cap = Some(cap.max(base));
+        self
+    }
+
+    /// Starts each run a random delay in `[0, jitter)` after its tick, so that many services (or
+    /// replicas) due at once do not all start at once. The tick itself stays on the schedule's
+    /// grid ([`JobContext::tick`] is the tick). The delays are drawn from the service's name, the
+    /// tick and [`jitter_seed`](Self::jitter_seed), so they are reproducible.
+    #[must_use]
+    pub fn jitter(mut self, jitter: Duration) -> Self {
+        self.policies_mut().jitter = (!jitter.is_zero()).then_some(jitter);
+        self
+    }
+
+    /// The seed of the jitter and backoff delays (0 by default).
+    #[must_use]
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.policies_mut().seed = seed;
+        self
+    }
+
+    pub(crate) fn policies(&self) -> Option<&Policies> {
+        self.policies.as_deref()
     }
 
     /// Also run once as soon as the service is started, before its first tick. Off by default.
@@ -137,6 +208,7 @@ impl fmt::Debug for Service {
             .field("schedule", &self.schedule)
             .field("on_start", &self.on_start)
             .field("delivery", &self.delivery)
+            .field("policies", &self.policies)
             .field(
                 "job",
                 &match self.job {

@@ -58,9 +58,18 @@ pub(crate) enum Phase {
     Scheduled {
         next: DateTime<Utc>,
     },
+    /// A tick (or a retry of one) whose run starts later than its tick: jitter, or a retry's
+    /// backoff. In the timer until `at`, like `Scheduled`.
+    Waiting {
+        at: DateTime<Utc>,
+        tick: DateTime<Utc>,
+        attempt: u32,
+    },
     Queued {
         tick: DateTime<Utc>,
         trigger: Trigger,
+        /// 1 for a tick's first run, more for its retries.
+        attempt: u32,
         resume: Resume,
         /// `Pause` for a manual run of a paused service, which returns to paused.
         then: Then,
@@ -79,6 +88,7 @@ pub(crate) enum Phase {
 #[derive(Debug)]
 pub(crate) struct Run {
     pub(crate) cancel: CancelToken,
+    pub(crate) attempt: u32,
     pub(crate) then: Then,
     pub(crate) resume: Resume,
     /// A blocking job whose abort grace ran out: its outcome is recorded, its thread still runs.
@@ -110,6 +120,7 @@ pub(crate) enum Resume {
 
 /// What the worker knows of a run that ended, for the record.
 pub(crate) struct RunFacts {
+    pub(crate) name: Arc<str>,
     pub(crate) tick: DateTime<Utc>,
     pub(crate) trigger: Trigger,
     pub(crate) started: DateTime<Utc>,
@@ -137,6 +148,7 @@ pub(crate) enum OutcomeKind {
     Failed,
     Panicked,
     Aborted,
+    TimedOut,
 }
 
 impl OutcomeKind {
@@ -146,6 +158,7 @@ impl OutcomeKind {
             Outcome::Failed(_) => OutcomeKind::Failed,
             Outcome::Panicked(_) => OutcomeKind::Panicked,
             Outcome::Aborted => OutcomeKind::Aborted,
+            Outcome::TimedOut => OutcomeKind::TimedOut,
         }
     }
 
@@ -156,6 +169,7 @@ impl OutcomeKind {
             OutcomeKind::Failed => "failed",
             OutcomeKind::Panicked => "panicked",
             OutcomeKind::Aborted => "aborted",
+            OutcomeKind::TimedOut => "timed_out",
         }
     }
 }
@@ -172,6 +186,7 @@ pub(crate) struct Stats {
     pub(crate) skipped: u64,
     pub(crate) skipped_paused: u64,
     pub(crate) claimed_elsewhere: u64,
+    pub(crate) retries_dropped: u64,
     pub(crate) coordinator_error: Option<String>,
     /// The latest runs, oldest first, at most as many as the manager keeps.
     pub(crate) history: std::collections::VecDeque<HistoryEntry>,
@@ -188,6 +203,7 @@ static NO_STATS: Stats = Stats {
     skipped: 0,
     skipped_paused: 0,
     claimed_elsewhere: 0,
+    retries_dropped: 0,
     coordinator_error: None,
     history: std::collections::VecDeque::new(),
 };
@@ -256,6 +272,7 @@ impl SlotState {
             self.phase = Phase::Queued {
                 tick: now,
                 trigger: Trigger::Start,
+                attempt: 1,
                 resume: Resume::From(first),
                 then: Then::Continue,
             };
@@ -276,21 +293,41 @@ impl SlotState {
         }
     }
 
-    /// The timer found `(slot, generation)` due: queue the tick, unless the entry is stale.
-    pub(crate) fn fire(&mut self, generation: u32) -> Option<(DateTime<Utc>, u32)> {
-        match self.phase {
-            Phase::Scheduled { next } if self.generation == generation => {
-                let resume = Resume::After(next);
-                self.phase = Phase::Queued {
-                    tick: next,
-                    trigger: Trigger::Schedule,
-                    resume,
-                    then: Then::Continue,
-                };
-                Some((next, generation))
-            }
-            _ => None,
+    /// The timer found `(slot, generation)` due: queue the tick, or hold it back for its jitter;
+    /// nothing if the entry is stale.
+    pub(crate) fn fire(&mut self, generation: u32, name: &str) -> Fired {
+        if self.generation != generation {
+            return Fired::Stale;
         }
+        let (tick, attempt) = match self.phase {
+            Phase::Scheduled { next } => {
+                let delay = self
+                    .service
+                    .policies()
+                    .map_or(Duration::ZERO, |p| p.start_delay(name, next));
+                if !delay.is_zero() {
+                    if let Some(at) = add(next, delay) {
+                        self.phase = Phase::Waiting {
+                            at,
+                            tick: next,
+                            attempt: 1,
+                        };
+                        return Fired::Later { at, generation };
+                    }
+                }
+                (next, 1)
+            }
+            Phase::Waiting { tick, attempt, .. } => (tick, attempt),
+            _ => return Fired::Stale,
+        };
+        self.phase = Phase::Queued {
+            tick,
+            trigger: Trigger::Schedule,
+            attempt,
+            resume: Resume::After(tick),
+            then: Then::Continue,
+        };
+        Fired::Now { tick, generation }
     }
 
     /// A worker takes the queued tick: the run begins at `now`, unless the item is stale.
@@ -298,10 +335,11 @@ impl SlotState {
         &mut self,
         generation: u32,
         now: DateTime<Utc>,
-    ) -> Option<(DateTime<Utc>, Trigger, CancelToken)> {
+    ) -> Option<(DateTime<Utc>, Trigger, u32, CancelToken)> {
         let Phase::Queued {
             tick,
             trigger,
+            attempt,
             resume,
             then,
         } = self.phase
@@ -314,13 +352,14 @@ impl SlotState {
         let cancel = CancelToken::default();
         self.phase = Phase::Running(Run {
             cancel: cancel.clone(),
+            attempt,
             then,
             resume,
             abandoned: false,
         });
         self.stats_mut().last_start = Some(now);
         self.stats_mut().last_trigger = Some(trigger);
-        Some((tick, trigger, cancel))
+        Some((tick, trigger, attempt, cancel))
     }
 
     /// Replaces the tick the queued item will run (a coordinator's takeover of an older tick).
@@ -377,11 +416,23 @@ impl SlotState {
         let Phase::Running(running) = &self.phase else {
             return Next::Nothing;
         };
-        let (then, resume, abandoned) = (running.then, running.resume, running.abandoned);
+        let (then, resume, abandoned, attempt) = (
+            running.then,
+            running.resume,
+            running.abandoned,
+            running.attempt,
+        );
+        let failed = outcome.is_failure();
         if !abandoned {
             self.record(outcome, run);
         }
         match then {
+            Then::Continue if failed => {
+                if let Some(next) = self.retry(run, attempt, resume, now) {
+                    return next;
+                }
+                self.resume_schedule(resume, now)
+            }
             Then::Continue => self.resume_schedule(resume, now),
             Then::Stop => {
                 self.phase = Phase::Stopped;
@@ -419,6 +470,34 @@ impl SlotState {
         }
     }
 
+    /// Schedules the next attempt of a failed run's tick, if the service retries and the attempt
+    /// would come before the next tick; a retry that would not is dropped and counted.
+    fn retry(
+        &mut self,
+        run: &RunFacts,
+        attempt: u32,
+        resume: Resume,
+        now: DateTime<Utc>,
+    ) -> Option<Next> {
+        let policies = self.service.policies()?;
+        if attempt > policies.retries {
+            return None;
+        }
+        let at = add(now, policies.backoff(&run.name, run.tick, attempt + 1))?;
+        let (_, next_tick) = catch_up(&self.service.schedule, self.pending(resume), now);
+        if next_tick.is_some_and(|next| at >= next) {
+            self.stats_mut().retries_dropped += 1;
+            return None;
+        }
+        let generation = self.bump();
+        self.phase = Phase::Waiting {
+            at,
+            tick: run.tick,
+            attempt: attempt + 1,
+        };
+        Some(Next::Timer { at, generation })
+    }
+
     fn record(&mut self, outcome: Outcome, run: &RunFacts) {
         let stats = self.stats_mut();
         stats.runs += 1;
@@ -437,7 +516,7 @@ impl SlotState {
                     Outcome::Failed(error) | Outcome::Panicked(error) => {
                         Some(error.as_str().into())
                     }
-                    Outcome::Succeeded | Outcome::Aborted => None,
+                    Outcome::Succeeded | Outcome::Aborted | Outcome::TimedOut => None,
                 },
                 outcome: OutcomeKind::of(&outcome),
             });
@@ -491,6 +570,13 @@ impl SlotState {
         match &mut self.phase {
             Phase::Scheduled { next } => {
                 let pending = Some(*next);
+                self.bump();
+                self.phase = Phase::Paused { pending };
+                true
+            }
+            Phase::Waiting { tick, .. } => {
+                // The delayed run has not begun: it counts as skipped while paused.
+                let pending = Some(*tick);
                 self.bump();
                 self.phase = Phase::Paused { pending };
                 true
@@ -555,6 +641,7 @@ impl SlotState {
     pub(crate) fn run_now(&mut self, now: DateTime<Utc>) -> Result<Next, RunNowRefusal> {
         let (resume, then) = match self.phase {
             Phase::Scheduled { next } => (Resume::From(Some(next)), Then::Continue),
+            Phase::Waiting { tick, .. } => (Resume::After(tick), Then::Continue),
             Phase::Finished => (Resume::From(None), Then::Continue),
             Phase::Paused { pending } => (Resume::From(pending), Then::Pause),
             Phase::Queued { .. } | Phase::Running(_) => return Err(RunNowRefusal::AlreadyRunning),
@@ -566,6 +653,7 @@ impl SlotState {
         self.phase = Phase::Queued {
             tick: now,
             trigger: Trigger::Manual,
+            attempt: 1,
             resume,
             then,
         };
@@ -630,7 +718,7 @@ impl SlotState {
     pub(crate) fn state(&self) -> ServiceState {
         match &self.phase {
             Phase::NotStarted => ServiceState::NotStarted,
-            Phase::Scheduled { .. } => ServiceState::Idle,
+            Phase::Scheduled { .. } | Phase::Waiting { .. } => ServiceState::Idle,
             Phase::Queued { .. } => ServiceState::WaitingForSlot,
             Phase::Running(run) => match run.then {
                 Then::Stop | Then::Disable => ServiceState::Stopping,
@@ -646,6 +734,7 @@ impl SlotState {
     pub(crate) fn next_fire(&self) -> Option<DateTime<Utc>> {
         match &self.phase {
             Phase::Scheduled { next } => Some(*next),
+            Phase::Waiting { at, .. } => Some(*at),
             Phase::Queued { tick, .. } => Some(*tick),
             Phase::Running(run) if run.then == Then::Continue => self.pending(run.resume),
             _ => None,
@@ -669,9 +758,30 @@ impl SlotState {
             claimed_elsewhere: stats.claimed_elsewhere,
             coordinator_error: stats.coordinator_error.clone(),
             skipped_paused: stats.skipped_paused,
+            retries_dropped: stats.retries_dropped,
             last_trigger: stats.last_trigger,
         }
     }
+}
+
+/// What [`SlotState::fire`] did with a due timer entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fired {
+    /// The entry was stale: nothing to do.
+    Stale,
+    /// The tick is queued under `generation`.
+    Now {
+        tick: DateTime<Utc>,
+        generation: u32,
+    },
+    /// The run starts later (jitter): put the slot back in the timer at `at`.
+    Later { at: DateTime<Utc>, generation: u32 },
+}
+
+fn add(at: DateTime<Utc>, delay: Duration) -> Option<DateTime<Utc>> {
+    TimeDelta::from_std(delay)
+        .ok()
+        .and_then(|delay| at.checked_add_signed(delay))
 }
 
 /// Why [`SlotState::run_now`] refused.

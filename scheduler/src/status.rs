@@ -107,12 +107,17 @@ pub enum Outcome {
     Panicked(String),
     /// The run was cancelled by [`StopMode::Abort`](crate::StopMode::Abort) or a stop deadline.
     Aborted,
+    /// The run exceeded its [`timeout`](crate::Service::timeout) and was cancelled.
+    TimedOut,
 }
 
 impl Outcome {
-    /// Whether the run failed (returned `Err` or panicked).
+    /// Whether the run failed (returned `Err`, panicked or timed out).
     pub fn is_failure(&self) -> bool {
-        matches!(self, Outcome::Failed(_) | Outcome::Panicked(_))
+        matches!(
+            self,
+            Outcome::Failed(_) | Outcome::Panicked(_) | Outcome::TimedOut
+        )
     }
 }
 
@@ -123,6 +128,7 @@ impl fmt::Display for Outcome {
             Outcome::Failed(error) => write!(f, "failed: {error}"),
             Outcome::Panicked(message) => write!(f, "panicked: {message}"),
             Outcome::Aborted => f.write_str("aborted"),
+            Outcome::TimedOut => f.write_str("timed out"),
         }
     }
 }
@@ -161,6 +167,8 @@ pub struct ServiceStatus {
     pub coordinator_error: Option<String>,
     /// Ticks skipped because the service was paused when they came.
     pub skipped_paused: u64,
+    /// Retries not made because the next tick came first.
+    pub retries_dropped: u64,
     /// Why the running (or last) run was started.
     pub last_trigger: Option<Trigger>,
 }

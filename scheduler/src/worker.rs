@@ -124,18 +124,32 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         ticket,
     } = fire;
     let now = engine.clock.now();
-    let (tick, trigger, cancel, job) = {
+    let (tick, trigger, attempt, cancel, job, timeout) = {
         let mut state = slot.lock();
-        let Some((tick, trigger, cancel)) = state.begin(generation, now) else {
+        let Some((tick, trigger, attempt, cancel)) = state.begin(generation, now) else {
             return;
         };
-        (tick, trigger, cancel, state.service.job.clone())
+        let timeout = state.service.policies().and_then(|p| p.timeout);
+        (
+            tick,
+            trigger,
+            attempt,
+            cancel,
+            state.service.job.clone(),
+            timeout,
+        )
     };
-    let ctx = JobContext::new(slot.name.clone(), tick, trigger, cancel.clone());
-    let span =
-        tracing::info_span!("service_run", service = %slot.name, tick = %LogTime(tick), %trigger);
+    let ctx = JobContext::new(slot.name.clone(), tick, trigger, attempt, cancel.clone());
+    let span = tracing::info_span!("service_run", service = %slot.name, tick = %LogTime(tick),
+        %trigger, attempt);
     let began = tokio::time::Instant::now();
-    let execute = execute(engine, &slot, job, ctx, &cancel, span.clone(), (began, now));
+    let limits = Limits {
+        cancel: &cancel,
+        timeout,
+        began,
+        started_at: now,
+    };
+    let execute = execute(engine, &slot, job, ctx, &limits, span.clone());
     let outcome = match (&ticket, &engine.coordinator) {
         (Some(ticket), Some(coordinator)) => {
             // Boxed: coordination is the rare path, and would otherwise widen every run's future.
@@ -156,6 +170,7 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         .unwrap_or(now);
     span.in_scope(|| report(engine, &slot.name, tick, &outcome, duration));
     let facts = RunFacts {
+        name: slot.name.clone(),
         tick,
         trigger,
         started: now,
@@ -176,16 +191,41 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
     }
 }
 
+/// What bounds a run: its token, its time limit, and when it began (monotonic and wall clock).
+#[derive(Clone, Copy)]
+struct Limits<'a> {
+    cancel: &'a CancelToken,
+    timeout: Option<Duration>,
+    began: tokio::time::Instant,
+    started_at: DateTime<Utc>,
+}
+
 /// Runs the job to its outcome, honouring cancellation and the grace period.
 async fn execute(
     engine: &Engine,
     slot: &Arc<Slot>,
     job: Job,
     ctx: JobContext,
-    cancel: &CancelToken,
+    limits: &Limits<'_>,
     span: tracing::Span,
-    (began, started_at): (tokio::time::Instant, DateTime<Utc>),
 ) -> Outcome {
+    let Limits {
+        cancel,
+        timeout,
+        began,
+        started_at,
+    } = *limits;
+    // A stop's cancellation, or the run's time limit running out (which cancels it too).
+    let stop_asked = async {
+        match timeout {
+            Some(limit) => tokio::select! {
+                biased;
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(limit) => cancel.time_out(),
+            },
+            None => cancel.cancelled().await,
+        }
+    };
     let id = slot_id(slot);
     let (ctx_tick, ctx_trigger) = (ctx.tick(), ctx.trigger());
     match job {
@@ -202,12 +242,12 @@ async fn execute(
             tokio::select! {
                 biased;
                 result = run.as_mut() => outcome_of(result, cancel),
-                () = cancel.cancelled() => {
+                () = stop_asked => {
                     tokio::select! {
                         biased;
                         result = run.as_mut() => outcome_of(result, cancel),
-                        () = tokio::time::sleep(engine.abort_grace) => Outcome::Aborted,
-                        () = cancel.forced() => Outcome::Aborted,
+                        () = tokio::time::sleep(engine.abort_grace) => cut_short(cancel),
+                        () = cancel.forced() => cut_short(cancel),
                     }
                 }
             }
@@ -225,7 +265,7 @@ async fn execute(
             tokio::select! {
                 biased;
                 result = thread.as_mut() => joined(result),
-                () = cancel.cancelled() => {
+                () = stop_asked => {
                     let returned = tokio::select! {
                         biased;
                         result = thread.as_mut() => Some(joined(result)),
@@ -237,6 +277,7 @@ async fn execute(
                     } else {
                         // Given up on: the stop no longer waits, but the thread keeps its slot.
                         slot.lock().abandon(&RunFacts {
+                            name: slot.name.clone(),
                             tick: ctx_tick,
                             trigger: ctx_trigger,
                             started: started_at,
@@ -247,7 +288,7 @@ async fn execute(
                         tracing::warn!(service = %slot.name,
                             "blocking job still running after its abort grace; its slot stays taken until it returns");
                         let _ = thread.as_mut().await;
-                        Outcome::Aborted
+                        cut_short(cancel)
                     }
                 }
             }
@@ -264,12 +305,21 @@ fn outcome_of(
     cancel: &CancelToken,
 ) -> Outcome {
     if cancel.is_aborted() {
-        return Outcome::Aborted;
+        return cut_short(cancel);
     }
     match result {
         Ok(Ok(())) => Outcome::Succeeded,
         Ok(Err(error)) => Outcome::Failed(error),
         Err(panic) => Outcome::Panicked(panic_message(&*panic)),
+    }
+}
+
+/// The outcome of a run that was stopped from outside: timed out, or aborted.
+fn cut_short(cancel: &CancelToken) -> Outcome {
+    if cancel.is_timed_out() {
+        Outcome::TimedOut
+    } else {
+        Outcome::Aborted
     }
 }
 
@@ -305,6 +355,7 @@ fn report(engine: &Engine, name: &str, tick: DateTime<Utc>, outcome: &Outcome, t
             tracing::error!(%duration, panic = %message, "run panicked");
         }
         Outcome::Aborted => tracing::warn!(%duration, "run aborted"),
+        Outcome::TimedOut => tracing::error!(%duration, "run timed out"),
     }
     if let (true, Some(hook)) = (outcome.is_failure(), &engine.on_failure) {
         let failure = Failure {

@@ -202,5 +202,6 @@ pub fn outcome_parts(outcome: &Outcome) -> (&'static str, Option<&str>) {
         Outcome::Failed(error) => ("failed", Some(error)),
         Outcome::Panicked(message) => ("panicked", Some(message)),
         Outcome::Aborted => ("aborted", None),
+        Outcome::TimedOut => ("timed_out", None),
     }
 }

@@ -1,0 +1,139 @@
+//! Job policies: a time limit per run, retries with backoff, and a random start delay (jitter).
+//!
+//! Plain data and pure math; the state machine ([`crate::state`]) and the workers apply them.
+//!
+//! ```text
+//! retries = 2, backoff base 1 s (cap 60 s), a 10 s period:
+//! tick 0 ──run (fails)── +~1 s ──attempt 2 (fails)── +~2 s ──attempt 3 (ok)          tick 10 ──run
+//!                        └ a retry of tick 0: the same tick, never overlapping a run
+//! a retry that would come at or after the next tick is dropped (counted in `retries_dropped`):
+//! the next tick wins, so a failing service never falls behind its schedule
+//! ```
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// What a service asks of its runs beyond its schedule. Boxed in a [`Service`](crate::Service), so a
+/// service without policies pays one pointer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Policies {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+    pub(crate) backoff_base: Option<Duration>,
+    pub(crate) backoff_cap: Option<Duration>,
+    pub(crate) jitter: Option<Duration>,
+    pub(crate) seed: u64,
+}
+
+pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+impl Policies {
+    /// The delay before attempt `next_attempt` (2 for the first retry): `base × 2^(n-2)`, capped,
+    /// then "equal jitter" (between half and all of it), drawn from `(seed, service, tick, attempt)`.
+    pub(crate) fn backoff(
+        &self,
+        service: &str,
+        tick: DateTime<Utc>,
+        next_attempt: u32,
+    ) -> Duration {
+        let base = self.backoff_base.unwrap_or(DEFAULT_BACKOFF_BASE);
+        let cap = self.backoff_cap.unwrap_or(DEFAULT_BACKOFF_CAP);
+        let doublings = next_attempt.saturating_sub(2).min(62);
+        let full = base
+            .checked_mul(1u32 << doublings.min(31))
+            .unwrap_or(cap)
+            .min(cap);
+        let fraction = 0.5 + 0.5 * unit(self.seed, service, tick, next_attempt);
+        full.mul_f64(fraction)
+    }
+
+    /// The start delay of the run of `tick`, in `[0, jitter)`.
+    pub(crate) fn start_delay(&self, service: &str, tick: DateTime<Utc>) -> Duration {
+        match self.jitter {
+            Some(jitter) if !jitter.is_zero() => jitter.mul_f64(unit(self.seed, service, tick, 0)),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// A number in `[0, 1)` that depends only on its inputs: the same seed gives the same delays, so a
+/// test (or an incident review) can reproduce them.
+fn unit(seed: u64, service: &str, tick: DateTime<Utc>, salt: u32) -> f64 {
+    // `DefaultHasher::new()` has fixed keys: stable within a build, which is all this needs.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        seed,
+        service,
+        tick.timestamp(),
+        tick.timestamp_subsec_nanos(),
+        salt,
+    )
+        .hash(&mut hasher);
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_keeps_at_least_half() {
+        let policies = Policies {
+            retries: 10,
+            backoff_base: Some(Duration::from_secs(2)),
+            backoff_cap: Some(Duration::from_secs(10)),
+            ..Policies::default()
+        };
+        let tick = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        for (attempt, full) in [(2, 2), (3, 4), (4, 8), (5, 10), (40, 10)] {
+            let delay = policies.backoff("svc", tick, attempt);
+            let full = Duration::from_secs(full);
+            assert!(
+                delay >= full / 2 && delay < full,
+                "attempt {attempt}: {delay:?}"
+            );
+            assert_eq!(
+                delay,
+                policies.backoff("svc", tick, attempt),
+                "reproducible"
+            );
+        }
+    }
+
+    #[test]
+    fn start_delays_stay_below_the_jitter_and_follow_the_seed() {
+        let jitter = |seed| Policies {
+            jitter: Some(Duration::from_secs(5)),
+            seed,
+            ..Policies::default()
+        };
+        let t = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let ticks: Vec<_> = (0..100)
+            .map(|k| t + chrono::TimeDelta::seconds(k))
+            .collect();
+        let a: Vec<_> = ticks
+            .iter()
+            .map(|&t| jitter(1).start_delay("s", t))
+            .collect();
+        let b: Vec<_> = ticks
+            .iter()
+            .map(|&t| jitter(1).start_delay("s", t))
+            .collect();
+        let c: Vec<_> = ticks
+            .iter()
+            .map(|&t| jitter(2).start_delay("s", t))
+            .collect();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.iter().all(|d| *d < Duration::from_secs(5)));
+        assert!(
+            a.iter().any(|d| *d > Duration::from_secs(2)),
+            "spread over the range"
+        );
+        assert_eq!(Policies::default().start_delay("s", t), Duration::ZERO);
+    }
+}
