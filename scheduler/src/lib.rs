@@ -155,6 +155,7 @@ pub use job::JobContext;
 pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
 pub use scheduler_core::{Schedule, ScheduleError};
 pub use scheduler_macros::background_service;
+pub use policy::Misfire;
 pub use service::{Delivery, Service};
 pub use status::{Failure, Outcome, ServiceState, ServiceStatus, Trigger};
 

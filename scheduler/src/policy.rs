@@ -25,7 +25,45 @@ pub(crate) struct Policies {
     pub(crate) backoff_cap: Option<Duration>,
     pub(crate) jitter: Option<Duration>,
     pub(crate) seed: u64,
+    /// `None`: the default, [`Misfire::Coalesce`], without catch-up across restarts.
+    pub(crate) misfire: Option<Misfire>,
+    pub(crate) misfire_grace: Option<Duration>,
 }
+
+/// What a service does with ticks that could not start on time: the process was suspended, the
+/// wall clock jumped, the pool was saturated, the coordinator was unreachable, or the process was
+/// down. A tick is *misfired* when its run could not start within the service's
+/// [`misfire_grace`](crate::Service::misfire_grace) after the tick.
+///
+/// ```text
+/// a 10 s period, the process suspended from t=5 to t=37 (ticks 10, 20, 30 missed), grace 1 s:
+/// Skip      ──0──────[suspended]──────────40──   10, 20, 30 counted as skipped (misfire)
+/// Coalesce  ──0──────[suspended]──37──────40──   one run at 37 for the three; 2 counted as skipped
+/// All(10)   ──0──────[suspended]──37,37,37─40──  10, 20 and 30 run one after another, then 40
+/// ```
+///
+/// The default is [`Coalesce`](Misfire::Coalesce), as Quartz's "smart policy" does for a repeating
+/// trigger: nothing the schedule promised is dropped silently (a periodic job still runs after a
+/// suspend), and a backlog never turns into a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Misfire {
+    /// Count each misfired tick as skipped and run at the next tick on the schedule.
+    Skip,
+    /// Run once, at once, for all the misfired ticks; the others are counted as skipped.
+    #[default]
+    Coalesce,
+    /// Run each misfired tick, one after another (never overlapping), the most recent `limit` of
+    /// them; older ones are counted as skipped.
+    All {
+        /// How many missed ticks are run at the most.
+        limit: u32,
+    },
+}
+
+/// How late a run may start before its tick counts as misfired, when the service does not say.
+#[allow(dead_code)] // applied by the misfire runtime
+pub(crate) const DEFAULT_MISFIRE_GRACE: Duration = Duration::from_secs(1);
 
 pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::job::{IntoJobResult, Job, JobContext};
-use crate::policy::Policies;
+use crate::policy::{Misfire, Policies};
 use crate::Schedule;
 
 /// A schedule and the job it fires, for services built at run time.
@@ -169,6 +169,25 @@ impl Service {
     #[must_use]
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.policies_mut().seed = seed;
+        self
+    }
+
+    /// What to do with ticks that could not start on time (see [`Misfire`]); without it,
+    /// [`Misfire::Coalesce`] for ticks missed while the manager runs, and no catch-up of ticks missed
+    /// while the process was down. Set explicitly to `Coalesce` or `All`, it also asks for catch-up
+    /// after a restart, where the manager remembers the last tick (a coordinator's history, or the
+    /// manager's state file).
+    #[must_use]
+    pub fn misfire(mut self, misfire: Misfire) -> Self {
+        self.policies_mut().misfire = Some(misfire);
+        self
+    }
+
+    /// How late a run may start after its tick before the tick counts as misfired
+    /// ([`Misfire`]); 1 s by default.
+    #[must_use]
+    pub fn misfire_grace(mut self, grace: Duration) -> Self {
+        self.policies_mut().misfire_grace = Some(grace);
         self
     }
 
