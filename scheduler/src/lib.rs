@@ -124,6 +124,7 @@
 mod cancel;
 mod clock;
 mod error;
+mod event;
 mod status;
 // Definitions.
 mod job;
@@ -139,6 +140,7 @@ pub mod coordinator;
 // The engine: timer side, queue, worker side.
 mod dispatcher;
 mod engine;
+mod meter;
 mod pool;
 mod queue;
 mod timer;
@@ -151,11 +153,12 @@ mod manager;
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::Error;
+pub use event::{RunEvent, SkipReason};
 pub use job::JobContext;
 pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
+pub use policy::Misfire;
 pub use scheduler_core::{Schedule, ScheduleError};
 pub use scheduler_macros::background_service;
-pub use policy::Misfire;
 pub use service::{Delivery, Service};
 pub use status::{Failure, Outcome, ServiceState, ServiceStatus, Trigger};
 
