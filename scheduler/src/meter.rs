@@ -25,6 +25,7 @@ use crate::event::SkipReason;
 use crate::status::Outcome;
 
 /// The metric names, in one place (the README's table lists the same).
+#[cfg(feature = "metrics")]
 pub(crate) mod names {
     pub(crate) const RUNS: &str = "scheduler_runs_total";
     pub(crate) const DURATION: &str = "scheduler_run_duration_seconds";
@@ -36,7 +37,8 @@ pub(crate) mod names {
 }
 
 /// The label value of an outcome.
-pub(crate) fn outcome_label(outcome: &Outcome) -> &'static str {
+#[cfg(feature = "metrics")]
+fn outcome_label(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Succeeded => "succeeded",
         Outcome::Failed(_) => "failed",
@@ -47,6 +49,7 @@ pub(crate) fn outcome_label(outcome: &Outcome) -> &'static str {
 }
 
 /// Unix time in seconds, as Prometheus timestamps are.
+#[cfg(feature = "metrics")]
 fn unix_seconds(at: DateTime<Utc>) -> f64 {
     at.timestamp() as f64 + f64::from(at.timestamp_subsec_nanos()) / 1e9
 }
