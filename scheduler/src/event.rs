@@ -34,6 +34,11 @@ use crate::status::{Outcome, Trigger};
 /// # Ok::<(), scheduler::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(tag = "event", rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum RunEvent {
     /// A run began on this replica.
@@ -89,6 +94,11 @@ impl RunEvent {
 
 /// Why a tick did not run on this replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum SkipReason {
     /// The service's previous run was still going (here, or with a coordinator on another
