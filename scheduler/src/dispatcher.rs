@@ -114,9 +114,13 @@ async fn claim_then_queue(
     generation: u32,
     tick: DateTime<Utc>,
 ) {
-    let (schedule, delivery) = {
+    let (schedule, delivery, before) = {
         let state = slot.lock();
-        (state.service.schedule.clone(), state.service.delivery)
+        (
+            state.service.schedule.clone(),
+            state.service.delivery,
+            state.tally(),
+        )
     };
     let policy = ClaimPolicy {
         lease: engine.lease,
@@ -141,8 +145,13 @@ async fn claim_then_queue(
             });
         }
         None => {
-            let next = slot.lock().unqueue(generation, engine.clock.now(), 0);
+            let (next, after) = {
+                let mut state = slot.lock();
+                let next = state.unqueue(generation, engine.clock.now(), 0);
+                (next, state.tally())
+            };
             engine.apply(&slot, next);
+            engine.skipped(&slot, before, after);
         }
     }
 }

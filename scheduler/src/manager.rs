@@ -12,8 +12,9 @@ use tokio::runtime::Handle;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Base, ConfigReload, ConfigSources, Effective, EnvSource};
 use crate::coordinator::{Coordinator, RunRecord};
-use crate::engine::{Engine, FailureHook};
+use crate::engine::{Engine, Hooks};
 use crate::error::Error;
+use crate::event::RunEvent;
 use crate::pool::MAX_WORKERS;
 use crate::registry;
 use crate::service::Service;
@@ -106,7 +107,7 @@ pub struct ServiceManagerBuilder {
     clock: Arc<dyn Clock>,
     max_concurrent_jobs: Option<usize>,
     stop_deadline: Option<Duration>,
-    on_failure: Option<Arc<FailureHook>>,
+    hooks: Hooks,
     registered: bool,
     config: ConfigSources,
     coordinator: Option<Arc<dyn Coordinator>>,
@@ -173,7 +174,32 @@ impl ServiceManagerBuilder {
     /// # Ok::<(), scheduler::Error>(())
     /// ```
     pub fn on_failure(mut self, hook: impl Fn(&Failure) + Send + Sync + 'static) -> Self {
-        self.on_failure = Some(Arc::new(hook));
+        self.hooks.on_failure = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called with every [`RunEvent`]: each run's start and end (with its outcome, attempt and
+    /// duration), and each tick skipped, with its reason. One place to observe every transition,
+    /// e.g. to feed an audit log or a metrics system of your own (the `metrics` feature already
+    /// reports the same facts through the `metrics` facade).
+    ///
+    /// It is called on the scheduler's own tasks and outside every lock, so it may call back into
+    /// the manager; it should be quick, since the run it reports on waits for it. A panic in it is
+    /// caught and logged.
+    ///
+    /// ```
+    /// # use scheduler::{RunEvent, ServiceManager};
+    /// let manager = ServiceManager::builder()
+    ///     .on_event(|event| {
+    ///         if let RunEvent::Finished { service, outcome, duration, .. } = event {
+    ///             println!("{service}: {outcome} in {duration:?}");
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), scheduler::Error>(())
+    /// ```
+    pub fn on_event(mut self, hook: impl Fn(&RunEvent) + Send + Sync + 'static) -> Self {
+        self.hooks.on_event = Some(Arc::new(hook));
         self
     }
 
@@ -308,7 +334,7 @@ impl ServiceManagerBuilder {
             inner: Arc::new(Inner {
                 engine: Arc::new(Engine::new(
                     self.clock,
-                    self.on_failure,
+                    self.hooks,
                     self.coordinator,
                     self.lease,
                     self.abort_grace,
@@ -347,7 +373,7 @@ impl ServiceManager {
             clock: Arc::new(SystemClock),
             max_concurrent_jobs: None,
             stop_deadline: None,
-            on_failure: None,
+            hooks: Hooks::default(),
             registered: false,
             config: ConfigSources::default(),
             coordinator: None,
@@ -708,8 +734,14 @@ impl ServiceManager {
     pub fn resume(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
         let now = self.engine().clock.now();
-        let next = slot.lock().resume(now);
+        let (before, next, after) = {
+            let mut state = slot.lock();
+            let before = state.tally();
+            let next = state.resume(now);
+            (before, next, state.tally())
+        };
         self.engine().apply(&slot, next);
+        self.engine().skipped(&slot, before, after);
         tracing::info!(service = name, "service resumed");
         Ok(())
     }

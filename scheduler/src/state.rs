@@ -47,6 +47,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::cancel::CancelToken;
+use crate::event::Tally;
+use crate::meter::Meter;
 use crate::service::Service;
 use crate::status::{Origin, Outcome, ServiceState, ServiceStatus, Trigger};
 use crate::Schedule;
@@ -63,6 +65,8 @@ pub(crate) enum Phase {
     Waiting {
         at: DateTime<Utc>,
         tick: DateTime<Utc>,
+        /// Why the run happens: a retry keeps the trigger of the run it retries.
+        trigger: Trigger,
         attempt: u32,
     },
     Queued {
@@ -299,7 +303,7 @@ impl SlotState {
         if self.generation != generation {
             return Fired::Stale;
         }
-        let (tick, attempt) = match self.phase {
+        let (tick, trigger, attempt) = match self.phase {
             Phase::Scheduled { next } => {
                 let delay = self
                     .service
@@ -310,19 +314,25 @@ impl SlotState {
                         self.phase = Phase::Waiting {
                             at,
                             tick: next,
+                            trigger: Trigger::Schedule,
                             attempt: 1,
                         };
                         return Fired::Later { at, generation };
                     }
                 }
-                (next, 1)
+                (next, Trigger::Schedule, 1)
             }
-            Phase::Waiting { tick, attempt, .. } => (tick, attempt),
+            Phase::Waiting {
+                tick,
+                trigger,
+                attempt,
+                ..
+            } => (tick, trigger, attempt),
             _ => return Fired::Stale,
         };
         self.phase = Phase::Queued {
             tick,
-            trigger: Trigger::Schedule,
+            trigger,
             attempt,
             resume: Resume::After(tick),
             then: Then::Continue,
@@ -493,6 +503,7 @@ impl SlotState {
         self.phase = Phase::Waiting {
             at,
             tick: run.tick,
+            trigger: run.trigger,
             attempt: attempt + 1,
         };
         Some(Next::Timer { at, generation })
@@ -741,6 +752,19 @@ impl SlotState {
         }
     }
 
+    /// The skip counters now, to compare with those after a transition.
+    pub(crate) fn tally(&self) -> Tally {
+        self.stats
+            .as_deref()
+            .map_or_else(Tally::default, |stats| Tally {
+                overlap: stats.skipped,
+                paused: stats.skipped_paused,
+                misfire: 0,
+                claimed_elsewhere: stats.claimed_elsewhere,
+                retry_dropped: stats.retries_dropped,
+            })
+    }
+
     pub(crate) fn status(&self, name: &str) -> ServiceStatus {
         let stats = self.stats.as_deref().unwrap_or(&NO_STATS);
         ServiceStatus {
@@ -796,6 +820,8 @@ pub(crate) enum RunNowRefusal {
 /// One service name: its definition and state behind one lock.
 pub(crate) struct Slot {
     pub(crate) name: Arc<str>,
+    /// Its metrics, registered at its first run.
+    pub(crate) meter: Meter,
     state: Mutex<SlotState>,
 }
 
@@ -803,6 +829,7 @@ impl Slot {
     pub(crate) fn new(name: Arc<str>, state: SlotState) -> Self {
         Slot {
             name,
+            meter: Meter::default(),
             state: Mutex::new(state),
         }
     }

@@ -31,10 +31,11 @@ use tracing::Instrument;
 
 use crate::cancel::CancelToken;
 use crate::engine::Engine;
+use crate::event::RunEvent;
 use crate::job::{Job, JobContext};
 use crate::queue::Fire;
-use crate::state::{RunFacts, Slot};
-use crate::status::{Failure, Outcome};
+use crate::state::{Next, RunFacts, Slot};
+use crate::status::{Failure, Outcome, Trigger};
 
 /// Spawns workers until there are as many as the pool's target.
 pub(crate) fn spawn_missing(engine: &Arc<Engine>, handle: &tokio::runtime::Handle) {
@@ -139,6 +140,7 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
             timeout,
         )
     };
+    started(engine, &slot, tick, trigger, attempt, now);
     let ctx = JobContext::new(slot.name.clone(), tick, trigger, attempt, cancel.clone());
     let span = tracing::info_span!("service_run", service = %slot.name, tick = %LogTime(tick),
         %trigger, attempt);
@@ -177,9 +179,29 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         duration,
         keep: engine.history_len,
     };
-    let next = slot.lock().end(outcome.clone(), &facts, end);
+    let (before, next, after) = {
+        let mut state = slot.lock();
+        let before = state.tally();
+        let next = state.end(outcome.clone(), &facts, end);
+        (before, next, state.tally())
+    };
+    let next_tick = match next {
+        Next::Timer { at, .. } => Some(at),
+        Next::Queue { .. } | Next::Nothing => None,
+    };
+    slot.meter
+        .finished(&slot.name, &outcome, duration, end, next_tick);
     engine.apply(&slot, next);
     engine.run_ended();
+    engine.emit(|| RunEvent::Finished {
+        service: slot.name.clone(),
+        tick,
+        trigger,
+        attempt,
+        outcome: outcome.clone(),
+        duration,
+    });
+    engine.skipped(&slot, before, after);
     if let (Some(ticket), Some(coordinator)) = (ticket, &engine.coordinator) {
         tokio::spawn(crate::cluster::finish(
             coordinator.clone(),
@@ -189,6 +211,27 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
             outcome,
         ));
     }
+}
+
+/// A run began at `now`: metrics and the event hook.
+fn started(
+    engine: &Engine,
+    slot: &Arc<Slot>,
+    tick: DateTime<Utc>,
+    trigger: Trigger,
+    attempt: u32,
+    now: DateTime<Utc>,
+) {
+    let lag = (now - tick).to_std().unwrap_or(Duration::ZERO);
+    slot.meter
+        .started(&slot.name, (trigger == Trigger::Schedule).then_some(lag));
+    engine.emit(|| RunEvent::Started {
+        service: slot.name.clone(),
+        tick,
+        trigger,
+        attempt,
+        lag,
+    });
 }
 
 /// What bounds a run: its token, its time limit, and when it began (monotonic and wall clock).
