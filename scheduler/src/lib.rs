@@ -153,9 +153,9 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::Error;
 pub use job::JobContext;
 pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
+pub use policy::{Misfire, ServicePolicies};
 pub use scheduler_core::{Schedule, ScheduleError};
 pub use scheduler_macros::background_service;
-pub use policy::Misfire;
 pub use service::{Delivery, Service};
 pub use status::{Failure, Outcome, ServiceState, ServiceStatus, Trigger};
 
@@ -179,7 +179,7 @@ pub use {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::job::{BoxJobFuture, IntoJobResult};
-    pub use crate::registry::{RegisteredJob, RegisteredTiming, Registration};
+    pub use crate::registry::{RegisteredJob, RegisteredPolicies, RegisteredTiming, Registration};
     pub use crate::send_check::job_future;
     pub use inventory;
     pub use std::boxed::Box;

@@ -14,6 +14,7 @@ use crate::config::{self, Base, ConfigReload, ConfigSources, Effective, EnvSourc
 use crate::coordinator::{Coordinator, RunRecord};
 use crate::engine::{Engine, FailureHook};
 use crate::error::Error;
+use crate::policy::{Policies, ServicePolicies};
 use crate::pool::MAX_WORKERS;
 use crate::registry;
 use crate::service::Service;
@@ -834,6 +835,27 @@ impl ServiceManager {
             .services
             .get(name)
             .map(|slot| slot.lock().service.schedule.clone())
+    }
+
+    /// The job policies a service runs with now, wherever they were set (the attribute,
+    /// [`Service`], the configuration), with the defaults filled in.
+    ///
+    /// ```
+    /// # use scheduler::{Schedule, Service, ServiceManager};
+    /// # use std::time::Duration;
+    /// let manager = ServiceManager::new();
+    /// let job = Service::new(Schedule::every(Duration::from_secs(60))?, |_ctx| async {});
+    /// manager.add_service("sync", job.timeout(Duration::from_secs(30)).retries(2));
+    /// let policies = manager.policies("sync").unwrap();
+    /// assert_eq!((policies.timeout, policies.retries), (Some(Duration::from_secs(30)), 2));
+    /// assert_eq!(policies.retry_backoff, Duration::from_secs(1));
+    /// # Ok::<(), scheduler::ScheduleError>(())
+    /// ```
+    pub fn policies(&self, name: &str) -> Option<ServicePolicies> {
+        self.state()
+            .services
+            .get(name)
+            .map(|slot| Policies::summary(slot.lock().service.policies()))
     }
 }
 
