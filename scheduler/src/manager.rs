@@ -414,7 +414,7 @@ impl ServiceManager {
                 let mut service = slot.lock();
                 match service.phase {
                     SlotPhase::NotStarted | SlotPhase::Stopped => {
-                        service.schedule(now, anchor, true)
+                        self.schedule_afresh(&mut service, now, anchor, true)
                     }
                     _ => Next::Nothing,
                 }
@@ -484,16 +484,18 @@ impl ServiceManager {
             SlotState::new(effective.service, effective.origin, effective.enabled),
         ));
         if let (Some((now, anchor)), true) = (scheduling, effective.enabled) {
-            let next = slot.lock().schedule(now, anchor, true);
+            let next = self.schedule_afresh(&mut slot.lock(), now, anchor, true);
             engine.apply(&slot, next);
         }
         state.services.insert(name, slot);
     }
 
     /// Reads the configuration sources again and applies what changed: every service whose effective
-    /// settings differ is re-registered (with [`add_service`](Self::add_service)'s reload semantics,
-    /// so no tick of the old settings runs once this returns), disabled or enabled; the others are
-    /// not touched. A bad configuration changes nothing.
+    /// settings (schedule, `on_start`, `enabled`, policies) differ is re-registered (with
+    /// [`add_service`](Self::add_service)'s reload semantics, so no tick of the old settings runs
+    /// once this returns, and the counters are kept), disabled or enabled; a service whose `paused`
+    /// turned is paused or resumed (and one still configured `paused` is paused again when it is
+    /// re-registered); the others are not touched. A bad configuration changes nothing.
     ///
     /// # Errors
     /// [`Error::Config`] listing every problem; the running services keep their settings.
@@ -506,11 +508,30 @@ impl ServiceManager {
                 .applied
                 .get(&name)
                 .is_none_or(|applied| applied.differs_from(&effective));
+            let was_paused = config.applied.get(&name).is_some_and(Effective::paused);
             if changed {
                 tracing::info!(service = %name, schedule = %effective.service.schedule,
                     enabled = effective.enabled, origin = %effective.origin, "configuration changed");
                 self.put(&name, effective.clone());
                 report.changed.push(name.clone());
+            }
+            // `paused` is applied with the rest of a changed service's settings (a re-registered
+            // or re-enabled service starts paused again, as at start), and on its own when it
+            // turns: a pause or resume by hand lasts until then.
+            if let (Ok(slot), false) = (self.slot(&name), changed) {
+                // Not re-registered: the definition's flag follows, for the next start.
+                slot.lock().service.start_paused = effective.paused();
+            }
+            if effective.paused() && (changed || !was_paused) {
+                if let Ok(slot) = self.slot(&name) {
+                    let paused = self.pause_locked(&mut slot.lock());
+                    if paused && !was_paused {
+                        tracing::info!(service = %name, "service paused by configuration");
+                        report.paused.push(name.clone());
+                    }
+                }
+            } else if !effective.paused() && was_paused && self.resume(&name).is_ok() {
+                report.resumed.push(name.clone());
             }
             config.applied.insert(name, effective);
         }
@@ -554,7 +575,7 @@ impl ServiceManager {
             match service.phase {
                 SlotPhase::Stopped | SlotPhase::Finished if running => {
                     let now = engine.clock.now();
-                    service.schedule(now, engine.anchor(now), true)
+                    self.schedule_afresh(&mut service, now, engine.anchor(now), true)
                 }
                 SlotPhase::Stopped | SlotPhase::Finished => {
                     service.phase = SlotPhase::NotStarted;
@@ -678,14 +699,7 @@ impl ServiceManager {
     pub fn pause(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
         let mut service = slot.lock();
-        let was_scheduled = matches!(
-            service.phase,
-            SlotPhase::Scheduled { .. } | SlotPhase::Waiting { .. }
-        );
-        if service.pause() {
-            if was_scheduled {
-                self.engine().timer.forget_one();
-            }
+        if self.pause_locked(&mut service) {
             drop(service);
             tracing::info!(service = name, "service paused");
             return Ok(());
@@ -699,6 +713,39 @@ impl ServiceManager {
                 state,
             }),
         }
+    }
+
+    /// Pauses the service behind `service` (its slot's lock); `false` when there is nothing to
+    /// pause.
+    fn pause_locked(&self, service: &mut SlotState) -> bool {
+        let was_scheduled = matches!(
+            service.phase,
+            SlotPhase::Scheduled { .. } | SlotPhase::Waiting { .. }
+        );
+        let paused = service.pause();
+        if paused && was_scheduled {
+            // Its timer entry is stale now.
+            self.engine().timer.forget_one();
+        }
+        paused
+    }
+
+    /// Schedules `service` afresh (see [`SlotState::schedule`]); a service the configuration
+    /// says is `paused` is paused at once instead, with its first tick pending, so that it never
+    /// runs (not even `on_start`) until resumed. Nothing was put in the timer or the queue yet, so
+    /// the `Next` of the schedule is dropped.
+    fn schedule_afresh(
+        &self,
+        service: &mut SlotState,
+        now: chrono::DateTime<chrono::Utc>,
+        anchor: chrono::DateTime<chrono::Utc>,
+        on_start: bool,
+    ) -> Next {
+        let next = service.schedule(now, anchor, on_start);
+        if service.service.start_paused && service.pause() {
+            return Next::Nothing;
+        }
+        next
     }
 
     /// Resumes a paused service on its schedule's grid (the ticks that passed while paused are not

@@ -210,6 +210,27 @@ mod tests {
     }
 
     #[test]
+    fn a_base_above_the_default_cap_raises_the_cap() {
+        let policies = Policies {
+            retries: 3,
+            backoff_base: Some(Duration::from_secs(120)),
+            ..Policies::default()
+        };
+        let tick = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let delay = policies.backoff("svc", tick, 3);
+        assert!(
+            delay >= Duration::from_secs(60) && delay < Duration::from_secs(120),
+            "capped at the base, not at the default 60 s: {delay:?}"
+        );
+        let summary = Policies::summary(Some(&policies));
+        assert_eq!(summary.retry_backoff_max, Duration::from_secs(120));
+        assert_eq!(
+            Policies::summary(None).retry_backoff_max,
+            DEFAULT_BACKOFF_CAP
+        );
+    }
+
+    #[test]
     fn start_delays_stay_below_the_jitter_and_follow_the_seed() {
         let jitter = |seed| Policies {
             jitter: Some(Duration::from_secs(5)),

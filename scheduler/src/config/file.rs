@@ -11,6 +11,10 @@
 //!
 //! [services.heartbeat]
 //! enabled = false
+//!
+//! [services.sync]
+//! timeout = 30                # seconds; also retries, retry_backoff(_max), jitter, misfire(_limit, _grace)
+//! paused = true
 //! ```
 
 use std::path::Path;
@@ -97,8 +101,9 @@ pub(super) fn read(path: &Path, settings: &mut Vec<Setting>, problems: &mut Vec<
                             None => at(
                                 &location,
                                 format!(
-                                    "unknown setting{}: expected enabled, interval, tz or on_start",
-                                    near(key, &Key::SERVICE.map(Key::name))
+                                    "unknown setting{}: expected {}",
+                                    near(key, &Key::SERVICE.map(Key::name)),
+                                    Key::service_keys(str::to_owned)
                                 ),
                             ),
                         }
