@@ -218,8 +218,10 @@ impl ServiceManagerBuilder {
     }
 
     /// Reads operator settings from the process environment, over the file's:
-    /// `SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START>` per service (the name upper-cased,
-    /// every other character than a letter or digit replaced by `_`), and
+    /// `SCHEDULER_SERVICE__<NAME>__<KEY>` per service, where `<KEY>` is a key of the file's service
+    /// tables upper-cased (`ENABLED`, `INTERVAL`, `TZ`, `ON_START`, `PAUSED`, `TIMEOUT`, `RETRIES`,
+    /// ...) and `<NAME>` the name upper-cased, every other character than a letter or digit
+    /// replaced by `_`; and
     /// `SCHEDULER_MAX_CONCURRENT_JOBS`, `SCHEDULER_STOP_DEADLINE`.
     pub fn config_env(mut self) -> Self {
         self.config.env = Some(EnvSource::Process);
