@@ -181,12 +181,14 @@ fn generate(
 /// The registration's `RegisteredPolicies`, with every duration computed here, so that nothing is
 /// converted (or can fail) at run time.
 fn policies(policies: &Policies) -> TokenStream {
-    let duration = |duration: Option<std::time::Duration>| match duration {
-        Some(duration) => {
-            let (secs, nanos) = (duration.as_secs(), duration.subsec_nanos());
-            quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
-        }
-        None => quote!(::core::option::Option::None),
+    let duration = |duration: Option<std::time::Duration>| {
+        duration.map_or_else(
+            || quote!(::core::option::Option::None),
+            |duration| {
+                let (secs, nanos) = (duration.as_secs(), duration.subsec_nanos());
+                quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
+            },
+        )
     };
     let timeout = duration(policies.timeout);
     let retries = policies.retries;

@@ -102,40 +102,7 @@ pub(crate) fn check(args: PolicyArgs, one_shot: bool, errors: &mut Option<syn::E
             errors,
         );
     }
-    let word = misfire
-        .as_ref()
-        .and_then(|misfire| misfire_word(misfire, errors));
-    let limit = misfire_limit.as_ref().and_then(|limit| {
-        // On a one-shot, `misfire_limit` is reported as such below, and only that.
-        match (word, &misfire) {
-            _ if one_shot => {}
-            (Some(Misfire::All(_)), _) | (None, Some(_)) => {} // fine, or the word is reported
-            (Some(other), _) => combine(
-                errors,
-                syn::Error::new(
-                    limit.keyword,
-                    format!(
-                        "`misfire_limit` applies only to `misfire = \"all\"`, not to `misfire = \
-                         \"{}\"`: remove `misfire_limit`",
-                        name(other)
-                    ),
-                ),
-            ),
-            (None, None) => combine(
-                errors,
-                syn::Error::new(
-                    limit.keyword,
-                    "`misfire_limit` applies only to `misfire = \"all\"`: add it, or remove \
-                     `misfire_limit`",
-                ),
-            ),
-        }
-        count(limit, "misfire_limit", 1, errors)
-    });
-    policies.misfire = word.map(|word| match word {
-        Misfire::All(_) => Misfire::All(limit),
-        other => other,
-    });
+    policies.misfire = misfire_policy(misfire.as_ref(), misfire_limit.as_ref(), one_shot, errors);
     if let Some(grace) = &misfire_grace {
         policies.misfire_grace = duration(
             grace,
@@ -146,42 +113,74 @@ pub(crate) fn check(args: PolicyArgs, one_shot: bool, errors: &mut Option<syn::E
     }
     if one_shot {
         let keyword = |value: &Option<SecondsValue>| value.as_ref().map(|v| v.keyword);
-        let not_for_one_shot = [
-            (
-                keyword(&jitter),
-                "jitter",
-                "a one-shot service has one run, and no grid to spread it around; add the delay \
-                 to `once_after`",
-            ),
-            (
-                misfire.as_ref().map(|m| m.keyword),
-                "misfire",
-                "a one-shot service runs its one tick however late it comes",
-            ),
-            (
-                misfire_limit.as_ref().map(|m| m.keyword),
-                "misfire_limit",
-                "a one-shot service runs its one tick however late it comes",
-            ),
-            (
-                keyword(&misfire_grace),
-                "misfire_grace",
-                "a one-shot service runs its one tick however late it comes",
-            ),
-        ];
-        for (span, argument, why) in not_for_one_shot {
-            if let Some(span) = span {
-                combine(
-                    errors,
-                    syn::Error::new(
-                        span,
-                        format!("`{argument}` does not apply to `once_after`: {why}"),
-                    ),
-                );
-            }
-        }
+        reject_on_one_shot(
+            [
+                (keyword(&jitter), "jitter"),
+                (misfire.as_ref().map(|m| m.keyword), "misfire"),
+                (misfire_limit.as_ref().map(|m| m.keyword), "misfire_limit"),
+                (keyword(&misfire_grace), "misfire_grace"),
+            ],
+            errors,
+        );
     }
     policies
+}
+
+/// `misfire = "<word>"` with `misfire_limit`: the limit only with `"all"`.
+fn misfire_policy(
+    misfire: Option<&MisfireValue>,
+    misfire_limit: Option<&CountValue>,
+    one_shot: bool,
+    errors: &mut Option<syn::Error>,
+) -> Option<Misfire> {
+    let word = misfire.and_then(|misfire| misfire_word(misfire, errors));
+    let limit = misfire_limit.and_then(|limit| {
+        let message = match (word, misfire) {
+            // On a one-shot, `misfire_limit` is reported as such, and only that.
+            _ if one_shot => None,
+            // Fine, or the unknown word is reported.
+            (Some(Misfire::All(_)), _) | (None, Some(_)) => None,
+            (Some(other), _) => Some(format!(
+                "`misfire_limit` applies only to `misfire = \"all\"`, not to `misfire = \"{}\"`: \
+                 remove `misfire_limit`",
+                name(other)
+            )),
+            (None, None) => Some(
+                "`misfire_limit` applies only to `misfire = \"all\"`: add it, or remove \
+                 `misfire_limit`"
+                    .to_owned(),
+            ),
+        };
+        if let Some(message) = message {
+            combine(errors, syn::Error::new(limit.keyword, message));
+        }
+        count(limit, "misfire_limit", 1, errors)
+    });
+    word.map(|word| match word {
+        Misfire::All(_) => Misfire::All(limit),
+        other => other,
+    })
+}
+
+/// Reports each of `arguments` that was written (its keyword's span) as not applying to a one-shot
+/// service.
+fn reject_on_one_shot(arguments: [(Option<Span>, &str); 4], errors: &mut Option<syn::Error>) {
+    for (span, argument) in arguments {
+        let Some(span) = span else { continue };
+        let why = if argument == "jitter" {
+            "a one-shot service has one run, and no grid to spread it around; add the delay to \
+             `once_after`"
+        } else {
+            "a one-shot service runs its one tick however late it comes"
+        };
+        combine(
+            errors,
+            syn::Error::new(
+                span,
+                format!("`{argument}` does not apply to `once_after`: {why}"),
+            ),
+        );
+    }
 }
 
 /// The policy's name, as written in the attribute.

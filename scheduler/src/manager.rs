@@ -416,7 +416,7 @@ impl ServiceManager {
                 let mut service = slot.lock();
                 match service.phase {
                     SlotPhase::NotStarted | SlotPhase::Stopped => {
-                        self.schedule_afresh(&mut service, now, anchor, true)
+                        schedule_afresh(&mut service, now, anchor, true)
                     }
                     _ => Next::Nothing,
                 }
@@ -486,7 +486,7 @@ impl ServiceManager {
             SlotState::new(effective.service, effective.origin, effective.enabled),
         ));
         if let (Some((now, anchor)), true) = (scheduling, effective.enabled) {
-            let next = self.schedule_afresh(&mut slot.lock(), now, anchor, true);
+            let next = schedule_afresh(&mut slot.lock(), now, anchor, true);
             engine.apply(&slot, next);
         }
         state.services.insert(name, slot);
@@ -577,7 +577,7 @@ impl ServiceManager {
             match service.phase {
                 SlotPhase::Stopped | SlotPhase::Finished if running => {
                     let now = engine.clock.now();
-                    self.schedule_afresh(&mut service, now, engine.anchor(now), true)
+                    schedule_afresh(&mut service, now, engine.anchor(now), true)
                 }
                 SlotPhase::Stopped | SlotPhase::Finished => {
                     service.phase = SlotPhase::NotStarted;
@@ -730,24 +730,6 @@ impl ServiceManager {
             self.engine().timer.forget_one();
         }
         paused
-    }
-
-    /// Schedules `service` afresh (see [`SlotState::schedule`]); a service the configuration
-    /// says is `paused` is paused at once instead, with its first tick pending, so that it never
-    /// runs (not even `on_start`) until resumed. Nothing was put in the timer or the queue yet, so
-    /// the `Next` of the schedule is dropped.
-    fn schedule_afresh(
-        &self,
-        service: &mut SlotState,
-        now: chrono::DateTime<chrono::Utc>,
-        anchor: chrono::DateTime<chrono::Utc>,
-        on_start: bool,
-    ) -> Next {
-        let next = service.schedule(now, anchor, on_start);
-        if service.service.start_paused && service.pause() {
-            return Next::Nothing;
-        }
-        next
     }
 
     /// Resumes a paused service on its schedule's grid (the ticks that passed while paused are not
@@ -906,6 +888,23 @@ impl ServiceManager {
             .get(name)
             .map(|slot| Policies::summary(slot.lock().service.policies()))
     }
+}
+
+/// Schedules `service` afresh (see [`SlotState::schedule`]); a service the configuration says is
+/// `paused` is paused at once instead, with its first tick pending, so that it never runs (not even
+/// `on_start`) until resumed. Nothing was put in the timer or the queue yet, so the `Next` of the
+/// schedule is dropped.
+fn schedule_afresh(
+    service: &mut SlotState,
+    now: chrono::DateTime<chrono::Utc>,
+    anchor: chrono::DateTime<chrono::Utc>,
+    on_start: bool,
+) -> Next {
+    let next = service.schedule(now, anchor, on_start);
+    if service.service.start_paused && service.pause() {
+        return Next::Nothing;
+    }
+    next
 }
 
 /// Logs the services at start: one line each, and a warning when there are none.

@@ -232,6 +232,7 @@ impl fmt::Debug for Service {
             .field("on_start", &self.on_start)
             .field("delivery", &self.delivery)
             .field("policies", &self.policies)
+            .field("start_paused", &self.start_paused)
             .field(
                 "job",
                 &match self.job {

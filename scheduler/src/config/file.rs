@@ -98,14 +98,7 @@ pub(super) fn read(path: &Path, settings: &mut Vec<Setting>, problems: &mut Vec<
                                 &shown,
                                 &location,
                             )),
-                            None => at(
-                                &location,
-                                format!(
-                                    "unknown setting{}: expected {}",
-                                    near(key, &Key::SERVICE.map(Key::name)),
-                                    Key::service_keys(str::to_owned)
-                                ),
-                            ),
+                            None => at(&location, unknown_service_key(key)),
                         }
                     }
                 }
@@ -148,6 +141,15 @@ fn setting(
         origin: Origin::File,
         location: format!("{file}: {location}"),
     }
+}
+
+/// The problem with a key of a service table that is none of the service keys.
+fn unknown_service_key(key: &str) -> String {
+    format!(
+        "unknown setting{}: expected {}",
+        near(key, &Key::SERVICE.map(Key::name)),
+        Key::service_keys(str::to_owned)
+    )
 }
 
 /// ` (did you mean x?)` when a name in `valid` is near `written`, else nothing.

@@ -29,6 +29,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::policy::Policies;
 use crate::service::Service;
 use crate::Schedule;
 
@@ -566,7 +567,8 @@ fn apply_service_settings(
     let mut service = base.service.clone();
     service.schedule = schedule;
     service.on_start = on_start;
-    service.policies = policies;
+    // A service left without any policy pays nothing for them, as if none had been set.
+    service.policies = (policies != Policies::default()).then(|| Box::new(policies));
     service.start_paused = paused;
     Some(Effective {
         service,

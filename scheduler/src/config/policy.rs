@@ -60,14 +60,13 @@ impl<'a> Overrides<'a> {
     }
 
     /// The policies of `base` with these overrides, on `schedule` (the effective one); `None`
-    /// after a problem between keys, which is added to `problems`. A service left without any
-    /// policy gets `None` policies, as if none had been set.
+    /// after a problem between keys, which is added to `problems`.
     pub(super) fn apply(
         self,
         base: &Service,
         schedule: &Schedule,
         problems: &mut Vec<ConfigProblem>,
-    ) -> Option<Option<Box<Policies>>> {
+    ) -> Option<Policies> {
         let before = problems.len();
         let mut policies = base.policies().cloned().unwrap_or_default();
         if let Some((_, timeout)) = self.timeout {
@@ -155,10 +154,7 @@ impl<'a> Overrides<'a> {
         if let Some(problem) = self.backoff_cap_problem(&policies) {
             problems.push(problem);
         }
-        if problems.len() > before {
-            return None;
-        }
-        Some((policies != Policies::default()).then(|| Box::new(policies)))
+        (problems.len() == before).then_some(policies)
     }
 
     /// A cap below the base, when an operator wrote either: reported at the cap if it was written,
