@@ -385,7 +385,8 @@ impl ServiceManager {
             .ok_or_else(|| Error::UnknownService(name.to_owned()))
     }
 
-    /// Schedules every service: `on_start` services run at once, the others at their first tick.
+    /// Schedules every service: `on_start` services run at once, the others at their first tick;
+    /// a service the configuration says is `paused` starts paused.
     /// Services added later are scheduled as they are added. Calling it again while started does
     /// nothing; after [`stop`](Self::stop) it schedules every stopped service afresh.
     ///
@@ -560,7 +561,8 @@ impl ServiceManager {
     }
 
     /// Schedules a stopped (or finished) service again with the definition it had; `on_start`
-    /// services run at once. A service that is scheduled or running is left as it is.
+    /// services run at once, and one the configuration says is `paused` restarts paused. A service
+    /// that is scheduled or running is left as it is.
     ///
     /// # Errors
     /// [`Error::UnknownService`] when no service has this name.
