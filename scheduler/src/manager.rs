@@ -18,7 +18,7 @@ use crate::policy::{Policies, ServicePolicies};
 use crate::pool::MAX_WORKERS;
 use crate::registry;
 use crate::service::Service;
-use crate::state::{Next, Phase as SlotPhase, RunNowRefusal, Slot, SlotState};
+use crate::state::{Next, Phase as SlotPhase, RunNowRefusal, Slot, SlotState, Then};
 use crate::status::{Failure, Origin, ServiceState, ServiceStatus};
 use crate::{dispatcher, worker, Schedule};
 
@@ -533,7 +533,7 @@ impl ServiceManager {
                         report.paused.push(name.clone());
                     }
                 }
-            } else if !effective.paused() && was_paused && self.resume(&name).is_ok() {
+            } else if !effective.paused() && was_paused && self.resume_if_paused(&name) {
                 report.resumed.push(name.clone());
             }
             config.applied.insert(name, effective);
@@ -732,6 +732,29 @@ impl ServiceManager {
             self.engine().timer.forget_one();
         }
         paused
+    }
+
+    /// Resumes `name` if it is paused (or pausing when its run ends); whether it was.
+    fn resume_if_paused(&self, name: &str) -> bool {
+        let Ok(slot) = self.slot(name) else {
+            return false;
+        };
+        let now = self.engine().clock.now();
+        let next = {
+            let mut service = slot.lock();
+            let paused = match &service.phase {
+                SlotPhase::Paused { .. } => true,
+                SlotPhase::Running(run) => run.then == Then::Pause,
+                _ => false,
+            };
+            if !paused {
+                return false;
+            }
+            service.resume(now)
+        };
+        self.engine().apply(&slot, next);
+        tracing::info!(service = name, "service resumed by configuration");
+        true
     }
 
     /// Resumes a paused service on its schedule's grid (the ticks that passed while paused are not

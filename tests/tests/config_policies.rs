@@ -648,3 +648,61 @@ async fn paused_from_the_configuration_starts_paused_and_a_reload_resumes_and_pa
     assert_eq!(manager.service("plain").unwrap().state, ServiceState::Idle);
     manager.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_service_still_configured_paused_is_paused_again_when_re_registered_or_enabled() {
+    let file = ConfigFile::new(
+        "paused-again",
+        "[services.plain]\npaused = true\ntimeout = 5\n\n[services.policied]\nenabled = false\npaused = true\n",
+    );
+    let vars: Vec<_> = only("plain")
+        .into_iter()
+        .filter(|(name, _)| *name != env_var_name("policied", "enabled"))
+        .collect();
+    let manager = builder()
+        .config_file(&file.0)
+        .config_env_vars(vars)
+        .build()
+        .unwrap();
+    manager.start().unwrap();
+    let state = |name: &str| manager.service(name).unwrap().state;
+    assert_eq!(
+        (state("plain"), state("policied")),
+        (ServiceState::Paused, ServiceState::Disabled)
+    );
+    manager.resume("plain").unwrap();
+    assert_eq!(state("plain"), ServiceState::Idle);
+
+    // Another setting of the paused service changes: it is re-registered, and paused as at start.
+    // The disabled one's `paused` turns false: nothing to resume, nothing reported.
+    file.rewrite(
+        "[services.plain]\npaused = true\ntimeout = 6\n\n[services.policied]\nenabled = false\n",
+    );
+    let report = manager.reload_config().unwrap();
+    assert_eq!(report.changed, ["plain"]);
+    assert!(
+        report.paused.is_empty() && report.resumed.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(
+        (state("plain"), state("policied")),
+        (ServiceState::Paused, ServiceState::Disabled)
+    );
+
+    // Enabled while configured paused: it comes back paused.
+    file.rewrite(
+        "[services.plain]\npaused = true\ntimeout = 6\n\n[services.policied]\npaused = true\n",
+    );
+    let report = manager.reload_config().unwrap();
+    assert_eq!(
+        (report.changed.as_slice(), report.paused.as_slice()),
+        (
+            ["policied".to_owned()].as_slice(),
+            ["policied".to_owned()].as_slice()
+        )
+    );
+    assert_eq!(state("policied"), ServiceState::Paused);
+    sleep(Duration::from_secs(300)).await;
+    assert_eq!(manager.service("policied").unwrap().runs, 0);
+    manager.stop().await;
+}
