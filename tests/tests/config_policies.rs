@@ -706,3 +706,43 @@ async fn a_service_still_configured_paused_is_paused_again_when_re_registered_or
     assert_eq!(manager.service("policied").unwrap().runs, 0);
     manager.stop().await;
 }
+
+/// The (tick, start) of each run of `plain` over 10 minutes with `jitter` from the environment.
+async fn plain_starts_with_jitter(jitter: &str) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut vars = only("plain");
+    vars.push(var("plain", "jitter", jitter));
+    let manager = builder().config_env_vars(vars).build().unwrap();
+    manager.start().unwrap();
+    sleep(Duration::from_secs(605)).await;
+    manager.stop().await;
+    let mut runs: Vec<_> = manager
+        .history("plain")
+        .unwrap()
+        .into_iter()
+        .map(|run| (run.tick, run.started))
+        .collect();
+    runs.reverse();
+    runs
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_jitter_from_the_environment_delays_each_start_and_keeps_the_ticks_on_the_grid() {
+    let runs = plain_starts_with_jitter("3").await;
+    let ticks: Vec<_> = runs.iter().map(|(tick, _)| *tick).collect();
+    assert_eq!(ticks, (1..=10).map(|k| secs(60 * k)).collect::<Vec<_>>());
+    for (tick, started) in &runs {
+        let delay = (*started - *tick).to_std().unwrap();
+        assert!(delay < Duration::from_secs(3), "{tick}: {delay:?}");
+    }
+    assert!(
+        runs.iter()
+            .any(|(tick, started)| *started - *tick > TimeDelta::seconds(1)),
+        "the delays are spread, not all zero: {runs:?}"
+    );
+    // Without it, each run starts on its tick.
+    let plain = plain_starts_with_jitter("0").await;
+    assert!(
+        plain.iter().all(|(tick, started)| tick == started),
+        "{plain:?}"
+    );
+}
