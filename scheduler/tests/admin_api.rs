@@ -316,7 +316,10 @@ async fn the_actions_drive_a_real_manager() {
     assert_eq!(reload.status, StatusCode::OK);
     assert_eq!(
         reload.body,
-        json!({ "action": "reload", "reload": { "changed": [], "pool_resized": false } })
+        json!({
+            "action": "reload",
+            "reload": { "changed": [], "pool_resized": false, "paused": [], "resumed": [] }
+        })
     );
     manager.stop().await;
 }

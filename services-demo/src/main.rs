@@ -164,7 +164,8 @@ async fn main() -> anyhow::Result<()> {
         tokio::select! {
             () = &mut shutdown => break,
             () = reload.recv() => match manager.reload_config() {
-                Ok(report) => tracing::info!(changed = ?report.changed, "configuration reloaded"),
+                Ok(report) => tracing::info!(changed = ?report.changed, paused = ?report.paused,
+                    resumed = ?report.resumed, "configuration reloaded"),
                 Err(error) => tracing::error!(%error, "configuration not reloaded; keeping the old one"),
             },
             _ = status.tick() => println!("{}", table(&manager.services())),

@@ -329,6 +329,10 @@ pub struct ReloadView {
     pub changed: Vec<String>,
     /// Whether the worker pool was resized.
     pub pool_resized: bool,
+    /// The services paused because their `paused` setting turned true.
+    pub paused: Vec<String>,
+    /// The services resumed because their `paused` setting turned false.
+    pub resumed: Vec<String>,
 }
 
 impl From<ConfigReload> for ReloadView {
@@ -336,6 +340,8 @@ impl From<ConfigReload> for ReloadView {
         ReloadView {
             changed: reload.changed,
             pool_resized: reload.pool_resized,
+            paused: reload.paused,
+            resumed: reload.resumed,
         }
     }
 }
