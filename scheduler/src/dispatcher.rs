@@ -122,22 +122,15 @@ async fn claim_then_queue(
         lease: engine.lease,
         delivery,
     };
-    let claimed = crate::cluster::claim(
-        &*engine.clock,
-        &*coordinator,
-        &slot,
-        &schedule,
-        tick,
-        policy,
-    )
-    .await;
+    let claimed =
+        crate::cluster::claim(&*engine.clock, &coordinator, &slot, &schedule, tick, policy).await;
     match claimed {
-        Some(ticket) => {
-            slot.lock().retarget(generation, ticket.tick);
+        Some(held) => {
+            slot.lock().retarget(generation, held.ticket.tick);
             engine.queue.push(Fire {
                 slot,
                 generation,
-                ticket: Some(Box::new(ticket)),
+                ticket: Some(Box::new(held)),
             });
         }
         None => {

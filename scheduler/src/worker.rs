@@ -150,18 +150,10 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         started_at: now,
     };
     let execute = execute(engine, &slot, job, ctx, &limits, span.clone());
-    let outcome = match (&ticket, &engine.coordinator) {
-        (Some(ticket), Some(coordinator)) => {
-            // Boxed: coordination is the rare path, and would otherwise widen every run's future.
-            Box::pin(crate::cluster::renewing(
-                execute,
-                &**coordinator,
-                ticket,
-                engine.lease,
-            ))
-            .await
-        }
-        _ => execute.await,
+    let outcome = match &ticket {
+        // Boxed: coordination is the rare path, and would otherwise widen every run's future.
+        Some(held) => Box::pin(crate::cluster::renewing(execute, held)).await,
+        None => execute.await,
     };
     let duration = began.elapsed();
     let end = TimeDelta::from_std(duration)
@@ -177,17 +169,17 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         duration,
         keep: engine.history_len,
     };
-    let next = slot.lock().end(outcome.clone(), &facts, end);
+    let next = {
+        let mut state = slot.lock();
+        if let Some(held) = &ticket {
+            crate::cluster::report_pending(state.stats_mut(), &held.ticket);
+        }
+        state.end(outcome.clone(), &facts, end)
+    };
     engine.apply(&slot, next);
     engine.run_ended();
-    if let (Some(ticket), Some(coordinator)) = (ticket, &engine.coordinator) {
-        tokio::spawn(crate::cluster::finish(
-            coordinator.clone(),
-            *ticket,
-            now,
-            end,
-            outcome,
-        ));
+    if let Some(held) = ticket {
+        tokio::spawn(crate::cluster::finish(*held, now, end, outcome));
     }
 }
 
