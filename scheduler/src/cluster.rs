@@ -34,7 +34,7 @@ const LONGEST_RETRY: Duration = Duration::from_secs(30);
 /// Reports are retried faster than claims: after an outage, the report of a run that ended during
 /// it should land before another replica's claim finds the run's lease expired.
 const FIRST_REPORT_RETRY: Duration = Duration::from_millis(100);
-const LONGEST_REPORT_RETRY: Duration = Duration::from_secs(1);
+const LONGEST_REPORT_RETRY: Duration = Duration::from_millis(500);
 /// How often a claim waiting for the service's own pending report looks again.
 const PENDING_POLL: Duration = Duration::from_millis(20);
 

@@ -199,10 +199,12 @@ async fn claims_follow_the_in_memory_reference() {
     let on_memory = script(base, &memory.replica("a"), &memory.replica("b")).await;
     let on_postgres = script(base, &pg.0, &pg.1).await;
     assert_eq!(on_postgres, on_memory);
+    println!("{}", on_memory.join("\n"));
 }
 
 /// A claim sequence through every rule: taken, busy, abandoned (at most once), takeover (at least
-/// once), renewals by the wrong replica, and the history it leaves.
+/// once), fencing (renewals and reports of an attempt that was taken over), a report after an
+/// abandoned mark, releases, and the history it leaves.
 async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -> Vec<String> {
     let t = |s: i64| base + TimeDelta::seconds(s);
     let short = |delivery| ClaimPolicy {
@@ -216,19 +218,23 @@ async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -
         outcome: Outcome::Failed("boom".into()),
     };
     let mut log = Vec::new();
-    let mut note = |what: &str, claim: &Claim| log.push(format!("{what}: {claim:?}"));
+    let note = |log: &mut Vec<String>, what: &str, answer: &dyn std::fmt::Debug| {
+        log.push(format!("{what}: {answer:?}"));
+    };
     let (most, least) = (Delivery::AtMostOnce, Delivery::AtLeastOnce);
     a.prepare().await.unwrap();
     b.prepare().await.unwrap();
 
     // At most once.
     let claim = a.claim("s", t(10), short(most)).await.unwrap();
-    note("a claims s@10", &claim);
+    note(&mut log, "a claims s@10", &claim);
     note(
+        &mut log,
         "b claims s@10",
         &b.claim("s", t(10), short(most)).await.unwrap(),
     );
     note(
+        &mut log,
         "b claims s@20",
         &b.claim("s", t(20), short(most)).await.unwrap(),
     );
@@ -241,45 +247,99 @@ async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -
         a.renew(&ticket).await.unwrap();
     }
     note(
+        &mut log,
         "b claims s@20 (renewed)",
         &b.claim("s", t(20), short(most)).await.unwrap(),
     );
     expire().await;
     note(
+        &mut log,
         "b claims s@20 (expired)",
         &b.claim("s", t(20), short(most)).await.unwrap(),
     );
+    // a's run of 10 did end: its report replaces the abandoned mark (the same attempt), and
+    // releases nothing else.
     note(
+        &mut log,
+        "a renews s@10 (abandoned)",
+        &a.renew(&ticket).await.unwrap(),
+    );
+    note(
+        &mut log,
+        "a reports s@10 (abandoned)",
+        &a.finish(&ticket, &run).await.unwrap(),
+    );
+    note(
+        &mut log,
         "a claims s@30 (b runs 20)",
         &a.claim("s", t(30), short(most)).await.unwrap(),
     );
 
     // At least once.
     let claim = a.claim("l", t(10), short(least)).await.unwrap();
-    note("a claims l@10", &claim);
+    note(&mut log, "a claims l@10", &claim);
     let Claim::Granted(old) = claim else {
         panic!("{claim:?}")
     };
     expire().await;
     let claim = b.claim("l", t(20), short(least)).await.unwrap();
-    note("b claims l@20 (a died)", &claim);
+    note(&mut log, "b claims l@20 (a died)", &claim);
     note(
+        &mut log,
         "b claims l@20 again",
         &b.claim("l", t(20), short(least)).await.unwrap(),
     );
-    a.renew(&old).await.unwrap(); // no longer a's: changes nothing
+    // No longer a's (fenced by the attempt): a's renewal and report change nothing.
+    note(
+        &mut log,
+        "a renews l@10 (taken over)",
+        &a.renew(&old).await.unwrap(),
+    );
+    note(
+        &mut log,
+        "a reports l@10 (taken over)",
+        &a.finish(&old, &run).await.unwrap(),
+    );
     expire().await;
     let claim2 = b.claim("l", t(20), short(least)).await.unwrap();
-    note("b claims l@20 (b's takeover expired)", &claim2);
+    note(&mut log, "b claims l@20 (b's takeover expired)", &claim2);
     if let Claim::Granted(ticket) = claim2 {
         b.finish(&ticket, &run).await.unwrap();
     }
     note(
+        &mut log,
         "b claims l@20 (done)",
         &b.claim("l", t(20), short(least)).await.unwrap(),
     );
 
-    for service in ["s", "l"] {
+    // Released: recorded as skipped, and the next tick need not wait for the lease.
+    let claim = a.claim("r", t(10), short(most)).await.unwrap();
+    note(&mut log, "a claims r@10", &claim);
+    let Claim::Granted(skipped) = claim else {
+        panic!("{claim:?}")
+    };
+    note(
+        &mut log,
+        "a releases r@10",
+        &a.release(&skipped, "late").await.unwrap(),
+    );
+    note(
+        &mut log,
+        "a releases r@10 again",
+        &a.release(&skipped, "late").await.unwrap(),
+    );
+    note(
+        &mut log,
+        "b claims r@20 (10 released)",
+        &b.claim("r", t(20), short(most)).await.unwrap(),
+    );
+    note(
+        &mut log,
+        "a renews r@10 (released)",
+        &a.renew(&skipped).await.unwrap(),
+    );
+
+    for service in ["s", "l", "r"] {
         for record in a.history(service, 10).await.unwrap() {
             log.push(format!(
                 "history {service}: tick {} replica {} attempt {} outcome {:?} error {:?} finished {:?}",
