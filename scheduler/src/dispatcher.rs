@@ -132,6 +132,11 @@ async fn claim_then_queue(
                 generation,
                 ticket: Some(Box::new(held)),
             });
+            // Granted after a stop (whose clearing of the queue came first): nothing will run it,
+            // so it is dropped now, which releases the claim rather than leave its lease to run out.
+            if !engine.is_running() {
+                engine.queue.clear();
+            }
         }
         None => {
             let next = slot.lock().unqueue(generation, engine.clock.now(), 0);

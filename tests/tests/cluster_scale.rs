@@ -137,5 +137,8 @@ async fn three_replicas_run_a_thousand_services_every_second_exactly_once() {
         missing.len(),
         &missing[..missing.len().min(10)]
     );
-    assert!(expected >= SERVICES * 5, "the test ran too briefly to count");
+    assert!(
+        expected >= SERVICES * 5,
+        "the test ran too briefly to count"
+    );
 }

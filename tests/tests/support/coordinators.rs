@@ -51,10 +51,7 @@ impl Wrapped {
         self.claims.lock().unwrap().clone()
     }
 
-    fn unless_dead<'a, T: Send + 'a>(
-        &'a self,
-        call: BoxFuture<'a, T>,
-    ) -> BoxFuture<'a, T> {
+    fn unless_dead<'a, T: Send + 'a>(&'a self, call: BoxFuture<'a, T>) -> BoxFuture<'a, T> {
         if self.dead.load(Ordering::SeqCst) {
             Box::pin(std::future::pending())
         } else {
