@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::coordinator::{ClaimPolicy, Coordinator};
 use crate::engine::{Engine, SUMMARY_EVERY};
 use crate::queue::Fire;
-use crate::state::{Fired, Slot};
+use crate::state::{Fired, Phase, Slot};
 use crate::timer::{Due, Wait};
 
 /// Starts the dispatcher of this start (`epoch`) on `handle`.
@@ -114,13 +114,22 @@ async fn claim_then_queue(
     generation: u32,
     tick: DateTime<Utc>,
 ) {
-    let (schedule, delivery) = {
+    let (schedule, delivery, attempt) = {
         let state = slot.lock();
-        (state.service.schedule.clone(), state.service.delivery)
+        let attempt = match state.phase {
+            Phase::Queued { attempt, .. } => attempt,
+            _ => 1,
+        };
+        (
+            state.service.schedule.clone(),
+            state.service.delivery,
+            attempt,
+        )
     };
+    // A retry claims its own failed tick again, rather than find it taken (by itself).
     let policy = ClaimPolicy {
-        lease: engine.lease,
-        delivery,
+        attempt,
+        ..ClaimPolicy::new(engine.lease, delivery)
     };
     let claimed =
         crate::cluster::claim(&*engine.clock, &coordinator, &slot, &schedule, tick, policy).await;

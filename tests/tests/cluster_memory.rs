@@ -344,3 +344,50 @@ async fn a_claim_granted_after_the_next_tick_is_skipped_not_run_late() {
         "{ten:?}"
     );
 }
+
+/// A retry (`Service::retries`) in cluster mode claims its own failed tick again and runs, rather
+/// than find the tick taken (by itself) and count it as claimed elsewhere.
+#[tokio::test(start_paused = true)]
+async fn a_retry_runs_on_the_replica_whose_attempt_failed() {
+    let cluster = InMemoryCoordinator::new();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let flaky = |name: &'static str| {
+        let attempts = attempts.clone();
+        Service::new(Schedule::every(Duration::from_secs(10)).unwrap(), move |ctx| {
+            attempts
+                .lock()
+                .unwrap()
+                .push((name, ctx.tick(), ctx.attempt()));
+            let attempt = ctx.attempt();
+            async move {
+                if attempt == 1 {
+                    Err("first attempts fail".to_owned())
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .retries(1)
+        .retry_backoff(Duration::from_secs(1), Duration::from_secs(1))
+    };
+    let a = replica(&cluster, "a");
+    let b = replica(&cluster, "b");
+    a.add_service("flaky", flaky("a"));
+    a.start().unwrap();
+    sleep(Duration::from_secs(5)).await;
+    b.add_service("flaky", flaky("b"));
+    b.start().unwrap();
+    sleep(Duration::from_millis(7_500)).await; // 12.5
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        [("a", secs(10), 1), ("a", secs(10), 2)],
+        "the retry ran, on a"
+    );
+    let status = a.service("flaky").unwrap();
+    assert_eq!((status.runs, status.claimed_elsewhere), (2, 0), "{status:?}");
+    let history = a.cluster_history("flaky", 1).await.unwrap();
+    assert_eq!(
+        (history[0].tick, history[0].attempt, history[0].outcome.as_deref()),
+        (secs(10), 2, Some("ok"))
+    );
+}

@@ -207,9 +207,10 @@ async fn claims_follow_the_in_memory_reference() {
 /// abandoned mark, releases, and the history it leaves.
 async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -> Vec<String> {
     let t = |s: i64| base + TimeDelta::seconds(s);
-    let short = |delivery| ClaimPolicy {
-        lease: Duration::from_millis(300),
-        delivery,
+    let short = |delivery| ClaimPolicy::new(Duration::from_millis(300), delivery);
+    let retry = ClaimPolicy {
+        attempt: 2,
+        ..short(Delivery::AtMostOnce)
     };
     let expire = || tokio::time::sleep(Duration::from_millis(450));
     let run = FinishedRun {
@@ -339,7 +340,54 @@ async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -
         &a.renew(&skipped).await.unwrap(),
     );
 
-    for service in ["s", "l", "r"] {
+    // A retry (attempt 2) claims its own failed tick again; another replica's retry, or a first
+    // attempt, finds it taken; a tick that succeeded is not retried.
+    let claim = a.claim("q", t(10), short(most)).await.unwrap();
+    note(&mut log, "a claims q@10", &claim);
+    let Claim::Granted(first) = claim else {
+        panic!("{claim:?}")
+    };
+    note(
+        &mut log,
+        "a reports q@10 failed",
+        &a.finish(&first, &run).await.unwrap(),
+    );
+    note(
+        &mut log,
+        "b retries q@10",
+        &b.claim("q", t(10), retry).await.unwrap(),
+    );
+    note(
+        &mut log,
+        "a claims q@10 again",
+        &a.claim("q", t(10), short(most)).await.unwrap(),
+    );
+    let claim = a.claim("q", t(10), retry).await.unwrap();
+    note(&mut log, "a retries q@10", &claim);
+    let Claim::Granted(second) = claim else {
+        panic!("{claim:?}")
+    };
+    note(
+        &mut log,
+        "a reports q@10 (first attempt, fenced)",
+        &a.finish(&first, &run).await.unwrap(),
+    );
+    let ok = FinishedRun {
+        outcome: Outcome::Succeeded,
+        ..run.clone()
+    };
+    note(
+        &mut log,
+        "a reports q@10 ok",
+        &a.finish(&second, &ok).await.unwrap(),
+    );
+    note(
+        &mut log,
+        "a retries q@10 (it succeeded)",
+        &a.claim("q", t(10), retry).await.unwrap(),
+    );
+
+    for service in ["s", "l", "r", "q"] {
         for record in a.history(service, 10).await.unwrap() {
             log.push(format!(
                 "history {service}: tick {} replica {} attempt {} outcome {:?} error {:?} finished {:?}",
@@ -462,20 +510,14 @@ async fn replicas_starting_together_on_an_empty_database_all_prepare_it() {
             .claim(
                 "svc",
                 Utc::now(),
-                ClaimPolicy {
-                    lease: Duration::from_secs(5),
-                    delivery: Delivery::AtMostOnce,
-                },
+                ClaimPolicy::new(Duration::from_secs(5), Delivery::AtMostOnce),
             )
             .await
             .unwrap();
         assert!(matches!(granted, Claim::Granted(_)), "{granted:?}");
     }
     // A lease of "forever" fits PostgreSQL's intervals (it is taken as 1000 years).
-    let forever = ClaimPolicy {
-        lease: Duration::MAX,
-        delivery: Delivery::AtMostOnce,
-    };
+    let forever = ClaimPolicy::new(Duration::MAX, Delivery::AtMostOnce);
     let claim = PostgresCoordinator::connect(&server.url(), "f")
         .history_horizon(Duration::MAX)
         .claim("forever", Utc::now(), forever)
@@ -493,10 +535,7 @@ async fn claim_latency_against_a_local_server() {
     };
     let coordinator = PostgresCoordinator::connect(&server.url(), "bench");
     coordinator.prepare().await.unwrap();
-    let policy = ClaimPolicy {
-        lease: Duration::from_secs(30),
-        delivery: Delivery::AtMostOnce,
-    };
+    let policy = ClaimPolicy::new(Duration::from_secs(30), Delivery::AtMostOnce);
     let base = Utc::now();
     let (mut claims, mut finishes) = (Vec::new(), Vec::new());
     for k in 0..2_000 {

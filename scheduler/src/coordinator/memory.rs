@@ -127,10 +127,14 @@ impl InMemoryCoordinator {
                 tick: *tick,
                 replica: &row.replica,
                 ended: row.finished.is_some() || row.outcome.is_some(),
+                failed: matches!(
+                    row.outcome.as_deref(),
+                    Some("failed" | "panicked" | "timed_out")
+                ),
                 lease_until: row.lease_until,
             })
             .collect();
-        let Decision { abandon, verdict } = decide(tick, &rows, &now, policy.delivery);
+        let Decision { abandon, verdict } = decide(&self.replica, tick, &rows, &now, policy);
         for abandoned in abandon {
             if let Some(row) = state.runs.get_mut(&(service.to_owned(), abandoned)) {
                 row.outcome = Some("abandoned".to_owned());
@@ -155,6 +159,19 @@ impl InMemoryCoordinator {
                 row.attempt += 1;
                 row.lease = policy.lease;
                 row.lease_until = now + policy.lease;
+                claimed(tick, row.attempt)
+            }
+            Verdict::Retry => {
+                let row = state
+                    .runs
+                    .get_mut(&(service.to_owned(), tick))
+                    .expect("the rule retries a row it was given");
+                row.attempt += 1;
+                row.lease = policy.lease;
+                row.lease_until = now + policy.lease;
+                row.finished = None;
+                row.outcome = None;
+                row.error = None;
                 claimed(tick, row.attempt)
             }
             Verdict::Insert => {

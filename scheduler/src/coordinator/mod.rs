@@ -124,6 +124,21 @@ pub struct ClaimPolicy {
     pub lease: Duration,
     /// The service's delivery guarantee.
     pub delivery: Delivery,
+    /// Which attempt of the tick this claim is for: 1 for its first run, more for a retry of a
+    /// failed run ([`Service::retries`](crate::Service::retries)), which may claim its own failed
+    /// tick again (see [`decide`]).
+    pub attempt: u32,
+}
+
+impl ClaimPolicy {
+    /// A first attempt's claim.
+    pub fn new(lease: Duration, delivery: Delivery) -> Self {
+        ClaimPolicy {
+            lease,
+            delivery,
+            attempt: 1,
+        }
+    }
 }
 
 /// The answer to a claim.

@@ -8,6 +8,7 @@
 //!
 //! | the service's rows | answer |
 //! |---|---|
+//! | a retry (attempt > 1) asks a tick whose row is its own, ended in failure | `Retry`: granted again |
 //! | the asked tick has a row (whatever its state) | `Taken` by that row's replica |
 //! | an unfinished row, in tick order, whose lease is alive | `Busy`: skip, it would overlap |
 //! | an unfinished row whose lease ran out, at most once | mark it `abandoned`, look at the next |
@@ -18,7 +19,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Delivery;
+use super::{ClaimPolicy, Delivery};
 
 /// What [`decide`] needs of one row of the service. `L` is whatever the coordinator measures
 /// leases with (a database timestamp, a monotonic instant), compared with [`decide`]'s `now`.
@@ -30,6 +31,8 @@ pub struct RowState<'a, L> {
     pub replica: &'a str,
     /// Whether its run has ended: finished, released, or marked abandoned.
     pub ended: bool,
+    /// Whether it ended in failure (`failed`, `panicked`, `timed_out`): what a retry may claim again.
+    pub failed: bool,
     /// Until when its lease holds.
     pub lease_until: L,
 }
@@ -66,37 +69,49 @@ pub enum Verdict {
     },
     /// Insert the asked tick's row (attempt 1) and grant it.
     Insert,
+    /// Grant the asked tick again to the replica whose run of it failed, for a retry
+    /// ([`Service::retries`](crate::Service::retries)): attempt + 1, a new lease, unfinished again.
+    Retry,
 }
 
-/// The claim rule. `rows` holds the row of the asked tick if there is one, and every unfinished row
-/// of the service (more rows are allowed: ended ones are ignored), **in ascending tick order**;
-/// a lease is alive while `lease_until > now`.
+/// The claim rule, for the replica `claimer` claiming tick `asked` under `policy`. `rows` holds the
+/// row of the asked tick if there is one, and every unfinished row of the service (more rows are
+/// allowed: ended ones are ignored), **in ascending tick order**; a lease is alive while
+/// `lease_until > now`.
 ///
 /// ```
+/// use std::time::Duration;
 /// use chrono::{TimeZone, Utc};
-/// use scheduler::coordinator::{decide, Delivery, RowState, Verdict};
+/// use scheduler::coordinator::{decide, ClaimPolicy, Delivery, RowState, Verdict};
 ///
 /// let t = |s| Utc.timestamp_opt(s, 0).unwrap();
-/// let running = RowState { tick: t(10), replica: "a", ended: false, lease_until: 25 };
+/// let policy = ClaimPolicy::new(Duration::from_secs(15), Delivery::AtMostOnce);
+/// let running = RowState { tick: t(10), replica: "a", ended: false, failed: false, lease_until: 25 };
 /// // At "time" 20 the lease (until 25) is alive: tick 20 would overlap the run of tick 10.
-/// let busy = decide(t(20), &[running], &20, Delivery::AtMostOnce);
+/// let busy = decide("b", t(20), &[running], &20, policy);
 /// assert_eq!(busy.verdict, Verdict::Busy { replica: "a".into(), tick: t(10) });
 /// // At 30 it ran out: abandoned, and tick 20 is granted.
-/// let granted = decide(t(20), &[running], &30, Delivery::AtMostOnce);
+/// let granted = decide("b", t(20), &[running], &30, policy);
 /// assert_eq!((granted.abandon, granted.verdict), (vec![t(10)], Verdict::Insert));
 /// ```
 pub fn decide<L: PartialOrd>(
+    claimer: &str,
     asked: DateTime<Utc>,
     rows: &[RowState<'_, L>],
     now: &L,
-    delivery: Delivery,
+    policy: ClaimPolicy,
 ) -> Decision {
     let mut abandon = Vec::new();
     if let Some(row) = rows.iter().find(|row| row.tick == asked) {
+        let retry = policy.attempt > 1 && row.replica == claimer && row.failed;
         return Decision {
             abandon,
-            verdict: Verdict::Taken {
-                replica: row.replica.to_owned(),
+            verdict: if retry {
+                Verdict::Retry
+            } else {
+                Verdict::Taken {
+                    replica: row.replica.to_owned(),
+                }
             },
         };
     }
@@ -110,7 +125,7 @@ pub fn decide<L: PartialOrd>(
                 },
             };
         }
-        match delivery {
+        match policy.delivery {
             Delivery::AtMostOnce => abandon.push(row.tick),
             Delivery::AtLeastOnce => {
                 return Decision {
@@ -140,18 +155,28 @@ mod tests {
             tick: t(tick),
             replica,
             ended,
+            failed: false,
             lease_until,
+        }
+    }
+
+    fn policy(delivery: Delivery, attempt: u32) -> ClaimPolicy {
+        ClaimPolicy {
+            attempt,
+            ..ClaimPolicy::new(std::time::Duration::from_secs(1), delivery)
         }
     }
 
     #[test]
     fn every_line_of_the_table() {
-        let most = Delivery::AtMostOnce;
-        let least = Delivery::AtLeastOnce;
+        let most = policy(Delivery::AtMostOnce, 1);
+        let least = policy(Delivery::AtLeastOnce, 1);
+        let decide =
+            |asked, rows: &[RowState<'_, u32>], now, policy| decide("a", asked, rows, &now, policy);
         // Taken wins over everything, even an ended row.
         let rows = [row(10, "a", false, 100), row(20, "b", true, 0)];
         assert_eq!(
-            decide(t(20), &rows, &50, most).verdict,
+            decide(t(20), &rows, 50, most).verdict,
             Verdict::Taken {
                 replica: "b".into()
             }
@@ -163,7 +188,7 @@ mod tests {
             row(15, "c", true, 0),
         ];
         assert_eq!(
-            decide(t(20), &rows, &50, most),
+            decide(t(20), &rows, 50, most),
             Decision {
                 abandon: vec![t(5)],
                 verdict: Verdict::Busy {
@@ -175,17 +200,37 @@ mod tests {
         // At least once: the first expired row is taken over.
         let rows = [row(5, "c", false, 10), row(10, "a", false, 20)];
         assert_eq!(
-            decide(t(20), &rows, &50, least).verdict,
+            decide(t(20), &rows, 50, least).verdict,
             Verdict::TakeOver { tick: t(5) }
         );
         // A lease that ends exactly now is over.
         assert_eq!(
-            decide(t(20), &[row(10, "a", false, 50)], &50, most),
+            decide(t(20), &[row(10, "a", false, 50)], 50, most),
             Decision {
                 abandon: vec![t(10)],
                 verdict: Verdict::Insert
             }
         );
-        assert_eq!(decide(t(20), &[], &50, least).verdict, Verdict::Insert);
+        assert_eq!(decide(t(20), &[], 50, least).verdict, Verdict::Insert);
+        // A retry claims its own failed tick again; not another's, not one that succeeded, and
+        // not as a first attempt.
+        let failed = |replica| RowState {
+            failed: true,
+            ..row(20, replica, true, 0)
+        };
+        let retry = policy(Delivery::AtMostOnce, 2);
+        assert_eq!(
+            decide(t(20), &[failed("a")], 50, retry).verdict,
+            Verdict::Retry
+        );
+        let taken = |replica: &str| Verdict::Taken {
+            replica: replica.into(),
+        };
+        assert_eq!(decide(t(20), &[failed("b")], 50, retry).verdict, taken("b"));
+        assert_eq!(
+            decide(t(20), &[row(20, "a", true, 0)], 50, retry).verdict,
+            taken("a")
+        );
+        assert_eq!(decide(t(20), &[failed("a")], 50, most).verdict, taken("a"));
     }
 }

@@ -129,8 +129,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// 2. applies [`decide`](crate::coordinator::decide), the rule
 ///    [`InMemoryCoordinator`](crate::InMemoryCoordinator) applies, to the row of (service, tick) and
 ///    the service's unfinished rows, in tick order, with the database's clock as "now";
-/// 3. marks expired rows `abandoned`, takes one over (attempt + 1) or inserts the tick's row, as
-///    the rule says. A runner's renewal or report that lands between the rule's reading of a row and
+/// 3. marks expired rows `abandoned`, takes one over (attempt + 1), grants a retry its own failed
+///    row again (attempt + 1), or inserts the tick's row, as the rule says. A runner's renewal or report that lands between the rule's reading of a row and
 ///    its update is not overwritten: the update re-checks the lease and the row, and a row that came
 ///    alive again answers `Busy`.
 ///
@@ -582,13 +582,14 @@ impl PostgresCoordinator {
         // A longer lease would not fit an interval; 1000 years is forever here too.
         let lease = millis(policy.lease.min(LONGEST_INTERVAL));
         let at_least_once = policy.delivery == Delivery::AtLeastOnce;
+        let retry = policy.attempt > 1;
         let row = self
             .on(&self.claims, "claim", |conn| async move {
                 let replica: &str = &self.replica;
                 conn.client
                     .query_one(
                         &conn.statements.claim,
-                        &[&service, &tick, &replica, &lease, &at_least_once],
+                        &[&service, &tick, &replica, &lease, &at_least_once, &retry],
                     )
                     .await
             })
@@ -727,7 +728,8 @@ impl Statements {
         let sql = [
             format!(
                 "SELECT verdict, holder, held_tick, held_attempt \
-                 FROM {claim}($1::text, $2::timestamptz, $3::text, $4::bigint, $5::boolean)"
+                 FROM {claim}($1::text, $2::timestamptz, $3::text, $4::bigint, $5::boolean, \
+                    $6::boolean)"
             ),
             format!(
                 "UPDATE {t} SET lease_until = clock_timestamp() + lease \
@@ -845,7 +847,7 @@ fn claim_function(table: &Table) -> String {
         "
 CREATE OR REPLACE FUNCTION {f}(
     p_service text, p_tick timestamptz, p_replica text, p_lease_ms bigint,
-    p_at_least_once boolean,
+    p_at_least_once boolean, p_retry boolean,
     OUT verdict text, OUT holder text, OUT held_tick timestamptz, OUT held_attempt integer)
 LANGUAGE plpgsql VOLATILE AS $claim$
 DECLARE
@@ -857,9 +859,20 @@ BEGIN
     -- Claims of one service, one at a time across the cluster.
     PERFORM pg_advisory_xact_lock({CLAIM_LOCK_CLASS}, hashtext('{key}/' || p_service));
     now_ := clock_timestamp();
-    -- The asked tick has a row: taken.
-    SELECT r.replica INTO found_ FROM {t} r WHERE r.service = p_service AND r.tick = p_tick;
+    SELECT r.replica, r.outcome INTO found_ FROM {t} r
+        WHERE r.service = p_service AND r.tick = p_tick;
     IF FOUND THEN
+        IF p_retry AND found_.replica = p_replica
+                AND found_.outcome IN ('failed', 'panicked', 'timed_out') THEN
+            -- A retry of this replica's failed run: granted again.
+            UPDATE {t} r SET attempt = r.attempt + 1, lease = lease_len, claimed_at = now_,
+                    started_at = now_, lease_until = now_ + lease_len, finished_at = NULL,
+                    outcome = NULL, error = NULL
+                WHERE r.service = p_service AND r.tick = p_tick
+                RETURNING r.attempt INTO held_attempt;
+            verdict := 'granted'; holder := p_replica; held_tick := p_tick; RETURN;
+        END IF;
+        -- The asked tick has a row: taken.
         verdict := 'taken'; holder := found_.replica; RETURN;
     END IF;
     FOR row_ IN
