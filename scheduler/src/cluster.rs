@@ -98,12 +98,11 @@ impl Drop for Held {
         }
         let (coordinator, ticket) = (self.coordinator.clone(), self.ticket.clone());
         let reason = "not run: the service was stopped, paused or changed before the run began";
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move { release(&*coordinator, &ticket, reason).await });
-            }
-            Err(_) => tracing::warn!(service = %ticket.service, tick = %ticket.tick,
-                "a claim was dropped outside the runtime; its lease will run out"),
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { release(&*coordinator, &ticket, reason).await });
+        } else {
+            tracing::warn!(service = %ticket.service, tick = %ticket.tick,
+                "a claim was dropped outside the runtime; its lease will run out");
         }
     }
 }
@@ -241,8 +240,8 @@ async fn answered(
         }
         Claim::Taken { replica } => {
             tracing::debug!(service = %name, %tick, %replica, "tick claimed by another replica");
-            let mut state = slot.lock();
-            let stats = state.stats_mut();
+            let mut guard = slot.lock();
+            let stats = guard.stats_mut();
             stats.claimed_elsewhere += 1;
             stats.held_elsewhere = held_elsewhere(replica, tick, false);
             None
@@ -253,8 +252,8 @@ async fn answered(
         } => {
             tracing::warn!(service = %name, %tick, %replica, %running,
                 "tick skipped: another replica is still running an earlier tick");
-            let mut state = slot.lock();
-            let stats = state.stats_mut();
+            let mut guard = slot.lock();
+            let stats = guard.stats_mut();
             stats.skipped += 1;
             stats.held_elsewhere = held_elsewhere(replica, running, true);
             None
@@ -371,8 +370,8 @@ pub(crate) async fn finish(
             }
         };
         if done {
-            let mut state = held.slot.lock();
-            let stats = state.stats_mut();
+            let mut guard = held.slot.lock();
+            let stats = guard.stats_mut();
             if stats.pending_report == Some(ticket.tick) {
                 stats.pending_report = None;
             }

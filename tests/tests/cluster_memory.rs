@@ -329,7 +329,7 @@ async fn a_claim_granted_after_the_next_tick_is_skipped_not_run_late() {
     a.start().unwrap();
     sleep(Duration::from_millis(10_500)).await; // the claim of 10 is under way until 22
     *slow.delay.lock().unwrap() = Duration::ZERO;
-    sleep(Duration::from_millis(30_000)).await; // 40.5
+    sleep(Duration::from_secs(30)).await; // 40.5
     let ticks: Vec<_> = ran.lock().unwrap().iter().map(|(_, t)| *t).collect();
     assert_eq!(ticks, [secs(30), secs(40)], "10 not run late, at 22");
     let status = a.service("s").unwrap();
@@ -353,20 +353,23 @@ async fn a_retry_runs_on_the_replica_whose_attempt_failed() {
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let flaky = |name: &'static str| {
         let attempts = attempts.clone();
-        Service::new(Schedule::every(Duration::from_secs(10)).unwrap(), move |ctx| {
-            attempts
-                .lock()
-                .unwrap()
-                .push((name, ctx.tick(), ctx.attempt()));
-            let attempt = ctx.attempt();
-            async move {
-                if attempt == 1 {
-                    Err("first attempts fail".to_owned())
-                } else {
-                    Ok(())
+        Service::new(
+            Schedule::every(Duration::from_secs(10)).unwrap(),
+            move |ctx| {
+                attempts
+                    .lock()
+                    .unwrap()
+                    .push((name, ctx.tick(), ctx.attempt()));
+                let attempt = ctx.attempt();
+                async move {
+                    if attempt == 1 {
+                        Err("first attempts fail".to_owned())
+                    } else {
+                        Ok(())
+                    }
                 }
-            }
-        })
+            },
+        )
         .retries(1)
         .retry_backoff(Duration::from_secs(1), Duration::from_secs(1))
     };
@@ -384,10 +387,18 @@ async fn a_retry_runs_on_the_replica_whose_attempt_failed() {
         "the retry ran, on a"
     );
     let status = a.service("flaky").unwrap();
-    assert_eq!((status.runs, status.claimed_elsewhere), (2, 0), "{status:?}");
+    assert_eq!(
+        (status.runs, status.claimed_elsewhere),
+        (2, 0),
+        "{status:?}"
+    );
     let history = a.cluster_history("flaky", 1).await.unwrap();
     assert_eq!(
-        (history[0].tick, history[0].attempt, history[0].outcome.as_deref()),
+        (
+            history[0].tick,
+            history[0].attempt,
+            history[0].outcome.as_deref()
+        ),
         (secs(10), 2, Some("ok"))
     );
 }

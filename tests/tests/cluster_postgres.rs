@@ -208,10 +208,6 @@ async fn claims_follow_the_in_memory_reference() {
 async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -> Vec<String> {
     let t = |s: i64| base + TimeDelta::seconds(s);
     let short = |delivery| ClaimPolicy::new(Duration::from_millis(300), delivery);
-    let retry = ClaimPolicy {
-        attempt: 2,
-        ..short(Delivery::AtMostOnce)
-    };
     let expire = || tokio::time::sleep(Duration::from_millis(450));
     let run = FinishedRun {
         started: t(0),
@@ -313,80 +309,14 @@ async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -
         &b.claim("l", t(20), short(least)).await.unwrap(),
     );
 
-    // Released: recorded as skipped, and the next tick need not wait for the lease.
-    let claim = a.claim("r", t(10), short(most)).await.unwrap();
-    note(&mut log, "a claims r@10", &claim);
-    let Claim::Granted(skipped) = claim else {
-        panic!("{claim:?}")
-    };
-    note(
-        &mut log,
-        "a releases r@10",
-        &a.release(&skipped, "late").await.unwrap(),
-    );
-    note(
-        &mut log,
-        "a releases r@10 again",
-        &a.release(&skipped, "late").await.unwrap(),
-    );
-    note(
-        &mut log,
-        "b claims r@20 (10 released)",
-        &b.claim("r", t(20), short(most)).await.unwrap(),
-    );
-    note(
-        &mut log,
-        "a renews r@10 (released)",
-        &a.renew(&skipped).await.unwrap(),
-    );
+    releases_and_retries(base, a, b, &mut log).await;
 
-    // A retry (attempt 2) claims its own failed tick again; another replica's retry, or a first
-    // attempt, finds it taken; a tick that succeeded is not retried.
-    let claim = a.claim("q", t(10), short(most)).await.unwrap();
-    note(&mut log, "a claims q@10", &claim);
-    let Claim::Granted(first) = claim else {
-        panic!("{claim:?}")
-    };
-    note(
-        &mut log,
-        "a reports q@10 failed",
-        &a.finish(&first, &run).await.unwrap(),
-    );
-    note(
-        &mut log,
-        "b retries q@10",
-        &b.claim("q", t(10), retry).await.unwrap(),
-    );
-    note(
-        &mut log,
-        "a claims q@10 again",
-        &a.claim("q", t(10), short(most)).await.unwrap(),
-    );
-    let claim = a.claim("q", t(10), retry).await.unwrap();
-    note(&mut log, "a retries q@10", &claim);
-    let Claim::Granted(second) = claim else {
-        panic!("{claim:?}")
-    };
-    note(
-        &mut log,
-        "a reports q@10 (first attempt, fenced)",
-        &a.finish(&first, &run).await.unwrap(),
-    );
-    let ok = FinishedRun {
-        outcome: Outcome::Succeeded,
-        ..run.clone()
-    };
-    note(
-        &mut log,
-        "a reports q@10 ok",
-        &a.finish(&second, &ok).await.unwrap(),
-    );
-    note(
-        &mut log,
-        "a retries q@10 (it succeeded)",
-        &a.claim("q", t(10), retry).await.unwrap(),
-    );
+    history_lines(a, &mut log).await;
+    log
+}
 
+/// What the script left in the history, a line per run.
+async fn history_lines(a: &dyn Coordinator, log: &mut Vec<String>) {
     for service in ["s", "l", "r", "q"] {
         for record in a.history(service, 10).await.unwrap() {
             log.push(format!(
@@ -396,7 +326,100 @@ async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -
             ));
         }
     }
-    log
+}
+
+/// The script's second part: releases, and retries of a failed tick.
+async fn releases_and_retries(
+    base: DateTime<Utc>,
+    a: &dyn Coordinator,
+    b: &dyn Coordinator,
+    log: &mut Vec<String>,
+) {
+    let t = |s: i64| base + TimeDelta::seconds(s);
+    let most = ClaimPolicy::new(Duration::from_millis(300), Delivery::AtMostOnce);
+    let short = |_| most;
+    let retry = ClaimPolicy { attempt: 2, ..most };
+    let run = FinishedRun {
+        started: t(0),
+        finished: t(1),
+        outcome: Outcome::Failed("boom".into()),
+    };
+    let note = |log: &mut Vec<String>, what: &str, answer: &dyn std::fmt::Debug| {
+        log.push(format!("{what}: {answer:?}"));
+    };
+    // Released: recorded as skipped, and the next tick need not wait for the lease.
+    let claim = a.claim("r", t(10), short(most)).await.unwrap();
+    note(log, "a claims r@10", &claim);
+    let Claim::Granted(skipped) = claim else {
+        panic!("{claim:?}")
+    };
+    note(
+        log,
+        "a releases r@10",
+        &a.release(&skipped, "late").await.unwrap(),
+    );
+    note(
+        log,
+        "a releases r@10 again",
+        &a.release(&skipped, "late").await.unwrap(),
+    );
+    note(
+        log,
+        "b claims r@20 (10 released)",
+        &b.claim("r", t(20), short(most)).await.unwrap(),
+    );
+    note(
+        log,
+        "a renews r@10 (released)",
+        &a.renew(&skipped).await.unwrap(),
+    );
+
+    // A retry (attempt 2) claims its own failed tick again; another replica's retry, or a first
+    // attempt, finds it taken; a tick that succeeded is not retried.
+    let claim = a.claim("q", t(10), short(most)).await.unwrap();
+    note(log, "a claims q@10", &claim);
+    let Claim::Granted(first) = claim else {
+        panic!("{claim:?}")
+    };
+    note(
+        log,
+        "a reports q@10 failed",
+        &a.finish(&first, &run).await.unwrap(),
+    );
+    note(
+        log,
+        "b retries q@10",
+        &b.claim("q", t(10), retry).await.unwrap(),
+    );
+    note(
+        log,
+        "a claims q@10 again",
+        &a.claim("q", t(10), short(most)).await.unwrap(),
+    );
+    let claim = a.claim("q", t(10), retry).await.unwrap();
+    note(log, "a retries q@10", &claim);
+    let Claim::Granted(second) = claim else {
+        panic!("{claim:?}")
+    };
+    note(
+        log,
+        "a reports q@10 (first attempt, fenced)",
+        &a.finish(&first, &run).await.unwrap(),
+    );
+    let ok = FinishedRun {
+        outcome: Outcome::Succeeded,
+        ..run.clone()
+    };
+    note(
+        log,
+        "a reports q@10 ok",
+        &a.finish(&second, &ok).await.unwrap(),
+    );
+    note(
+        log,
+        "a retries q@10 (it succeeded)",
+        &a.claim("q", t(10), retry).await.unwrap(),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

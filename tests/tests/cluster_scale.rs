@@ -54,26 +54,7 @@ async fn three_replicas_run_a_thousand_services_every_second_exactly_once() {
     let ran = Ran::default();
     let replicas: Vec<(ServiceManager, Wrapped)> = REPLICAS
         .iter()
-        .map(|name| {
-            let coordinator = Wrapped::new(PostgresCoordinator::connect(&url, *name));
-            let manager = ServiceManager::builder()
-                .coordinator(coordinator.clone())
-                .lease(Duration::from_secs(30))
-                .build()
-                .unwrap();
-            for k in 0..SERVICES {
-                let ran = ran.clone();
-                let id = u16::try_from(k).unwrap();
-                let service = Service::new(Schedule::every(Duration::from_secs(1)).unwrap(), {
-                    move |ctx| {
-                        ran.lock().unwrap().push((id, ctx.tick()));
-                        async {}
-                    }
-                });
-                manager.add_service(format!("svc-{k:04}"), service);
-            }
-            (manager, coordinator)
-        })
+        .map(|name| replica(&url, name, &ran))
         .collect();
     let began = Utc::now();
     for (manager, _) in &replicas {
@@ -141,4 +122,27 @@ async fn three_replicas_run_a_thousand_services_every_second_exactly_once() {
         expected >= SERVICES * 5,
         "the test ran too briefly to count"
     );
+}
+
+/// A replica with the thousand services, each recording (its number, the tick) in `ran`.
+fn replica(url: &str, name: &str, ran: &Ran) -> (ServiceManager, Wrapped) {
+    let coordinator = Wrapped::new(PostgresCoordinator::connect(url, name));
+    let manager = ServiceManager::builder()
+        .coordinator(coordinator.clone())
+        .lease(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    for k in 0..SERVICES {
+        let ran = ran.clone();
+        let id = u16::try_from(k).unwrap();
+        let service = Service::new(
+            Schedule::every(Duration::from_secs(1)).unwrap(),
+            move |ctx| {
+                ran.lock().unwrap().push((id, ctx.tick()));
+                async {}
+            },
+        );
+        manager.add_service(format!("svc-{k:04}"), service);
+    }
+    (manager, coordinator)
 }

@@ -547,8 +547,8 @@ impl PostgresCoordinator {
     /// Runs one operation on `link`'s connection, within the timeout. On any failure the
     /// connection is dropped, so the next call opens a fresh one (a timed-out or broken connection
     /// may be in any state).
-    async fn on<'c, T, F, Fut>(
-        &'c self,
+    async fn on<T, F, Fut>(
+        &self,
         link: &Mutex<Link>,
         what: &str,
         operation: F,
