@@ -7,6 +7,7 @@
 //! ```text
 //! tick T due ─ claim ✔ (lease L, confirmed at c) ─┬─ granted after T+1 was due: release "skipped", not run
 //!                                                 ├─ dropped before its run began (stop, pause): release
+//!                                                 ├─ waited ≥ L/3 for a worker: renew first; refused: not run
 //!                                                 └─ run ─ renew every L/3 ─ job ends ─ finish ✔ (released)
 //!                                                                                    └ ✘: retry, renew every L/3,
 //!                                                   until it lands, is refused (taken over), or c + 2L passed
@@ -81,6 +82,31 @@ impl Held {
             .confirmed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the claim is still this replica's as its run begins. A run that waited for a worker
+    /// (`max_concurrent_jobs`) for a third of the lease or more renews first: its lease may have
+    /// run out meanwhile, and another replica taken the tick over or moved on. A renewal refused,
+    /// or unanswered while the lease may be over, means the run must not begin.
+    pub(crate) async fn still_held(&self) -> bool {
+        if self.confirmed().elapsed() < self.lease / 3 {
+            return true;
+        }
+        let ticket = &self.ticket;
+        let sent = Instant::now();
+        let held = match self.coordinator.renew(ticket).await {
+            Ok(true) => {
+                self.confirm(sent);
+                true
+            }
+            Ok(false) => false,
+            Err(_) => self.confirmed().elapsed() < self.lease,
+        };
+        if !held {
+            tracing::warn!(service = %ticket.service, tick = %ticket.tick,
+                "tick not run: its claim's lease ran out while it waited for a worker");
+        }
+        held
     }
 
     /// Gives the claim up (its tick will not run), trying a few times; if no try lands, the

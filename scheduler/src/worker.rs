@@ -123,6 +123,18 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         generation,
         ticket,
     } = fire;
+    if let Some(held) = &ticket {
+        if !held.still_held().await {
+            // The claim is dropped on return, which releases it (or finds it lost): skipped.
+            let next = {
+                let mut state = slot.lock();
+                state.stats_mut().skipped_late += 1;
+                state.unqueue(generation, engine.clock.now(), 0)
+            };
+            engine.apply(&slot, next);
+            return;
+        }
+    }
     let now = engine.clock.now();
     let (tick, trigger, attempt, cancel, job, timeout) = {
         let mut state = slot.lock();

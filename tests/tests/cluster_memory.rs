@@ -402,3 +402,49 @@ async fn a_retry_runs_on_the_replica_whose_attempt_failed() {
         (secs(10), 2, Some("ok"))
     );
 }
+
+/// A claimed tick that waits for a worker (`max_concurrent_jobs`) until its lease runs out, and is
+/// taken over meanwhile, does not run when the worker comes free: it would run twice.
+///
+/// ```text
+/// a (one worker): x@3 ─ hog@5 runs 5..9.5 ─ x@6 claimed (lease 2 s), waits for the worker ─ 8 lease out
+/// b (x only, from 6.5): 9 ─ claims x@9: x@6 abandoned → takes it over, runs it (attempt 2), then x@9
+/// a: 9.5 worker free ─ x@6 renews first: refused ─ not run, counted in skipped_late
+/// ```
+#[tokio::test(start_paused = true)]
+async fn a_claim_lost_while_waiting_for_a_worker_does_not_run() {
+    let cluster = InMemoryCoordinator::new();
+    let ran = Ran::default();
+    let a = ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .coordinator(cluster.replica("a"))
+        .lease(Duration::from_secs(2))
+        .max_concurrent_jobs(1)
+        .build()
+        .unwrap();
+    let x = |name| service(name, 3, 0, &ran).delivery(Delivery::AtLeastOnce);
+    a.add_service("x", x("a"));
+    a.add_service(
+        "hog",
+        Service::new(Schedule::every(Duration::from_secs(5)).unwrap(), |_ctx| {
+            sleep(Duration::from_millis(4_500))
+        }),
+    );
+    a.start().unwrap();
+    sleep(Duration::from_millis(6_500)).await;
+    let b = ServiceManager::builder()
+        .clock(TokioClock::starting_at(
+            secs(6) + chrono::TimeDelta::milliseconds(500),
+        ))
+        .coordinator(cluster.replica("b"))
+        .lease(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    b.add_service("x", x("b"));
+    b.start().unwrap();
+    sleep(Duration::from_secs(4)).await; // 10.5
+    let runs = ran.lock().unwrap().clone();
+    let of_six: Vec<_> = runs.iter().filter(|(_, t)| *t == secs(6)).collect();
+    assert_eq!(of_six, [&("b".to_owned(), secs(6))], "{runs:?}");
+    assert_eq!(a.service("x").unwrap().skipped_late, 1);
+}
