@@ -4,18 +4,7 @@
 //! written in PL/pgSQL, and the test `claims_follow_the_in_memory_reference` holds the two to the
 //! same answers.
 //!
-//! The rule, in the order it is applied:
-//!
-//! | the service's rows | answer |
-//! |---|---|
-//! | a retry (attempt > 1) asks a tick whose row is its own, ended in failure | `Retry`: granted again |
-//! | the asked tick has a row (whatever its state) | `Taken` by that row's replica |
-//! | an unfinished row, in tick order, whose lease is alive | `Busy`: skip, it would overlap |
-//! | an unfinished row whose lease ran out, at most once | mark it `abandoned`, look at the next |
-//! | an unfinished row whose lease ran out, at least once | take it over: attempt + 1, granted |
-//! | none of the above | insert the asked tick's row: granted, attempt 1 |
-//!
-//! Rows marked abandoned stay marked whatever the answer (a `Busy` found after them included).
+//! The rule itself is on [`decide`].
 
 use chrono::{DateTime, Utc};
 
@@ -37,7 +26,7 @@ pub struct RowState<'a, L> {
     pub lease_until: L,
 }
 
-/// What the coordinator must do to answer a claim; see the [module](self) table.
+/// What the coordinator must do to answer a claim; see the table on [`decide`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Unfinished ticks whose lease ran out, to be marked `abandoned` (at most once).
@@ -78,6 +67,19 @@ pub enum Verdict {
 /// row of the asked tick if there is one, and every unfinished row of the service (more rows are
 /// allowed: ended ones are ignored), **in ascending tick order**; a lease is alive while
 /// `lease_until > now`.
+///
+/// The rule, in the order it is applied:
+///
+/// | the service's rows | answer |
+/// |---|---|
+/// | a retry (attempt > 1) asks a tick whose row is its own, ended in failure | `Retry`: granted again |
+/// | the asked tick has a row (whatever its state) | `Taken` by that row's replica |
+/// | an unfinished row, in tick order, whose lease is alive | `Busy`: skip, it would overlap |
+/// | an unfinished row whose lease ran out, at most once | mark it `abandoned`, look at the next |
+/// | an unfinished row whose lease ran out, at least once | take it over: attempt + 1, granted |
+/// | none of the above | insert the asked tick's row: granted, attempt 1 |
+///
+/// Rows marked abandoned stay marked whatever the answer (a `Busy` found after them included).
 ///
 /// ```
 /// use std::time::Duration;

@@ -138,9 +138,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Each coordinator keeps two connections: one for claims (and history), one for renewals, reports
 /// and releases, so that a lease is never renewed late because claims queue ahead of it. Calls on
 /// one connection are pipelined (sent without waiting for the previous answer). When a connection
-/// breaks, the next call on it reconnects at once; callers that were waiting while an attempt failed
+/// breaks, the next call on it reconnects at once; calls that were waiting while an attempt failed
 /// get that attempt's error, so an outage costs one attempt per wave of calls rather than one per
-/// call, and no call is refused on the strength of an older failure.
+/// call, and no call is refused on the strength of a failure that ended before it was made.
 ///
 /// # Time and clock skew
 /// Leases use the **database's** clock (`clock_timestamp()`), never a replica's: a lease set by one
@@ -220,7 +220,7 @@ struct Failed {
 /// attempt serves every call waiting for it; operations run on a shared `Arc<Conn>`, pipelined.
 struct Link {
     conn: Option<Arc<Conn>>,
-    /// The last failed attempt: when it began, and why it failed.
+    /// The last failed attempt: when it ended, and why it failed.
     failed: Option<(Instant, String)>,
 }
 
@@ -411,14 +411,14 @@ impl PostgresCoordinator {
             }
             link.conn = None;
         }
-        // An attempt that began after this call did is as good as this call's own: the calls that
-        // waited for it share its failure. An older failure is never returned: this call tries.
-        if let Some((began, error)) = &link.failed {
-            if *began >= asked {
+        // An attempt that ended after this call began (the calls that waited while it ran) answers
+        // for this call too: one attempt per wave of calls, however long an attempt takes. An
+        // older failure is never returned: this call tries.
+        if let Some((ended, error)) = &link.failed {
+            if *ended >= asked {
                 return Err(CoordinatorError::new(error.clone()));
             }
         }
-        let began = Instant::now();
         match self.open_session().await {
             Ok(conn) => {
                 let conn = Arc::new(conn);
@@ -427,7 +427,7 @@ impl PostgresCoordinator {
                 Ok(conn)
             }
             Err(error) => {
-                link.failed = Some((began, error.clone()));
+                link.failed = Some((Instant::now(), error.clone()));
                 Err(CoordinatorError::new(error))
             }
         }
