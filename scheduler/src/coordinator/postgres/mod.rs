@@ -60,10 +60,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Replicas coordinated through a PostgreSQL table (feature `postgres`).
 ///
 /// Each replica of the app builds one with its own name; they share nothing but the database.
-/// Construction does no I/O: the connection is opened on first use, and reopened (with backoff)
-/// whenever it drops. While the database is unreachable every call fails, and the manager pauses
-/// coordinated runs, reports it in [`ServiceStatus::coordinator_error`](crate::ServiceStatus), and
-/// resumes by itself.
+/// Construction does no I/O: the connections are opened on first use, and reopened by the next
+/// call whenever one drops (see [Connections](#connections)). While the database is unreachable
+/// every call fails, and the manager pauses coordinated runs, retries them with backoff, reports
+/// it in [`ServiceStatus::coordinator_error`](crate::ServiceStatus), and resumes by itself; the
+/// end of a run is retried until it is recorded.
 ///
 /// ```no_run
 /// use std::time::Duration;
