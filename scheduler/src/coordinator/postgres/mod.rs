@@ -2,13 +2,24 @@
 //! the one replica whose claim on (service, tick) was granted.
 //!
 //! # Why `tokio-postgres` (and not `sqlx`)
-//! The coordinator needs a dozen fixed statements on one connection per replica. `tokio-postgres`
+//! The coordinator needs a few fixed statements on two connections per replica. `tokio-postgres`
 //! is the async driver of the long-standing rust-postgres project: pure Rust, no proc macros, no
 //! compile-time query checking that wants a database (or offline data) at build time, and no pool
 //! or multi-database layers we would not use. The `postgres` feature adds about 50 crates to
 //! `scheduler`'s build (the wire protocol, `socket2`, a few hashes); `sqlx` brings its macros, its
 //! runtime and driver layers on top. For a feature that users switch on in an app that
 //! may already have another driver, a short build matters more than an ORM-ish API.
+//!
+//! # Why two connections, and no pool crate
+//! Renewals must never wait behind claims (a lease renewed late is a run another replica may take
+//! over), so they have a connection of their own; claims share the other. `tokio-postgres` pipelines
+//! the calls made on one connection, so a burst of claims costs no round trip per claim, and the
+//! server runs one replica's claims one after another (one server process), which with one
+//! advisory-locked statement each is well under a millisecond (3000 claims a second from three
+//! replicas in the scale test). A pool (`deadpool-postgres`, `bb8`) would add a crate and its own
+//! connection set-up, when the TLS negotiation of `sslmode` (`allow`/`prefer` fall-backs, the
+//! certificate checks of `tls.rs`) needs the connection attempts made here; two fixed connections
+//! give the separation a pool would, without it.
 //!
 //! TLS (see `tls.rs` for the choice of crates) adds 18 crates more: rustls, `ring`, webpki, the
 //! system's CA reader and the small DER/X.509 readers `tokio-postgres-rustls` uses for SCRAM
