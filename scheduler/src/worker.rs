@@ -124,11 +124,13 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         ticket,
     } = fire;
     if let Some(held) = &ticket {
-        if !held.still_held().await {
+        if slot.is_current(generation) && !held.still_held().await {
             // The claim is dropped on return, which releases it (or finds it lost): skipped.
             let next = {
                 let mut state = slot.lock();
-                state.stats_mut().skipped_late += 1;
+                if state.generation == generation {
+                    state.stats_mut().skipped_late += 1;
+                }
                 state.unqueue(generation, engine.clock.now(), 0)
             };
             engine.apply(&slot, next);
