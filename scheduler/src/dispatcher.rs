@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::coordinator::{ClaimPolicy, Coordinator};
 use crate::engine::{Engine, SUMMARY_EVERY};
 use crate::queue::Fire;
-use crate::state::{Fired, Slot};
+use crate::state::{Fired, Phase, Slot};
 use crate::timer::{Due, Wait};
 
 /// Starts the dispatcher of this start (`epoch`) on `handle`.
@@ -114,35 +114,39 @@ async fn claim_then_queue(
     generation: u32,
     tick: DateTime<Utc>,
 ) {
-    let (schedule, delivery, before) = {
+    let (schedule, delivery, attempt, before) = {
         let state = slot.lock();
+        let attempt = match state.phase {
+            Phase::Queued { attempt, .. } => attempt,
+            _ => 1,
+        };
         (
             state.service.schedule.clone(),
             state.service.delivery,
+            attempt,
             state.tally(),
         )
     };
+    // A retry claims its own failed tick again, rather than find it taken (by itself).
     let policy = ClaimPolicy {
-        lease: engine.lease,
-        delivery,
+        attempt,
+        ..ClaimPolicy::new(engine.lease, delivery)
     };
-    let claimed = crate::cluster::claim(
-        &*engine.clock,
-        &*coordinator,
-        &slot,
-        &schedule,
-        tick,
-        policy,
-    )
-    .await;
+    let claimed =
+        crate::cluster::claim(&*engine.clock, &coordinator, &slot, &schedule, tick, policy).await;
     match claimed {
-        Some(ticket) => {
-            slot.lock().retarget(generation, ticket.tick);
+        Some(held) => {
+            slot.lock().retarget(generation, held.ticket.tick);
             engine.queue.push(Fire {
                 slot,
                 generation,
-                ticket: Some(Box::new(ticket)),
+                ticket: Some(Box::new(held)),
             });
+            // Granted after a stop (whose clearing of the queue came first): nothing will run it,
+            // so it is dropped now, which releases the claim rather than leave its lease to run out.
+            if !engine.is_running() {
+                engine.queue.clear();
+            }
         }
         None => {
             let (next, after) = {

@@ -107,7 +107,7 @@
 //! | `scheduler_runs_total` | counter | `outcome`: `succeeded`, `failed`, `panicked`, `timed_out`, `aborted` |
 //! | `scheduler_run_duration_seconds` | histogram | |
 //! | `scheduler_run_lag_seconds` | histogram (run start minus tick, scheduled runs) | |
-//! | `scheduler_skipped_ticks_total` | counter | `reason`: `overlap`, `paused`, `misfire`, `claimed_elsewhere`, `retry_dropped` |
+//! | `scheduler_skipped_ticks_total` | counter | `reason`: `overlap`, `paused`, `misfire`, `claimed_elsewhere`, `late`, `retry_dropped` |
 //! | `scheduler_running_jobs` | gauge | |
 //! | `scheduler_last_success_timestamp_seconds` | gauge (Unix time) | |
 //! | `scheduler_next_run_timestamp_seconds` | gauge (Unix time; 0 when no tick is left) | |
@@ -192,7 +192,7 @@ pub use policy::{Misfire, ServicePolicies};
 pub use scheduler_core::{Schedule, ScheduleError};
 pub use scheduler_macros::background_service;
 pub use service::{Delivery, Service};
-pub use status::{Failure, Outcome, ServiceState, ServiceStatus, Trigger};
+pub use status::{Failure, HeldElsewhere, Outcome, ServiceState, ServiceStatus, Trigger};
 
 #[cfg(feature = "postgres")]
 #[doc(hidden)]

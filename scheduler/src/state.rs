@@ -192,6 +192,9 @@ pub(crate) struct Stats {
     pub(crate) claimed_elsewhere: u64,
     pub(crate) retries_dropped: u64,
     pub(crate) coordinator_error: Option<String>,
+    pub(crate) held_elsewhere: Option<crate::status::HeldElsewhere>,
+    pub(crate) pending_report: Option<DateTime<Utc>>,
+    pub(crate) skipped_late: u64,
     /// The latest runs, oldest first, at most as many as the manager keeps.
     pub(crate) history: std::collections::VecDeque<HistoryEntry>,
 }
@@ -209,6 +212,9 @@ static NO_STATS: Stats = Stats {
     claimed_elsewhere: 0,
     retries_dropped: 0,
     coordinator_error: None,
+    held_elsewhere: None,
+    pending_report: None,
+    skipped_late: 0,
     history: std::collections::VecDeque::new(),
 };
 
@@ -465,6 +471,11 @@ impl SlotState {
         self.stats
             .as_ref()
             .is_none_or(|stats| stats.coordinator_error.is_none())
+    }
+
+    /// The counters, if anything was counted yet.
+    pub(crate) fn stats(&self) -> Option<&Stats> {
+        self.stats.as_deref()
     }
 
     pub(crate) fn stats_mut(&mut self) -> &mut Stats {
@@ -761,6 +772,7 @@ impl SlotState {
                 paused: stats.skipped_paused,
                 misfire: 0,
                 claimed_elsewhere: stats.claimed_elsewhere,
+                late: stats.skipped_late,
                 retry_dropped: stats.retries_dropped,
             })
     }
@@ -781,6 +793,9 @@ impl SlotState {
             skipped: stats.skipped,
             claimed_elsewhere: stats.claimed_elsewhere,
             coordinator_error: stats.coordinator_error.clone(),
+            held_elsewhere: stats.held_elsewhere.clone(),
+            pending_report: stats.pending_report,
+            skipped_late: stats.skipped_late,
             skipped_paused: stats.skipped_paused,
             retries_dropped: stats.retries_dropped,
             last_trigger: stats.last_trigger,

@@ -124,6 +124,20 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         generation,
         ticket,
     } = fire;
+    if let Some(held) = &ticket {
+        if slot.is_current(generation) && !held.still_held().await {
+            // The claim is dropped on return, which releases it (or finds it lost): skipped.
+            let next = {
+                let mut state = slot.lock();
+                if state.generation == generation {
+                    state.stats_mut().skipped_late += 1;
+                }
+                state.unqueue(generation, engine.clock.now(), 0)
+            };
+            engine.apply(&slot, next);
+            return;
+        }
+    }
     let now = engine.clock.now();
     let (tick, trigger, attempt, cancel, job, timeout) = {
         let mut state = slot.lock();
@@ -152,18 +166,10 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         started_at: now,
     };
     let execute = execute(engine, &slot, job, ctx, &limits, span.clone());
-    let outcome = match (&ticket, &engine.coordinator) {
-        (Some(ticket), Some(coordinator)) => {
-            // Boxed: coordination is the rare path, and would otherwise widen every run's future.
-            Box::pin(crate::cluster::renewing(
-                execute,
-                &**coordinator,
-                ticket,
-                engine.lease,
-            ))
-            .await
-        }
-        _ => execute.await,
+    let outcome = match &ticket {
+        // Boxed: coordination is the rare path, and would otherwise widen every run's future.
+        Some(held) => Box::pin(crate::cluster::renewing(execute, held)).await,
+        None => execute.await,
     };
     let duration = began.elapsed();
     let end = TimeDelta::from_std(duration)
@@ -181,6 +187,9 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
     };
     let (before, next, after) = {
         let mut state = slot.lock();
+        if let Some(held) = &ticket {
+            crate::cluster::report_pending(state.stats_mut(), &held.ticket);
+        }
         let before = state.tally();
         let next = state.end(outcome.clone(), &facts, end);
         (before, next, state.tally())
@@ -202,14 +211,8 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         duration,
     });
     engine.skipped(&slot, before, after);
-    if let (Some(ticket), Some(coordinator)) = (ticket, &engine.coordinator) {
-        tokio::spawn(crate::cluster::finish(
-            coordinator.clone(),
-            *ticket,
-            now,
-            end,
-            outcome,
-        ));
+    if let Some(held) = ticket {
+        tokio::spawn(crate::cluster::finish(*held, now, end, outcome));
     }
 }
 
