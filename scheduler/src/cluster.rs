@@ -17,9 +17,12 @@ const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LONGEST_RETRY: Duration = Duration::from_secs(30);
 
 /// Claims `tick`, retrying with backoff while the coordinator is unreachable, until the tick after it
-/// is due: then this tick is given up (no replica could be sure of running it alone). `None` when
-/// this replica does not run it: another replica has it, or is still running an earlier tick, or the
-/// coordinator stayed unreachable.
+/// is due (or, for a service whose misfire policy is `Skip`, until its `skip_grace` has passed):
+/// then this tick is given up (no replica could be sure of running it alone) and counted as
+/// misfired. `None` when this replica does not run it: another replica has it, or is still running
+/// an earlier tick, or the coordinator stayed unreachable.
+///
+/// A claim granted late still runs: the claim is recorded, so the tick is this replica's to run.
 pub(crate) async fn claim(
     clock: &dyn Clock,
     coordinator: &dyn Coordinator,
@@ -27,9 +30,17 @@ pub(crate) async fn claim(
     schedule: &Schedule,
     tick: DateTime<Utc>,
     policy: ClaimPolicy,
+    skip_grace: Option<Duration>,
 ) -> Option<Ticket> {
     let name = &*slot.name;
-    let give_up_at = schedule.next_after(tick);
+    let next_tick = schedule.next_after(tick);
+    let skip_at = skip_grace
+        .and_then(|grace| chrono::TimeDelta::from_std(grace).ok())
+        .and_then(|grace| tick.checked_add_signed(grace));
+    let give_up_at = match (skip_at, next_tick) {
+        (Some(skip), Some(next)) => Some(skip.min(next)),
+        (skip, next) => skip.or(next),
+    };
     let mut backoff = FIRST_RETRY;
     loop {
         let error = match coordinator.claim(name, tick, policy).await {
@@ -65,6 +76,7 @@ pub(crate) async fn claim(
         let retry_at = now + chrono::TimeDelta::from_std(backoff).unwrap_or(chrono::TimeDelta::MAX);
         if give_up_at.is_some_and(|next| retry_at >= next) {
             tracing::warn!(service = %name, %tick, "tick not run: the coordinator stayed unreachable");
+            slot.lock().stats_mut().skipped_misfire += 1;
             return None;
         }
         tokio::time::sleep(backoff).await;

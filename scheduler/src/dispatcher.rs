@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::coordinator::{ClaimPolicy, Coordinator};
 use crate::engine::{Engine, SUMMARY_EVERY};
 use crate::queue::Fire;
-use crate::state::{Fired, Slot};
+use crate::state::Next;
 use crate::timer::{Due, Wait};
 
 /// Starts the dispatcher of this start (`epoch`) on `handle`.
@@ -37,7 +36,7 @@ async fn dispatch(engine: Arc<Engine>, epoch: u64) {
         let now = engine.clock.now();
         let wait = engine.timer.take_due(now, &mut due);
         for entry in due.drain(..) {
-            fire(&engine, entry, &mut fires);
+            fire(&engine, entry, now, &mut fires);
         }
         engine.queue.push_all(&mut fires);
         match wait {
@@ -71,78 +70,20 @@ fn log_summary(engine: &Engine) {
     }
 }
 
-/// Moves one due service to the run queue (`Scheduled → Queued`), or, with a coordinator, to a claim.
-fn fire(engine: &Arc<Engine>, due: Due, out: &mut Vec<Fire>) {
+/// Moves one due service on (`Scheduled → Queued`, or held back for its jitter, or to its misfire
+/// policy); without a coordinator a queued run joins this wake-up's batch, with one it is claimed
+/// first.
+fn fire(engine: &Arc<Engine>, due: Due, now: DateTime<Utc>, out: &mut Vec<Fire>) {
     let Due {
         generation, slot, ..
     } = due;
-    let fired = slot.lock().fire(generation, &slot.name);
-    let (tick, generation) = match fired {
-        Fired::Stale => return,
-        Fired::Later { at, generation } => {
-            engine.timer.insert(slot, at, generation);
-            return;
-        }
-        Fired::Now { tick, generation } => (tick, generation),
-    };
-    match &engine.coordinator {
-        None => out.push(Fire {
+    let next = slot.lock().fire(generation, &slot.name, now);
+    match next {
+        Next::Fire { generation, .. } if engine.coordinator.is_none() => out.push(Fire {
             slot,
             generation,
             ticket: None,
         }),
-        Some(coordinator) => {
-            // Claims wait on the network, so they do not hold the dispatcher or a worker.
-            tokio::spawn(claim_then_queue(
-                engine.clone(),
-                coordinator.clone(),
-                slot,
-                generation,
-                tick,
-            ));
-        }
-    }
-}
-
-/// Claims `tick` for the queued service in `slot`, then queues its run, or puts the service back on
-/// its schedule when this replica does not run the tick.
-#[allow(clippy::single_match_else)] // granted or not: two cases, read as a table
-async fn claim_then_queue(
-    engine: Arc<Engine>,
-    coordinator: Arc<dyn Coordinator>,
-    slot: Arc<Slot>,
-    generation: u32,
-    tick: DateTime<Utc>,
-) {
-    let (schedule, delivery) = {
-        let state = slot.lock();
-        (state.service.schedule.clone(), state.service.delivery)
-    };
-    let policy = ClaimPolicy {
-        lease: engine.lease,
-        delivery,
-    };
-    let claimed = crate::cluster::claim(
-        &*engine.clock,
-        &*coordinator,
-        &slot,
-        &schedule,
-        tick,
-        policy,
-    )
-    .await;
-    match claimed {
-        Some(ticket) => {
-            slot.lock().retarget(generation, ticket.tick);
-            engine.queue.push(Fire {
-                slot,
-                generation,
-                ticket: Some(Box::new(ticket)),
-            });
-        }
-        None => {
-            let next = slot.lock().unqueue(generation, engine.clock.now(), 0);
-            engine.apply(&slot, next);
-        }
+        next => engine.apply(&slot, next),
     }
 }

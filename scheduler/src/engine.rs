@@ -22,10 +22,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::coordinator::Coordinator;
+use crate::coordinator::{ClaimPolicy, Coordinator};
 use crate::pool::Pool;
 use crate::queue::{Fire, RunQueue};
 use crate::state::{Next, Slot};
+use crate::state_file::StateFile;
 use crate::status::Failure;
 use crate::timer::Timer;
 
@@ -41,6 +42,8 @@ pub(crate) struct Engine {
     pub(crate) abort_grace: Duration,
     /// How many finished runs each service keeps in its local history.
     pub(crate) history_len: usize,
+    /// Where the last tick of each catch-up service is remembered without a coordinator.
+    pub(crate) state_file: Option<Arc<StateFile>>,
     pub(crate) timer: Timer,
     pub(crate) queue: RunQueue,
     pub(crate) pool: Pool,
@@ -76,6 +79,7 @@ impl Engine {
         abort_grace: Duration,
         history_len: usize,
         workers: usize,
+        state_file: Option<Arc<StateFile>>,
     ) -> Self {
         Engine {
             clock,
@@ -84,6 +88,7 @@ impl Engine {
             lease,
             abort_grace,
             history_len,
+            state_file,
             timer: Timer::new(),
             queue: RunQueue::new(),
             pool: Pool::new(workers),
@@ -126,7 +131,7 @@ impl Engine {
     }
 
     /// Carries out what a transition of `slot` asked for.
-    pub(crate) fn apply(&self, slot: &Arc<Slot>, next: Next) {
+    pub(crate) fn apply(self: &Arc<Self>, slot: &Arc<Slot>, next: Next) {
         match next {
             Next::Nothing => {}
             Next::Timer { at, generation } => self.timer.insert(slot.clone(), at, generation),
@@ -135,6 +140,30 @@ impl Engine {
                 generation,
                 ticket: None,
             }),
+            Next::Fire { tick, generation } => match &self.coordinator {
+                None => self.queue.push(Fire {
+                    slot: slot.clone(),
+                    generation,
+                    ticket: None,
+                }),
+                Some(coordinator) => {
+                    // Claims wait on the network, so they do not hold the dispatcher or a worker.
+                    tokio::spawn(claim_then_queue(
+                        self.clone(),
+                        coordinator.clone(),
+                        slot.clone(),
+                        generation,
+                        tick,
+                    ));
+                }
+            },
+        }
+    }
+
+    /// Remembers that `service` started `tick`, for a catch-up after a restart (with a state file).
+    pub(crate) fn remember(&self, service: &str, tick: DateTime<Utc>) {
+        if let Some(file) = &self.state_file {
+            file.record(service, tick);
         }
     }
 
@@ -158,6 +187,54 @@ impl Engine {
                 return;
             }
             notified.await;
+        }
+    }
+}
+
+/// Claims `tick` for the queued service in `slot`, then queues its run, or puts the service back on
+/// its schedule when this replica does not run the tick.
+#[allow(clippy::single_match_else)] // granted or not: two cases, read as a table
+async fn claim_then_queue(
+    engine: Arc<Engine>,
+    coordinator: Arc<dyn Coordinator>,
+    slot: Arc<Slot>,
+    generation: u32,
+    tick: DateTime<Utc>,
+) {
+    let (schedule, delivery, grace) = {
+        let state = slot.lock();
+        (
+            state.service.schedule.clone(),
+            state.service.delivery,
+            state.skip_grace(),
+        )
+    };
+    let policy = ClaimPolicy {
+        lease: engine.lease,
+        delivery,
+    };
+    let claimed = crate::cluster::claim(
+        &*engine.clock,
+        &*coordinator,
+        &slot,
+        &schedule,
+        tick,
+        policy,
+        grace,
+    )
+    .await;
+    match claimed {
+        Some(ticket) => {
+            slot.lock().retarget(generation, ticket.tick);
+            engine.queue.push(Fire {
+                slot,
+                generation,
+                ticket: Some(Box::new(ticket)),
+            });
+        }
+        None => {
+            let next = slot.lock().unqueue(generation, engine.clock.now(), 0);
+            engine.apply(&slot, next);
         }
     }
 }

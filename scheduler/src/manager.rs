@@ -18,6 +18,7 @@ use crate::pool::MAX_WORKERS;
 use crate::registry;
 use crate::service::Service;
 use crate::state::{Next, Phase as SlotPhase, RunNowRefusal, Slot, SlotState};
+use crate::state_file::StateFile;
 use crate::status::{Failure, Origin, ServiceState, ServiceStatus};
 use crate::{dispatcher, worker, Schedule};
 
@@ -113,9 +114,39 @@ pub struct ServiceManagerBuilder {
     lease: Duration,
     abort_grace: Duration,
     history_len: usize,
+    state_file: Option<std::path::PathBuf>,
 }
 
 impl ServiceManagerBuilder {
+    /// Remembers, in the file at `path`, the last tick each service that asks for catch-up
+    /// ([`Service::misfire`] set explicitly to [`Misfire::Coalesce`](crate::Misfire::Coalesce) or
+    /// [`Misfire::All`](crate::Misfire::All)) started, so that after a restart the ticks missed
+    /// while the process was down are caught up by that policy. For single-node applications; with
+    /// a [`coordinator`](Self::coordinator) the cluster's history is used instead, and the file is
+    /// not read. Other services are not written.
+    ///
+    /// The file is read by [`build`](Self::build); a file that does not exist yet is an empty one.
+    /// It is replaced atomically (written aside, synced, renamed) after such a service starts a run,
+    /// and when the manager stops. A fixed period without an anchor of its own keeps the grid of
+    /// the remembered tick across the restart.
+    ///
+    /// ```no_run
+    /// # use scheduler::{Misfire, Schedule, Service, ServiceManager};
+    /// let manager = ServiceManager::builder()
+    ///     .state_file("/var/lib/my-app/scheduler.state")
+    ///     .build()?; // an unreadable or corrupt file is an error here
+    /// manager.add_service(
+    ///     "nightly-report",
+    ///     Service::new("0 3 * * *".parse::<Schedule>()?, |_ctx| async {})
+    ///         .misfire(Misfire::Coalesce), // runs once at start if 03:00 passed while down
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn state_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
     /// How many finished runs each service keeps for [`ServiceManager::history`] (and the admin
     /// page's sparkline): 10 by default, 0 to keep none. A service keeps nothing until it runs.
     pub fn history_len(mut self, runs: usize) -> Self {
@@ -245,7 +276,8 @@ impl ServiceManagerBuilder {
     /// # Errors
     /// [`Error::DuplicateService`] when two registered services share a name;
     /// [`Error::Config`] listing every problem of the configuration;
-    /// [`Error::InvalidOption`] for `max_concurrent_jobs(0)` or an impossibly large pool.
+    /// [`Error::InvalidOption`] for `max_concurrent_jobs(0)` or an impossibly large pool;
+    /// [`Error::StateFile`] when the [state file](Self::state_file) cannot be read or is corrupt.
     pub fn build(mut self) -> Result<ServiceManager, Error> {
         let mut bases = BTreeMap::new();
         if self.registered {
@@ -276,8 +308,12 @@ impl ServiceManagerBuilder {
                 reason: format!("{max_concurrent_jobs} is out of range 1-{MAX_WORKERS}"),
             });
         }
+        let state_file = match self.state_file.take() {
+            Some(path) => Some(Arc::new(StateFile::load(path)?)),
+            None => None,
+        };
         let sources = std::mem::take(&mut self.config);
-        let manager = self.assemble(max_concurrent_jobs);
+        let manager = self.assemble(max_concurrent_jobs, state_file);
         let applied: BTreeMap<String, Effective> = match loaded {
             Some(loaded) => loaded.services,
             None => bases
@@ -303,7 +339,11 @@ impl ServiceManagerBuilder {
         Ok(manager)
     }
 
-    fn assemble(self, max_concurrent_jobs: usize) -> ServiceManager {
+    fn assemble(
+        self,
+        max_concurrent_jobs: usize,
+        state_file: Option<Arc<StateFile>>,
+    ) -> ServiceManager {
         ServiceManager {
             inner: Arc::new(Inner {
                 engine: Arc::new(Engine::new(
@@ -314,6 +354,7 @@ impl ServiceManagerBuilder {
                     self.abort_grace,
                     self.history_len,
                     max_concurrent_jobs,
+                    state_file,
                 )),
                 state: Mutex::new(ManagerState {
                     phase: Phase::Built,
@@ -330,7 +371,7 @@ impl ServiceManagerBuilder {
 impl ServiceManager {
     /// A manager with no services and default settings.
     pub fn new() -> Self {
-        ServiceManager::builder().assemble(cpu_count())
+        ServiceManager::builder().assemble(cpu_count(), None)
     }
 
     /// A manager with every `#[background_service]` linked into the binary, from any crate.
@@ -354,6 +395,7 @@ impl ServiceManager {
             lease: DEFAULT_LEASE,
             abort_grace: DEFAULT_ABORT_GRACE,
             history_len: DEFAULT_HISTORY,
+            state_file: None,
         }
     }
 
@@ -408,17 +450,39 @@ impl ServiceManager {
         }
         let now = engine.clock.now();
         let anchor = engine.anchor(now);
+        let mut remembered_elsewhere = Vec::new();
         for slot in state.services.values() {
             let next = {
                 let mut service = slot.lock();
                 match service.phase {
                     SlotPhase::NotStarted | SlotPhase::Stopped => {
-                        service.schedule(now, anchor, true)
+                        let next = service.schedule(now, anchor, true);
+                        match (&engine.coordinator, &engine.state_file) {
+                            (Some(_), _) if service.catches_up_restarts() => {
+                                remembered_elsewhere.push((slot.clone(), service.generation));
+                                next
+                            }
+                            (None, Some(file)) => file
+                                .last_tick(&slot.name)
+                                .and_then(|last| {
+                                    let generation = service.generation;
+                                    service.catch_up_from(&slot.name, generation, last, now, true)
+                                })
+                                .unwrap_or(next),
+                            _ => next,
+                        }
                     }
                     _ => Next::Nothing,
                 }
             };
             engine.apply(slot, next);
+        }
+        if let (Some(coordinator), false) = (&engine.coordinator, remembered_elsewhere.is_empty()) {
+            handle.spawn(catch_up_from_history(
+                engine.clone(),
+                coordinator.clone(),
+                remembered_elsewhere,
+            ));
         }
         announce(&state.services);
         Ok(())
@@ -665,6 +729,9 @@ impl ServiceManager {
                 }
             }
         }
+        if let Some(file) = &engine.state_file {
+            file.flush().await;
+        }
         tracing::info!(runs_waited_for = in_flight, "service manager stopped");
     }
 
@@ -834,6 +901,35 @@ impl ServiceManager {
             .services
             .get(name)
             .map(|slot| slot.lock().service.schedule.clone())
+    }
+}
+
+/// At start with a coordinator: asks it for the last tick of each service that catches up after a
+/// restart, and hands the ticks missed since to the service's misfire policy (if the service is still
+/// as the start scheduled it: `generation`).
+async fn catch_up_from_history(
+    engine: Arc<Engine>,
+    coordinator: Arc<dyn Coordinator>,
+    slots: Vec<(Arc<Slot>, u32)>,
+) {
+    for (slot, generation) in slots {
+        match coordinator.last_tick(&slot.name).await {
+            Ok(Some(last)) => {
+                let now = engine.clock.now();
+                let next = slot
+                    .lock()
+                    .catch_up_from(&slot.name, generation, last, now, false);
+                if let Some(next) = next {
+                    engine.timer.forget_one();
+                    engine.apply(&slot, next);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(service = %slot.name, %error,
+                    "coordinator unreachable at start: ticks missed while down are not caught up");
+            }
+        }
     }
 }
 

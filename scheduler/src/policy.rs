@@ -62,7 +62,6 @@ pub enum Misfire {
 }
 
 /// How late a run may start before its tick counts as misfired, when the service does not say.
-#[allow(dead_code)] // applied by the misfire runtime
 pub(crate) const DEFAULT_MISFIRE_GRACE: Duration = Duration::from_secs(1);
 
 pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);

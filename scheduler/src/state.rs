@@ -47,6 +47,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::cancel::CancelToken;
+use crate::policy::{Misfire, DEFAULT_MISFIRE_GRACE};
 use crate::service::Service;
 use crate::status::{Origin, Outcome, ServiceState, ServiceStatus, Trigger};
 use crate::Schedule;
@@ -116,6 +117,9 @@ pub(crate) enum Resume {
     /// At exactly this tick, however late: a coordinator's takeover of an older tick, after which the
     /// tick that was asked for is claimed.
     Exactly(DateTime<Utc>),
+    /// A catch-up ([`Misfire::All`](crate::Misfire::All)) is under way: run the missed tick `next`
+    /// at once, then `left` more missed ticks after it, then go on as `After` the last of them.
+    CatchUp { next: DateTime<Utc>, left: u32 },
 }
 
 /// What the worker knows of a run that ended, for the record.
@@ -185,6 +189,7 @@ pub(crate) struct Stats {
     pub(crate) failures: u64,
     pub(crate) skipped: u64,
     pub(crate) skipped_paused: u64,
+    pub(crate) skipped_misfire: u64,
     pub(crate) claimed_elsewhere: u64,
     pub(crate) retries_dropped: u64,
     pub(crate) coordinator_error: Option<String>,
@@ -202,6 +207,7 @@ static NO_STATS: Stats = Stats {
     failures: 0,
     skipped: 0,
     skipped_paused: 0,
+    skipped_misfire: 0,
     claimed_elsewhere: 0,
     retries_dropped: 0,
     coordinator_error: None,
@@ -230,6 +236,30 @@ pub(crate) enum Next {
     Timer { at: DateTime<Utc>, generation: u32 },
     /// Put `(slot, generation)` in the run queue.
     Queue { generation: u32 },
+    /// Put `(slot, generation)` in the run queue to run `tick` of the schedule: with a coordinator,
+    /// once this replica has claimed it.
+    Fire { tick: DateTime<Utc>, generation: u32 },
+}
+
+/// What [`SlotState::begin`] found.
+#[derive(Debug)]
+pub(crate) enum Begin {
+    /// The run begins.
+    Run(Started),
+    /// No run: the item was stale, or its tick misfired while it waited for a worker and the
+    /// misfire policy does not run it now; carry out `Next`.
+    Not(Next),
+}
+
+/// A run that begins.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) tick: DateTime<Utc>,
+    pub(crate) trigger: Trigger,
+    pub(crate) attempt: u32,
+    pub(crate) cancel: CancelToken,
+    /// Whether the manager remembers the tick (for a catch-up after a restart).
+    pub(crate) remember: bool,
 }
 
 // Each transition reads as a table of cases, so `match` over `Option` stays even for two arms.
@@ -293,49 +323,265 @@ impl SlotState {
         }
     }
 
-    /// The timer found `(slot, generation)` due: queue the tick, or hold it back for its jitter;
-    /// nothing if the entry is stale.
-    pub(crate) fn fire(&mut self, generation: u32, name: &str) -> Fired {
+    /// The timer found `(slot, generation)` due at `now`: queue the tick, hold it back for its
+    /// jitter, or hand it to the misfire policy when it is late beyond its grace; nothing if the
+    /// entry is stale.
+    pub(crate) fn fire(&mut self, generation: u32, name: &str, now: DateTime<Utc>) -> Next {
         if self.generation != generation {
-            return Fired::Stale;
+            return Next::Nothing;
         }
-        let (tick, attempt) = match self.phase {
-            Phase::Scheduled { next } => {
-                let delay = self
-                    .service
-                    .policies()
-                    .map_or(Duration::ZERO, |p| p.start_delay(name, next));
-                if !delay.is_zero() {
-                    if let Some(at) = add(next, delay) {
-                        self.phase = Phase::Waiting {
-                            at,
-                            tick: next,
-                            attempt: 1,
-                        };
-                        return Fired::Later { at, generation };
-                    }
+        match self.phase {
+            Phase::Scheduled { next } => self.arrive(name, next, now),
+            Phase::Waiting {
+                at,
+                tick,
+                attempt: 1,
+            } => {
+                if self.is_late(at, now) {
+                    return self.misfired(name, tick, now);
                 }
-                (next, 1)
+                self.queue(tick, 1, Resume::After(tick))
             }
-            Phase::Waiting { tick, attempt, .. } => (tick, attempt),
-            _ => return Fired::Stale,
-        };
+            Phase::Waiting { at, tick, attempt } => {
+                let overtaken = self
+                    .service
+                    .schedule
+                    .next_after(tick)
+                    .filter(|next| *next <= now && self.is_late(at, now));
+                match overtaken {
+                    // A retry held up (a suspend) past the next tick: the next tick wins, as it
+                    // does over a retry that would come after it.
+                    Some(next) => {
+                        self.stats_mut().retries_dropped += 1;
+                        self.arrive(name, next, now)
+                    }
+                    None => self.queue(tick, attempt, Resume::After(tick)),
+                }
+            }
+            _ => Next::Nothing,
+        }
+    }
+
+    /// Tick `tick` of the schedule has come (at `now`): queue its run, hold it back for its
+    /// jitter, or, if it is late beyond its grace, apply the misfire policy.
+    fn arrive(&mut self, name: &str, tick: DateTime<Utc>, now: DateTime<Utc>) -> Next {
+        let start = self.start_of(name, tick);
+        if self.is_late(start, now) {
+            return self.misfired(name, tick, now);
+        }
+        if start > now {
+            let generation = self.bump();
+            self.phase = Phase::Waiting {
+                at: start,
+                tick,
+                attempt: 1,
+            };
+            return Next::Timer {
+                at: start,
+                generation,
+            };
+        }
+        self.queue(tick, 1, Resume::After(tick))
+    }
+
+    /// Queues a run of `tick` of the schedule.
+    fn queue(&mut self, tick: DateTime<Utc>, attempt: u32, resume: Resume) -> Next {
+        let generation = self.bump();
         self.phase = Phase::Queued {
             tick,
             trigger: Trigger::Schedule,
             attempt,
-            resume: Resume::After(tick),
+            resume,
             then: Then::Continue,
         };
-        Fired::Now { tick, generation }
+        Next::Fire { tick, generation }
     }
 
-    /// A worker takes the queued tick: the run begins at `now`, unless the item is stale.
+    /// When the run of `tick` is meant to start: the tick, plus its jitter.
+    fn start_of(&self, name: &str, tick: DateTime<Utc>) -> DateTime<Utc> {
+        let delay = self
+            .service
+            .policies()
+            .map_or(Duration::ZERO, |p| p.start_delay(name, tick));
+        add(tick, delay).unwrap_or(tick)
+    }
+
+    /// Whether a run meant to start at `start` that has not started by `now` is misfired.
+    fn is_late(&self, start: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let grace = self
+            .service
+            .policies()
+            .and_then(|p| p.misfire_grace)
+            .unwrap_or(DEFAULT_MISFIRE_GRACE);
+        add(start, grace).is_some_and(|deadline| now > deadline)
+    }
+
+    /// The grace of a service whose misfire policy is `Skip`: how long a claim may be retried.
+    pub(crate) fn skip_grace(&self) -> Option<Duration> {
+        let policies = self.service.policies()?;
+        (policies.misfire == Some(Misfire::Skip))
+            .then(|| policies.misfire_grace.unwrap_or(DEFAULT_MISFIRE_GRACE))
+    }
+
+    /// Whether the service asked for catch-up after a restart: an explicit `Coalesce` or `All`.
+    pub(crate) fn catches_up_restarts(&self) -> bool {
+        matches!(
+            self.service.policies().and_then(|p| p.misfire),
+            Some(Misfire::Coalesce | Misfire::All { .. })
+        )
+    }
+
+    /// The ticks of the schedule from `first` to `now` are due, and the first of them is misfired:
+    /// the misfire policy decides which of them run (see [`Misfire`] and the module docs), the
+    /// others are counted in `skipped_misfire`.
+    fn misfired(&mut self, name: &str, first: DateTime<Utc>, now: DateTime<Utc>) -> Next {
+        let schedule = &self.service.schedule;
+        let just_after = now
+            .checked_add_signed(TimeDelta::nanoseconds(1))
+            .unwrap_or(now);
+        // The ticks in [first, now], and the first after them.
+        let (due, after) = catch_up(schedule, Some(first), just_after);
+        let due = due.max(1);
+        let policy = self
+            .service
+            .policies()
+            .and_then(|p| p.misfire)
+            .unwrap_or_default();
+        let (runs, start) = match policy {
+            Misfire::Skip => {
+                // The latest due tick still runs if it is not late itself (a short period).
+                let latest = nth_tick(schedule, first, due - 1);
+                let on_time =
+                    latest.filter(|latest| !self.is_late(self.start_of(name, *latest), now));
+                (u64::from(on_time.is_some()), on_time)
+            }
+            Misfire::Coalesce => (1, nth_tick(schedule, first, due - 1)),
+            Misfire::All { limit } => {
+                let runs = due.min(u64::from(limit));
+                let oldest = (runs > 0).then(|| nth_tick(schedule, first, due - runs));
+                (runs, oldest.flatten())
+            }
+        };
+        let skipped = due - runs.min(due);
+        tracing::warn!(service = name, first = %first, due, skipped, ?policy,
+            "misfired: ticks could not start within their grace");
+        self.stats_mut().skipped_misfire += skipped;
+        match start {
+            Some(tick) if runs > 1 => {
+                let resume = match self.service.schedule.next_after(tick) {
+                    Some(next) => Resume::CatchUp {
+                        next,
+                        left: u32::try_from(runs - 2).unwrap_or(u32::MAX),
+                    },
+                    None => Resume::After(tick),
+                };
+                self.queue(tick, 1, resume)
+            }
+            Some(tick) => {
+                let start = self.start_of(name, tick);
+                if start > now {
+                    let generation = self.bump();
+                    self.phase = Phase::Waiting {
+                        at: start,
+                        tick,
+                        attempt: 1,
+                    };
+                    return Next::Timer {
+                        at: start,
+                        generation,
+                    };
+                }
+                self.queue(tick, 1, Resume::After(tick))
+            }
+            None => self.schedule_at(after),
+        }
+    }
+
+    /// Puts the service on its schedule at `next` (`None`: no tick is left, it is finished).
+    fn schedule_at(&mut self, next: Option<DateTime<Utc>>) -> Next {
+        let generation = self.bump();
+        match next {
+            Some(next) => {
+                self.phase = Phase::Scheduled { next };
+                Next::Timer {
+                    at: next,
+                    generation,
+                }
+            }
+            None => {
+                self.phase = Phase::Finished;
+                Next::Nothing
+            }
+        }
+    }
+
+    /// Catch-up after a restart: the manager remembers `last` as the last tick this service started
+    /// before the restart, so the ticks after it up to `now` were missed while the process was down,
+    /// and are handed to the misfire policy. Only for a service that asked for catch-up, and only
+    /// while it is still scheduled as the start left it (`generation`); `reanchor` keeps an
+    /// unanchored fixed period on the grid of `last` rather than restarting it from the start.
+    pub(crate) fn catch_up_from(
+        &mut self,
+        name: &str,
+        generation: u32,
+        last: DateTime<Utc>,
+        now: DateTime<Utc>,
+        reanchor: bool,
+    ) -> Option<Next> {
+        if self.generation != generation
+            || !matches!(self.phase, Phase::Scheduled { .. })
+            || !self.catches_up_restarts()
+        {
+            return None;
+        }
+        let reanchored = reanchor && self.auto_anchor && self.service.schedule.period().is_some();
+        if reanchored {
+            self.service.schedule = self.service.schedule.clone().anchored_at(last);
+        }
+        match self.service.schedule.next_after(last) {
+            Some(first) if first <= now => Some(self.arrive(name, first, now)),
+            _ if reanchored => {
+                let next = self.service.schedule.first_tick(now);
+                Some(self.schedule_at(next))
+            }
+            _ => None,
+        }
+    }
+
+    /// A worker takes the queued item at `now`: the run begins, unless the item is stale, or its
+    /// tick misfired while it waited for the worker (a saturated pool) and the misfire policy says
+    /// otherwise. A tick this replica `claimed` from a coordinator always runs: its claim is
+    /// recorded.
     pub(crate) fn begin(
         &mut self,
         generation: u32,
+        name: &str,
         now: DateTime<Utc>,
-    ) -> Option<(DateTime<Utc>, Trigger, u32, CancelToken)> {
+        claimed: bool,
+    ) -> Begin {
+        if self.generation != generation {
+            return Begin::Not(Next::Nothing);
+        }
+        let Phase::Queued {
+            tick,
+            trigger,
+            attempt,
+            resume,
+            ..
+        } = self.phase
+        else {
+            return Begin::Not(Next::Nothing);
+        };
+        // Only a tick's first run on the grid: a retry, a catch-up run, a takeover, a manual or a
+        // start run is late by design.
+        let fresh = trigger == Trigger::Schedule && attempt == 1 && resume == Resume::After(tick);
+        if fresh && !claimed && self.is_late(self.start_of(name, tick), now) {
+            let next = self.misfired(name, tick, now);
+            if !matches!(self.phase, Phase::Queued { .. }) {
+                return Begin::Not(next);
+            }
+            // The policy runs a tick now: this worker runs it, rather than queueing it again.
+        }
         let Phase::Queued {
             tick,
             trigger,
@@ -344,11 +590,8 @@ impl SlotState {
             then,
         } = self.phase
         else {
-            return None;
+            return Begin::Not(Next::Nothing);
         };
-        if self.generation != generation {
-            return None;
-        }
         let cancel = CancelToken::default();
         self.phase = Phase::Running(Run {
             cancel: cancel.clone(),
@@ -359,7 +602,13 @@ impl SlotState {
         });
         self.stats_mut().last_start = Some(now);
         self.stats_mut().last_trigger = Some(trigger);
-        Some((tick, trigger, attempt, cancel))
+        Begin::Run(Started {
+            tick,
+            trigger,
+            attempt,
+            cancel,
+            remember: trigger == Trigger::Schedule && attempt == 1 && self.catches_up_restarts(),
+        })
     }
 
     /// Replaces the tick the queued item will run (a coordinator's takeover of an older tick).
@@ -388,6 +637,16 @@ impl SlotState {
     fn resume_schedule(&mut self, resume: Resume, now: DateTime<Utc>) -> Next {
         let next = match resume {
             Resume::Exactly(at) => Some(at),
+            Resume::CatchUp { next, left } => {
+                let resume = match (left, self.service.schedule.next_after(next)) {
+                    (1.., Some(after)) => Resume::CatchUp {
+                        next: after,
+                        left: left - 1,
+                    },
+                    _ => Resume::After(next),
+                };
+                return self.queue(next, 1, resume);
+            }
             Resume::From(_) | Resume::After(_) => {
                 let from = self.pending(resume);
                 let (skipped, next) = catch_up(&self.service.schedule, from, now);
@@ -395,20 +654,7 @@ impl SlotState {
                 next
             }
         };
-        let generation = self.bump();
-        match next {
-            Some(next) => {
-                self.phase = Phase::Scheduled { next };
-                Next::Timer {
-                    at: next,
-                    generation,
-                }
-            }
-            None => {
-                self.phase = Phase::Finished;
-                Next::Nothing
-            }
-        }
+        self.schedule_at(next)
     }
 
     /// The worker's run ended at `now` with `outcome`: record it and move on as `then` says.
@@ -464,7 +710,7 @@ impl SlotState {
     /// The tick a resume points at.
     fn pending(&self, resume: Resume) -> Option<DateTime<Utc>> {
         match resume {
-            Resume::Exactly(at) => Some(at),
+            Resume::Exactly(at) | Resume::CatchUp { next: at, .. } => Some(at),
             Resume::From(from) => from,
             Resume::After(after) => self.service.schedule.next_after(after),
         }
@@ -484,7 +730,11 @@ impl SlotState {
             return None;
         }
         let at = add(now, policies.backoff(&run.name, run.tick, attempt + 1))?;
-        let (_, next_tick) = catch_up(&self.service.schedule, self.pending(resume), now);
+        let next_tick = match resume {
+            // The next missed tick of a catch-up is due now: it wins.
+            Resume::CatchUp { next, .. } => Some(next),
+            _ => catch_up(&self.service.schedule, self.pending(resume), now).1,
+        };
         if next_tick.is_some_and(|next| at >= next) {
             self.stats_mut().retries_dropped += 1;
             return None;
@@ -524,14 +774,15 @@ impl SlotState {
         stats.last_outcome = Some(outcome);
     }
 
-    /// A blocking run whose grace ran out: it counts as aborted now, though its thread goes on.
-    pub(crate) fn abandon(&mut self, run: &RunFacts) {
+    /// A blocking run whose grace ran out: it ends now with `outcome` (aborted or timed out) for
+    /// the record, though its thread goes on (and keeps its worker) until it returns.
+    pub(crate) fn abandon(&mut self, outcome: Outcome, run: &RunFacts) {
         let Phase::Running(running) = &mut self.phase else {
             return;
         };
         if !running.abandoned {
             running.abandoned = true;
-            self.record(Outcome::Aborted, run);
+            self.record(outcome, run);
         }
     }
 
@@ -590,8 +841,10 @@ impl SlotState {
                 // A queued tick has not begun: it is put back, and counts as skipped while paused.
                 let pending = match (*trigger, *resume) {
                     (_, Resume::Exactly(at)) => Some(at),
+                    // The rest of a catch-up is dropped too: its ticks count as skipped while paused.
                     (Trigger::Schedule, _) => Some(*tick),
                     (Trigger::Start | Trigger::Manual, Resume::From(from)) => from,
+                    (Trigger::Start | Trigger::Manual, Resume::CatchUp { next, .. }) => Some(next),
                     (Trigger::Start | Trigger::Manual, Resume::After(after)) => {
                         self.service.schedule.next_after(after)
                     }
@@ -641,7 +894,17 @@ impl SlotState {
     pub(crate) fn run_now(&mut self, now: DateTime<Utc>) -> Result<Next, RunNowRefusal> {
         let (resume, then) = match self.phase {
             Phase::Scheduled { next } => (Resume::From(Some(next)), Then::Continue),
-            Phase::Waiting { tick, .. } => (Resume::After(tick), Then::Continue),
+            Phase::Waiting { tick, attempt, .. } => {
+                if attempt > 1 {
+                    // The manual run takes the place of the pending retry, which is dropped.
+                    self.stats_mut().retries_dropped += 1;
+                    (Resume::After(tick), Then::Continue)
+                } else {
+                    // A tick held back by its jitter: the manual run comes first, and the tick,
+                    // passed during it, is skipped as any tick during a run is.
+                    (Resume::From(Some(tick)), Then::Continue)
+                }
+            }
             Phase::Finished => (Resume::From(None), Then::Continue),
             Phase::Paused { pending } => (Resume::From(pending), Then::Pause),
             Phase::Queued { .. } | Phase::Running(_) => return Err(RunNowRefusal::AlreadyRunning),
@@ -758,24 +1021,11 @@ impl SlotState {
             claimed_elsewhere: stats.claimed_elsewhere,
             coordinator_error: stats.coordinator_error.clone(),
             skipped_paused: stats.skipped_paused,
+            skipped_misfire: stats.skipped_misfire,
             retries_dropped: stats.retries_dropped,
             last_trigger: stats.last_trigger,
         }
     }
-}
-
-/// What [`SlotState::fire`] did with a due timer entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fired {
-    /// The entry was stale: nothing to do.
-    Stale,
-    /// The tick is queued under `generation`.
-    Now {
-        tick: DateTime<Utc>,
-        generation: u32,
-    },
-    /// The run starts later (jitter): put the slot back in the timer at `at`.
-    Later { at: DateTime<Utc>, generation: u32 },
 }
 
 fn add(at: DateTime<Utc>, delay: Duration) -> Option<DateTime<Utc>> {
@@ -849,6 +1099,19 @@ pub(crate) fn catch_up(
         _ => count_ticks(schedule, first, now),
     };
     (skipped, next)
+}
+
+/// The tick `n` ticks after `first` on the schedule (`first` itself for 0).
+fn nth_tick(schedule: &Schedule, first: DateTime<Utc>, n: u64) -> Option<DateTime<Utc>> {
+    if let Some(period) = schedule.period() {
+        let nanos = period.as_nanos().checked_mul(u128::from(n))?;
+        return first.checked_add_signed(TimeDelta::nanoseconds(i64::try_from(nanos).ok()?));
+    }
+    let mut at = Some(first);
+    for _ in 0..n {
+        at = schedule.next_after(at?);
+    }
+    at
 }
 
 /// Ticks of a cron schedule in `[from, until)`, counted one by one: cron ticks are whole seconds, so a

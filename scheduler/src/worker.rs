@@ -10,10 +10,11 @@
 //! ```text
 //! Queued ──begin──▶ Running ── job returns / panics ──────────────────────────▶ end: record, next tick
 //!                      │
-//!                      └─ cancelled (stop, deadline) ── grace ── returns ──────▶ end (aborted)
-//!                                                         └── still running: async → dropped, end (aborted)
-//!                                                                           blocking → abandoned (aborted),
-//!                                                                           end when its thread returns
+//!                      └─ cancelled (stop, deadline,  ── grace ── returns ──────▶ end (aborted / timed out)
+//!                         or its timeout)                 └── still running: async → dropped, end
+//!                                                                           blocking → abandoned: recorded
+//!                                                                           now (aborted / timed out), end
+//!                                                                           when its thread returns
 //! ```
 
 use std::any::Any;
@@ -33,7 +34,7 @@ use crate::cancel::CancelToken;
 use crate::engine::Engine;
 use crate::job::{Job, JobContext};
 use crate::queue::Fire;
-use crate::state::{RunFacts, Slot};
+use crate::state::{Begin, RunFacts, Slot, Started};
 use crate::status::{Failure, Outcome};
 
 /// Spawns workers until there are as many as the pool's target.
@@ -124,21 +125,30 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         ticket,
     } = fire;
     let now = engine.clock.now();
-    let (tick, trigger, attempt, cancel, job, timeout) = {
+    let (started, job, timeout) = {
         let mut state = slot.lock();
-        let Some((tick, trigger, attempt, cancel)) = state.begin(generation, now) else {
-            return;
-        };
-        let timeout = state.service.policies().and_then(|p| p.timeout);
-        (
-            tick,
-            trigger,
-            attempt,
-            cancel,
-            state.service.job.clone(),
-            timeout,
-        )
+        match state.begin(generation, &slot.name, now, ticket.is_some()) {
+            Begin::Run(started) => {
+                let timeout = state.service.policies().and_then(|p| p.timeout);
+                (started, state.service.job.clone(), timeout)
+            }
+            Begin::Not(next) => {
+                drop(state);
+                engine.apply(&slot, next);
+                return;
+            }
+        }
     };
+    let Started {
+        tick,
+        trigger,
+        attempt,
+        cancel,
+        remember,
+    } = started;
+    if remember {
+        engine.remember(&slot.name, tick);
+    }
     let ctx = JobContext::new(slot.name.clone(), tick, trigger, attempt, cancel.clone());
     let span = tracing::info_span!("service_run", service = %slot.name, tick = %LogTime(tick),
         %trigger, attempt);
@@ -276,7 +286,8 @@ async fn execute(
                         outcome
                     } else {
                         // Given up on: the stop no longer waits, but the thread keeps its slot.
-                        slot.lock().abandon(&RunFacts {
+                        // It ends now as it will when the thread returns: timed out or aborted.
+                        slot.lock().abandon(cut_short(cancel), &RunFacts {
                             name: slot.name.clone(),
                             tick: ctx_tick,
                             trigger: ctx_trigger,

@@ -954,6 +954,24 @@ impl Coordinator for PostgresCoordinator {
     ) -> BoxFuture<'a, Result<Vec<RunRecord>, CoordinatorError>> {
         Box::pin(self.history_now(service, limit))
     }
+
+    fn last_tick<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, CoordinatorError>> {
+        Box::pin(async move {
+            // Rows older than the history horizon are pruned: a longer outage is not caught up.
+            let sql = format!(
+                "SELECT max(tick) AS tick FROM {} WHERE service = $1",
+                self.table.sql()
+            );
+            let mut link = self.session().await?;
+            let conn = link.conn.as_ref().expect("a session is connected");
+            let result = timeout(self.timeout, conn.client.query_one(&sql, &[&service])).await;
+            let row = settle(&mut link, "last tick", self.timeout, result)?;
+            row.try_get("tick").map_err(|e| decode(&e))
+        })
+    }
 }
 
 impl std::fmt::Debug for PostgresCoordinator {
