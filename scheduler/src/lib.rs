@@ -154,9 +154,9 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::Error;
 pub use job::JobContext;
 pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
+pub use policy::Misfire;
 pub use scheduler_core::{Schedule, ScheduleError};
 pub use scheduler_macros::background_service;
-pub use policy::Misfire;
 pub use service::{Delivery, Service};
 pub use status::{Failure, Outcome, ServiceState, ServiceStatus, Trigger};
 

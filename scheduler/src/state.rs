@@ -238,7 +238,10 @@ pub(crate) enum Next {
     Queue { generation: u32 },
     /// Put `(slot, generation)` in the run queue to run `tick` of the schedule: with a coordinator,
     /// once this replica has claimed it.
-    Fire { tick: DateTime<Utc>, generation: u32 },
+    Fire {
+        tick: DateTime<Utc>,
+        generation: u32,
+    },
 }
 
 /// What [`SlotState::begin`] found.
@@ -808,6 +811,11 @@ impl SlotState {
                 None
             }
         }
+    }
+
+    /// Whether the run in progress was abandoned (its outcome is already recorded).
+    pub(crate) fn was_abandoned(&self) -> bool {
+        matches!(&self.phase, Phase::Running(run) if run.abandoned)
     }
 
     /// Whether the run in progress (if any) still holds the caller of a stop: it has neither

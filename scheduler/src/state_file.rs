@@ -239,7 +239,10 @@ mod tests {
         let mut ticks = BTreeMap::new();
         let t = Utc.with_ymd_and_hms(2024, 1, 1, 3, 0, 0).unwrap();
         ticks.insert("plain".to_owned(), t);
-        ticks.insert("tab\there 100%\nnew line\r".to_owned(), t + chrono::TimeDelta::nanoseconds(5));
+        ticks.insert(
+            "tab\there 100%\nnew line\r".to_owned(),
+            t + chrono::TimeDelta::nanoseconds(5),
+        );
         let text = render(&ticks);
         assert!(text.starts_with(HEADER));
         assert_eq!(parse(&text).unwrap(), ticks);
@@ -249,8 +252,14 @@ mod tests {
     fn a_corrupt_state_names_the_line_and_the_problem() {
         for (text, expected) in [
             ("# c\n2024-01-01T00:00:00Z svc\n", "line 2: expected"),
-            ("yesterday\tsvc\n", "line 1: the tick \"yesterday\" is not RFC 3339"),
-            ("2024-01-01T00:00:00Z\tbad%zz\n", "line 1: the service name \"bad%zz\" has a bad"),
+            (
+                "yesterday\tsvc\n",
+                "line 1: the tick \"yesterday\" is not RFC 3339",
+            ),
+            (
+                "2024-01-01T00:00:00Z\tbad%zz\n",
+                "line 1: the service name \"bad%zz\" has a bad",
+            ),
             ("2024-01-01T00:00:00Z\tcut%2", "bad `%` escape"),
         ] {
             let error = parse(text).unwrap_err();

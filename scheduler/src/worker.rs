@@ -34,7 +34,7 @@ use crate::cancel::CancelToken;
 use crate::engine::Engine;
 use crate::job::{Job, JobContext};
 use crate::queue::Fire;
-use crate::state::{Begin, RunFacts, Slot, Started};
+use crate::state::{Begin, Next, RunFacts, Slot, Started};
 use crate::status::{Failure, Outcome};
 
 /// Spawns workers until there are as many as the pool's target.
@@ -178,7 +178,10 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         .ok()
         .and_then(|took| now.checked_add_signed(took))
         .unwrap_or(now);
-    span.in_scope(|| report(engine, &slot.name, tick, &outcome, duration));
+    // An abandoned run was reported when it was abandoned.
+    if !slot.lock().was_abandoned() {
+        span.in_scope(|| report(engine, &slot.name, tick, &outcome, duration));
+    }
     let facts = RunFacts {
         name: slot.name.clone(),
         tick,
@@ -188,17 +191,25 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         keep: engine.history_len,
     };
     let next = slot.lock().end(outcome.clone(), &facts, end);
-    engine.apply(&slot, next);
-    engine.run_ended();
-    if let (Some(ticket), Some(coordinator)) = (ticket, &engine.coordinator) {
-        tokio::spawn(crate::cluster::finish(
-            coordinator.clone(),
-            *ticket,
-            now,
-            end,
-            outcome,
-        ));
+    let Some((ticket, coordinator)) = ticket.zip(engine.coordinator.clone()) else {
+        engine.apply(&slot, next);
+        engine.run_ended();
+        return;
+    };
+    let finish = crate::cluster::finish(coordinator, *ticket, now, end, outcome);
+    if let Next::Fire { .. } = next {
+        // The next run of a catch-up is claimed at once: its claim must find this run finished,
+        // or the coordinator would answer that this one still runs.
+        let (engine, slot) = (engine.clone(), slot.clone());
+        tokio::spawn(async move {
+            finish.await;
+            engine.apply(&slot, next);
+        });
+    } else {
+        engine.apply(&slot, next);
+        tokio::spawn(finish);
     }
+    engine.run_ended();
 }
 
 /// What bounds a run: its token, its time limit, and when it began (monotonic and wall clock).
@@ -263,6 +274,7 @@ async fn execute(
             }
         }
         Job::Blocking(job) => {
+            let run_span = span.clone();
             let thread = tokio::task::spawn_blocking(move || {
                 let _scope = RunScope::enter(id);
                 span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| job(ctx))))
@@ -286,20 +298,26 @@ async fn execute(
                         outcome
                     } else {
                         // Given up on: the stop no longer waits, but the thread keeps its slot.
-                        // It ends now as it will when the thread returns: timed out or aborted.
-                        slot.lock().abandon(cut_short(cancel), &RunFacts {
+                        // The run ends now for the record, the counters and the failure hook, as
+                        // it will when the thread returns: timed out or aborted.
+                        let outcome = cut_short(cancel);
+                        let duration = began.elapsed();
+                        slot.lock().abandon(outcome.clone(), &RunFacts {
                             name: slot.name.clone(),
                             tick: ctx_tick,
                             trigger: ctx_trigger,
                             started: started_at,
-                            duration: began.elapsed(),
+                            duration,
                             keep: engine.history_len,
                         });
                         engine.run_ended();
-                        tracing::warn!(service = %slot.name,
-                            "blocking job still running after its abort grace; its slot stays taken until it returns");
+                        run_span.in_scope(|| {
+                            report(engine, &slot.name, ctx_tick, &outcome, duration);
+                            tracing::warn!("blocking job still running after its abort grace; \
+                                its slot stays taken until it returns");
+                        });
                         let _ = thread.as_mut().await;
-                        cut_short(cancel)
+                        outcome
                     }
                 }
             }
