@@ -784,7 +784,9 @@ impl ServiceManager {
     /// Starts one run of a service now, outside its schedule (its [`JobContext::trigger`] is
     /// [`Trigger::Manual`]); it takes a worker like any run. The schedule is not moved: a tick that
     /// comes during the run is skipped as usual. A paused service runs once and stays paused; a
-    /// finished one runs once more.
+    /// finished one runs once more. A retry waiting for its backoff is replaced by the manual run
+    /// (counted in [`ServiceStatus::retries_dropped`]), and a tick waiting for its jitter is skipped
+    /// as a tick during a run is.
     ///
     /// [`JobContext::trigger`]: crate::JobContext::trigger
     /// [`Trigger::Manual`]: crate::Trigger::Manual

@@ -17,15 +17,17 @@
 //! | transition | from | to | made by |
 //! |---|---|---|---|
 //! | schedule | `NotStarted`, `Stopped`, `Finished` | `Scheduled` (`Queued` for `on_start`), or `Finished` when no tick is left | the manager: `start`, `add_service`, `restart_service` |
-//! | fire | `Scheduled` (same generation) | `Queued` | the timer |
-//! | begin | `Queued` (same generation) | `Running` | a worker |
-//! | end | `Running` | `Scheduled`, `Finished`, `Stopped`, `Paused` or `Disabled`, as `then` says | the worker that ran it |
+//! | fire | `Scheduled` (same generation) | `Queued`; `Waiting` for its jitter; or, when the tick is misfired, as its misfire policy says | the timer |
+//! | fire | `Waiting` (same generation) | `Queued` (or the misfire policy, when it is late beyond grace) | the timer |
+//! | catch up | `Scheduled` as the start left it | as the misfire policy says for the ticks since the remembered one | the manager at start (state file), or a task asking the coordinator |
+//! | begin | `Queued` (same generation) | `Running`; or, for a tick that waited for a worker beyond its grace, as the misfire policy says | a worker |
+//! | end | `Running` | `Scheduled`, `Finished`, `Stopped`, `Paused` or `Disabled`, as `then` says; `Queued` for the next tick of a catch-up | the worker that ran it |
 //! | stop | any but `Running`, `Disabled` | `Stopped` | the manager |
 //! | stop | `Running` | `Running { then: Stop }` | the manager |
 //! | pause | `Scheduled`, `Queued` | `Paused` | the manager |
 //! | pause | `Running` | `Running { then: Pause }` | the manager |
 //! | resume | `Paused` / `Running { then: Pause }` | `Scheduled` / `Running { then: Continue }` | the manager |
-//! | run now | `Scheduled`, `Paused`, `Finished` | `Queued` (manual) | the manager |
+//! | run now | `Scheduled`, `Waiting`, `Paused`, `Finished` | `Queued` (manual; a pending retry is dropped and counted) | the manager |
 //! | reload | `Scheduled`, `Queued` | `Scheduled` with the new definition | the manager |
 //! | reload | `Running` | `Running`, the new definition scheduled when the run ends | the manager |
 //! | disable | any | `Disabled` (`Running { then: Disable }` while running) | the manager (configuration) |
@@ -40,6 +42,36 @@
 //!   left only by the worker that ran it, when the job has returned (or, for a blocking job that was
 //!   abandoned after its grace period, when its thread has returned).
 //! - A reload keeps the counters: they describe the service's name, not one definition.
+//! - A tick is counted at most once: it runs, or it is counted in exactly one of `skipped` (the
+//!   service was busy), `skipped_paused`, `skipped_misfire` or `claimed_elsewhere`.
+//!
+//! # Misfires
+//!
+//! A tick is *misfired* when its run cannot start within the service's grace after it was meant to
+//! start (its tick plus its jitter). Three places notice:
+//!
+//! - **fire**: the timer hands over a tick that is already late (the process was suspended, the
+//!   wall clock jumped forward; the dispatcher re-reads the clock every second).
+//! - **begin**: a worker takes a tick that waited in the run queue beyond its grace (a saturated
+//!   pool). Only a tick's first run on the grid is checked: a retry, a catch-up run, a manual or a
+//!   start run is late by design; and a tick claimed from a coordinator always runs (its claim is
+//!   recorded).
+//! - **catch up**: at start, the ticks after the last one the manager remembers (state file, or the
+//!   coordinator's history) up to now, for a service that asked for catch-up.
+//!
+//! Then the policy takes every tick due, from the misfired one up to now, at once, and the others
+//! are counted in `skipped_misfire`:
+//!
+//! ```text
+//! ticks due: d1 (misfired) … dn ≤ now
+//! Skip       dn runs if it is not late itself (a period shorter than the grace), else none
+//! Coalesce   dn runs, now
+//! All(k)     d(n-k+1) … dn run one after another (Resume::CatchUp), then the grid after dn
+//! ```
+//!
+//! The ticks that pass while a catch-up runs are ordinary skips (the service was busy), so a
+//! catch-up is bounded by the ticks due when it began. Paused time is never misfire: a resume goes
+//! on at the next tick to come, and the ticks of the pause count in `skipped_paused`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
