@@ -79,7 +79,6 @@ impl Engine {
         abort_grace: Duration,
         history_len: usize,
         workers: usize,
-        state_file: Option<Arc<StateFile>>,
     ) -> Self {
         Engine {
             clock,
@@ -88,7 +87,7 @@ impl Engine {
             lease,
             abort_grace,
             history_len,
-            state_file,
+            state_file: None,
             timer: Timer::new(),
             queue: RunQueue::new(),
             pool: Pool::new(workers),

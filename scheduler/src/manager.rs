@@ -344,18 +344,19 @@ impl ServiceManagerBuilder {
         max_concurrent_jobs: usize,
         state_file: Option<Arc<StateFile>>,
     ) -> ServiceManager {
+        let mut engine = Engine::new(
+            self.clock,
+            self.on_failure,
+            self.coordinator,
+            self.lease,
+            self.abort_grace,
+            self.history_len,
+            max_concurrent_jobs,
+        );
+        engine.state_file = state_file;
         ServiceManager {
             inner: Arc::new(Inner {
-                engine: Arc::new(Engine::new(
-                    self.clock,
-                    self.on_failure,
-                    self.coordinator,
-                    self.lease,
-                    self.abort_grace,
-                    self.history_len,
-                    max_concurrent_jobs,
-                    state_file,
-                )),
+                engine: Arc::new(engine),
                 state: Mutex::new(ManagerState {
                     phase: Phase::Built,
                     services: BTreeMap::new(),

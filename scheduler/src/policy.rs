@@ -77,7 +77,7 @@ pub(crate) struct Policies {
 ///
 /// The default is [`Coalesce`](Misfire::Coalesce), as Quartz's "smart policy" does for a repeating
 /// trigger: nothing the schedule promised is dropped silently (a periodic job still runs after a
-/// suspend, unlike with APScheduler's 1 s grace, which drops it), and a backlog never turns into a
+/// suspend, unlike with `APScheduler`'s 1 s grace, which drops it), and a backlog never turns into a
 /// burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -93,7 +93,8 @@ pub enum Misfire {
     /// Run each misfired tick, one after another (never overlapping), the most recent `limit` of
     /// them, each with its own [`JobContext::tick`](crate::JobContext::tick); older ones are
     /// counted as skipped. Ticks that come while the catch-up runs are skipped as during any run,
-    /// so a catch-up is bounded. `limit: 0` runs none of them.
+    /// so a catch-up is bounded. A failed catch-up run is not retried while more of the catch-up
+    /// is due (the next tick wins, as over any retry). `limit: 0` runs none of them.
     All {
         /// How many missed ticks are run at the most.
         limit: u32,

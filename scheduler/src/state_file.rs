@@ -4,11 +4,11 @@
 //! Only services that ask for catch-up (an explicit [`Misfire::Coalesce`](crate::Misfire::Coalesce)
 //! or [`Misfire::All`](crate::Misfire::All)) are written. The format is one line per service, the
 //! tick in RFC 3339 and the name after a tab, with `%`, tab, CR and LF in names escaped as `%25`,
-//! `%09`, `%0D`, `%0A`; lines starting with `#` are comments:
+//! `%09`, `%0D`, `%0A`; lines starting with `#` are comments (`⇥` is the tab):
 //!
 //! ```text
 //! # scheduler state v1: the last tick each catch-up service started
-//! 2024-01-01T03:00:00Z	nightly-report
+//! 2024-01-01T03:00:00Z⇥nightly-report
 //! ```
 //!
 //! Writes are atomic: the whole file goes to `<file>.tmp`, is synced, and is renamed over the file,

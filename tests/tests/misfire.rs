@@ -179,7 +179,7 @@ async fn a_short_jump(grace: Option<Duration>) -> (u64, Vec<(DateTime<Utc>, Date
     manager.start().unwrap();
     sleep(Duration::from_millis(5_500)).await;
     offset.store(5_500, Ordering::SeqCst);
-    sleep(Duration::from_millis(10_000)).await; // the clock reads 21
+    sleep(Duration::from_secs(10)).await; // the clock reads 21
     let skipped = manager.service("svc").unwrap().skipped_misfire;
     (skipped, taken(&starts))
 }
