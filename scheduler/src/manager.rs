@@ -125,6 +125,9 @@ impl ServiceManagerBuilder {
     /// a [`coordinator`](Self::coordinator) the cluster's history is used instead, and the file is
     /// not read. Other services are not written.
     ///
+    /// The catch-up happens when a service is scheduled by [`start`](ServiceManager::start), or
+    /// added to a started manager; not on a reload, a restart of the service or a resume.
+    ///
     /// The file is read by [`build`](Self::build); a file that does not exist yet is an empty one.
     /// It is replaced atomically (written aside, synced, renamed) after such a service starts a run,
     /// and when the manager stops. A fixed period without an anchor of its own keeps the grid of
@@ -457,21 +460,12 @@ impl ServiceManager {
                 let mut service = slot.lock();
                 match service.phase {
                     SlotPhase::NotStarted | SlotPhase::Stopped => {
-                        let next = service.schedule(now, anchor, true);
-                        match (&engine.coordinator, &engine.state_file) {
-                            (Some(_), _) if service.catches_up_restarts() => {
-                                remembered_elsewhere.push((slot.clone(), service.generation));
-                                next
-                            }
-                            (None, Some(file)) => file
-                                .last_tick(&slot.name)
-                                .and_then(|last| {
-                                    let generation = service.generation;
-                                    service.catch_up_from(&slot.name, generation, last, now, true)
-                                })
-                                .unwrap_or(next),
-                            _ => next,
+                        let (next, ask) =
+                            schedule_catching_up(engine, &slot.name, &mut service, now, anchor);
+                        if let Some(generation) = ask {
+                            remembered_elsewhere.push((slot.clone(), generation));
                         }
+                        next
                     }
                     _ => Next::Nothing,
                 }
@@ -548,8 +542,17 @@ impl ServiceManager {
             SlotState::new(effective.service, effective.origin, effective.enabled),
         ));
         if let (Some((now, anchor)), true) = (scheduling, effective.enabled) {
-            let next = slot.lock().schedule(now, anchor, true);
+            let (next, ask) = schedule_catching_up(engine, &name, &mut slot.lock(), now, anchor);
             engine.apply(&slot, next);
+            if let (Some(generation), Some(coordinator), Phase::Running(handle)) =
+                (ask, &engine.coordinator, &state.phase)
+            {
+                handle.spawn(catch_up_from_history(
+                    engine.clone(),
+                    coordinator.clone(),
+                    vec![(slot.clone(), generation)],
+                ));
+            }
         }
         state.services.insert(name, slot);
     }
@@ -904,6 +907,30 @@ impl ServiceManager {
             .services
             .get(name)
             .map(|slot| slot.lock().service.schedule.clone())
+    }
+}
+
+/// Schedules a service that starts (with the manager, or added to a started one), catching up the
+/// ticks missed since the tick the state file remembers. Also returns the generation to catch up
+/// under when the coordinator has to be asked (which takes a task: see [`catch_up_from_history`]).
+fn schedule_catching_up(
+    engine: &Engine,
+    name: &str,
+    service: &mut SlotState,
+    now: chrono::DateTime<chrono::Utc>,
+    anchor: chrono::DateTime<chrono::Utc>,
+) -> (Next, Option<u32>) {
+    let next = service.schedule(now, anchor, true);
+    let generation = service.generation;
+    match (&engine.coordinator, &engine.state_file) {
+        (Some(_), _) if service.catches_up_restarts() => (next, Some(generation)),
+        (None, Some(file)) => {
+            let caught_up = file
+                .last_tick(name)
+                .and_then(|last| service.catch_up_from(name, generation, last, now, true));
+            (caught_up.unwrap_or(next), None)
+        }
+        _ => (next, None),
     }
 }
 

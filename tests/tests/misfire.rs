@@ -686,3 +686,72 @@ async fn a_tick_the_coordinator_could_not_grant_in_time_is_misfired() {
     let (skipped, starts) = through_an_outage(Some(Misfire::Skip)).await;
     assert_eq!((skipped, starts), (2, vec![(secs(30), secs(30))]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_held_up_by_a_suspend_past_the_next_tick_is_dropped_for_the_misfired_ticks() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = JumpingClock {
+        base: TokioClock::starting_at(t0()),
+        offset_ms: offset.clone(),
+    };
+    let manager = ServiceManager::builder()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (sink, c) = (log.clone(), clock.clone());
+    let calls = Arc::new(AtomicU32::new(0));
+    manager.add_service(
+        "flaky",
+        Service::new(every(60), move |ctx| {
+            sink.lock()
+                .unwrap()
+                .push((ctx.tick(), ctx.attempt(), c.now()));
+            let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    Err("first call fails")
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .retries(3)
+        .retry_backoff(Duration::from_secs(10), Duration::from_secs(10)),
+    );
+    manager.start().unwrap();
+    sleep(Duration::from_millis(61_500)).await; // tick 60 failed; its retry waits for [65, 70)
+    offset.store(3600 * 1000, Ordering::SeqCst); // suspended for an hour
+    sleep(Duration::from_secs(1)).await; // the dispatcher sees 01:01:02
+    assert_eq!(
+        *log.lock().unwrap(),
+        [(secs(60), 1, secs(60)), (hms(1, 1, 0), 1, hms(1, 1, 2))],
+        "the retry of tick 60 gives way to one run for ticks 120 to 01:01:00"
+    );
+    let status = manager.service("flaky").unwrap();
+    assert_eq!((status.retries_dropped, status.skipped_misfire), (1, 59));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_added_to_a_started_manager_catches_up_too() {
+    let path = state_path("added");
+    first_life(&path, Misfire::Coalesce).await;
+    let clock = TokioClock::starting_at(hms(5, 30, 0));
+    let manager = ServiceManager::builder()
+        .clock(clock)
+        .state_file(&path)
+        .build()
+        .unwrap();
+    manager.start().unwrap();
+    let (report, starts) = logged(every(3600), clock, Duration::ZERO, Some(Misfire::Coalesce));
+    manager.add_service("report", report);
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(taken(&starts), [(hms(5, 0, 0), hms(5, 30, 0))]);
+    // A reload is not a restart: nothing is caught up again.
+    let (again, starts) = logged(every(3600), clock, Duration::ZERO, Some(Misfire::Coalesce));
+    manager.add_service("report", again);
+    sleep(Duration::from_secs(1)).await;
+    assert!(taken(&starts).is_empty());
+    manager.stop().await;
+    let _ = std::fs::remove_file(&path);
+}
