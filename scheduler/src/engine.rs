@@ -4,8 +4,9 @@
 //!
 //! 1. [`Timer`] holds each scheduled service as one `(deadline, generation, slot)` entry.
 //! 2. [`dispatch`] (one task) sleeps until the earliest deadline, takes every entry due, and moves
-//!    each service `Scheduled → Queued` ([`SlotState::fire`]); with a coordinator it first claims the
-//!    tick ([`crate::cluster`]).
+//!    each service `Scheduled → Queued` ([`SlotState::fire`]), or, for a tick already late beyond
+//!    its grace, does what its misfire policy says (see [`crate::state`]); with a coordinator it
+//!    first claims the tick ([`crate::cluster`]).
 //! 3. The queued services go to the [`RunQueue`]; a fixed set of worker tasks
 //!    ([`crate::worker`]) takes them one at a time (`Queued → Running`), runs the job, records the
 //!    outcome, computes the next tick and puts the service back in the timer (`Running →

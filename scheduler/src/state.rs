@@ -149,7 +149,7 @@ pub(crate) enum Resume {
     /// At exactly this tick, however late: a coordinator's takeover of an older tick, after which the
     /// tick that was asked for is claimed.
     Exactly(DateTime<Utc>),
-    /// A catch-up ([`Misfire::All`](crate::Misfire::All)) is under way: run the missed tick `next`
+    /// A catch-up ([`Misfire::All`]) is under way: run the missed tick `next`
     /// at once, then `left` more missed ticks after it, then go on as `After` the last of them.
     CatchUp { next: DateTime<Utc>, left: u32 },
 }
