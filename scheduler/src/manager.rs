@@ -196,8 +196,10 @@ impl ServiceManagerBuilder {
         self
     }
 
-    /// Called with every failed run (an `Err` or a panic), after it is logged: the place to raise an
-    /// alert. It runs on the service's task, so it should be quick; a panic in it is caught and logged.
+    /// Called with every failed run (an `Err`, a panic or a [timeout](Service::timeout)), after it
+    /// is logged: the place to raise an alert. A blocking job that ignores its timeout is reported
+    /// when its grace ends, not when (or if) its thread returns. It runs on the service's task, so
+    /// it should be quick; a panic in it is caught and logged.
     ///
     /// ```
     /// # use scheduler::ServiceManager;
