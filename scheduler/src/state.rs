@@ -458,6 +458,19 @@ impl SlotState {
             .then(|| policies.misfire_grace.unwrap_or(DEFAULT_MISFIRE_GRACE))
     }
 
+    /// Whether the misfire policy would do anything but run `tick`, late as it is: with `Skip`, or
+    /// when a later tick is due too. A queue that drains slowly (many services due at once) makes
+    /// ticks late without changing what runs, and then costs nothing more.
+    fn misfire_matters(&self, tick: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let policy = self.service.policies().and_then(|p| p.misfire);
+        policy == Some(Misfire::Skip)
+            || self
+                .service
+                .schedule
+                .next_after(tick)
+                .is_some_and(|next| next <= now)
+    }
+
     /// Whether the service asked for catch-up after a restart: an explicit `Coalesce` or `All`.
     pub(crate) fn catches_up_restarts(&self) -> bool {
         matches!(
@@ -498,8 +511,13 @@ impl SlotState {
             }
         };
         let skipped = due - runs.min(due);
-        tracing::warn!(service = name, first = %first, due, skipped, ?policy,
-            "misfired: ticks could not start within their grace");
+        if skipped > 0 {
+            tracing::warn!(service = name, first = %first, due, skipped, ?policy,
+                "misfired: ticks could not start within their grace");
+        } else {
+            tracing::debug!(service = name, first = %first, due, ?policy,
+                "misfired: late ticks run as the policy says");
+        }
         self.stats_mut().skipped_misfire += skipped;
         match start {
             Some(tick) if runs > 1 => {
@@ -610,7 +628,11 @@ impl SlotState {
         // Only a tick's first run on the grid: a retry, a catch-up run, a takeover, a manual or a
         // start run is late by design.
         let fresh = trigger == Trigger::Schedule && attempt == 1 && resume == Resume::After(tick);
-        if fresh && !claimed && self.is_late(self.start_of(name, tick), now) {
+        if fresh
+            && !claimed
+            && self.is_late(self.start_of(name, tick), now)
+            && self.misfire_matters(tick, now)
+        {
             let next = self.misfired(name, tick, now);
             if !matches!(self.phase, Phase::Queued { .. }) {
                 return Begin::Not(next);
