@@ -17,12 +17,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stats::median;
-use systems::{RunResult, RunSpec, SYSTEMS};
+use systems::{RunResult, RunSpec, DEFAULT_SYSTEMS, SYSTEMS};
 
 const USAGE: &str = "\
 usage: scheduler-bench [--n 1000,10000,100000] [--rounds 3] [--warmup 2] [--measure 10]
                        [--systems floor,ours-every,ours-cron,peer] [--skip-idle] [--idle-only]
-                       [--idle-secs 10] [--register-cap 120]
+                       [--idle-secs 10] [--register-cap 120] [--no-metrics-bin PATH]
+         systems: floor, ours-every, ours-cron, peer (the default set), ours-prom (ours-every with a
+         Prometheus recorder), ours-every-nometrics (ours-every run by PATH, a build with
+         --no-default-features: needs --no-metrics-bin)
        scheduler-bench run --system SYSTEM --n N [--warmup 2] [--measure 10] [--idle]
                        [--register-cap 120]     (one measurement; prints one JSON line)";
 
@@ -36,6 +39,7 @@ struct Options {
     idle: bool,
     idle_secs: u64,
     register_cap: u64,
+    no_metrics_bin: Option<std::path::PathBuf>,
 }
 
 fn main() {
@@ -70,11 +74,12 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         rounds: 3,
         warmup: 2,
         measure: 10,
-        systems: SYSTEMS.iter().map(|s| (*s).to_owned()).collect(),
+        systems: DEFAULT_SYSTEMS.iter().map(|s| (*s).to_owned()).collect(),
         fire: true,
         idle: true,
         idle_secs: 10,
         register_cap: 120,
+        no_metrics_bin: None,
     };
     let mut i = 0;
     while i < args.len() {
@@ -100,6 +105,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                     return Err(format!("unknown system {bad:?}"));
                 }
             }
+            "--no-metrics-bin" => options.no_metrics_bin = Some(value(args, &mut i)?.into()),
             "--skip-idle" => options.idle = false,
             "--idle-only" => options.fire = false,
             "-h" | "--help" => {
@@ -109,6 +115,11 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
         i += 1;
+    }
+    if options.systems.iter().any(|s| s == "ours-every-nometrics")
+        && options.no_metrics_bin.is_none()
+    {
+        return Err("ours-every-nometrics needs --no-metrics-bin PATH".to_owned());
     }
     if options.rounds == 0 || options.measure == 0 || options.ns.is_empty() {
         return Err("--rounds, --measure and --n must be positive".to_owned());
@@ -151,13 +162,24 @@ fn child(args: &[String]) -> Result<(), String> {
 }
 
 /// Runs one child, killing it if it outlives `limit`.
-fn run_child(spec: &RunSpec, limit: Duration) -> Result<RunResult, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+/// `ours-every-nometrics` is `ours-every` run by the build without metrics, `no_metrics_bin`.
+fn run_child(
+    spec: &RunSpec,
+    limit: Duration,
+    no_metrics_bin: Option<&std::path::Path>,
+) -> Result<RunResult, String> {
+    let (exe, system) = match (spec.system.as_str(), no_metrics_bin) {
+        ("ours-every-nometrics", Some(bin)) => (bin.to_owned(), "ours-every"),
+        _ => (
+            std::env::current_exe().map_err(|e| e.to_string())?,
+            spec.system.as_str(),
+        ),
+    };
     let mut command = Command::new(exe);
     command.args([
         "run",
         "--system",
-        &spec.system,
+        system,
         "--n",
         &spec.n.to_string(),
         "--warmup",
@@ -240,8 +262,9 @@ fn parent(args: &[String]) -> Result<(), String> {
                     );
                     let mode = if idle { "idle" } else { "fire" };
                     eprint!("[{mode} N={n} round {round}] {system} ... ");
-                    match run_child(&spec, limit) {
-                        Ok(result) => {
+                    match run_child(&spec, limit, options.no_metrics_bin.as_deref()) {
+                        Ok(mut result) => {
+                            result.system.clone_from(system);
                             eprintln!(
                                 "fires {}/{}, p99 {:.1} ms, CPU {:.3} s, register {:.3} s",
                                 result.fires,

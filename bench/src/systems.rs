@@ -12,7 +12,18 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use crate::stats::{self, next_whole_second, now_ns, Recorder, SECOND_NS};
 
 /// The systems under test.
-pub(crate) const SYSTEMS: [&str; 4] = ["floor", "ours-every", "ours-cron", "peer"];
+pub(crate) const SYSTEMS: [&str; 6] = [
+    "floor",
+    "ours-every",
+    "ours-cron",
+    "peer",
+    "ours-prom",
+    "ours-every-nometrics",
+];
+
+/// The systems run by default; `ours-prom` (with a Prometheus recorder installed) and
+/// `ours-every-nometrics` (a build without the `metrics` feature, `--no-metrics-bin`) are asked for.
+pub(crate) const DEFAULT_SYSTEMS: [&str; 4] = ["floor", "ours-every", "ours-cron", "peer"];
 
 /// How long to wait after the window for late fires meant for it.
 const GRACE: Duration = Duration::from_secs(2);
@@ -203,8 +214,11 @@ async fn register(
             }
             Ok((Running::Floor, n, false))
         }
-        "ours-every" | "ours-cron" => {
-            let schedule = if spec.system == "ours-every" {
+        "ours-every" | "ours-cron" | "ours-prom" => {
+            if spec.system == "ours-prom" {
+                install_prometheus()?;
+            }
+            let schedule = if spec.system != "ours-cron" {
                 Schedule::every(period(spec.idle))
             } else if spec.idle {
                 Schedule::cron(&hourly_cron())
@@ -268,4 +282,18 @@ async fn register(
             SYSTEMS.join(", ")
         )),
     }
+}
+
+/// Installs the Prometheus recorder, as an application exporting the metrics would.
+#[cfg(feature = "metrics")]
+fn install_prometheus() -> Result<(), String> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map(drop)
+        .map_err(|e| format!("prometheus: {e}"))
+}
+
+#[cfg(not(feature = "metrics"))]
+fn install_prometheus() -> Result<(), String> {
+    Err("ours-prom needs the `metrics` feature".to_owned())
 }

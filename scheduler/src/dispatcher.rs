@@ -77,7 +77,16 @@ fn fire(engine: &Arc<Engine>, due: Due, now: DateTime<Utc>, out: &mut Vec<Fire>)
     let Due {
         generation, slot, ..
     } = due;
-    let next = slot.lock().fire(generation, &slot.name, now);
+    let (next, before, after) = {
+        let mut state = slot.lock();
+        let before = state.tally();
+        let next = state.fire(generation, &slot.name, now);
+        (next, before, state.tally())
+    };
+    if after != before {
+        // Misfired ticks.
+        engine.skipped(&slot, before, after);
+    }
     match next {
         Next::Fire { generation, .. } if engine.coordinator.is_none() => out.push(Fire {
             slot,

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::coordinator::{ClaimPolicy, Coordinator};
+use crate::event::{RunEvent, Tally};
 use crate::pool::Pool;
 use crate::queue::{Fire, RunQueue};
 use crate::state::{Next, Slot};
@@ -32,10 +33,12 @@ use crate::status::Failure;
 use crate::timer::Timer;
 
 pub(crate) type FailureHook = dyn Fn(&Failure) + Send + Sync;
+pub(crate) type EventHook = dyn Fn(&RunEvent) + Send + Sync;
 
 pub(crate) struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) on_failure: Option<Arc<FailureHook>>,
+    pub(crate) on_event: Option<Arc<EventHook>>,
     /// `None`: every tick runs here, with no claim (and no cost for one).
     pub(crate) coordinator: Option<Arc<dyn Coordinator>>,
     pub(crate) lease: Duration,
@@ -60,6 +63,13 @@ pub(crate) struct Engine {
     pub(crate) summary: RunSummary,
 }
 
+/// The application's hooks.
+#[derive(Default, Clone)]
+pub(crate) struct Hooks {
+    pub(crate) on_failure: Option<Arc<FailureHook>>,
+    pub(crate) on_event: Option<Arc<EventHook>>,
+}
+
 /// What the dispatcher's periodic INFO line reports: runs that succeeded and runs that did not,
 /// since the last line.
 #[derive(Default)]
@@ -74,7 +84,7 @@ pub(crate) const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 impl Engine {
     pub(crate) fn new(
         clock: Arc<dyn Clock>,
-        on_failure: Option<Arc<FailureHook>>,
+        hooks: Hooks,
         coordinator: Option<Arc<dyn Coordinator>>,
         lease: Duration,
         abort_grace: Duration,
@@ -83,7 +93,8 @@ impl Engine {
     ) -> Self {
         Engine {
             clock,
-            on_failure,
+            on_failure: hooks.on_failure,
+            on_event: hooks.on_event,
             coordinator,
             lease,
             abort_grace,
@@ -167,6 +178,30 @@ impl Engine {
         }
     }
 
+    /// Hands an event to the application's hook, if it has one; `event` is only built then.
+    pub(crate) fn emit(&self, event: impl FnOnce() -> RunEvent) {
+        if let Some(hook) = &self.on_event {
+            let event = event();
+            // A panicking hook must not take the scheduler down with it.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&event))).is_err() {
+                tracing::error!(service = event.service(), "the event hook panicked");
+            }
+        }
+    }
+
+    /// Reports the ticks `slot` skipped between two tallies: metrics, then the event hook. Called
+    /// outside the slot's lock, so a hook may call back into the manager.
+    pub(crate) fn skipped(&self, slot: &Slot, before: Tally, after: Tally) {
+        for (reason, ticks) in after.since(before) {
+            slot.meter.skipped(&slot.name, reason, ticks);
+            self.emit(|| RunEvent::Skipped {
+                service: slot.name.clone(),
+                reason,
+                ticks,
+            });
+        }
+    }
+
     /// Called by a worker after a run ended or was abandoned.
     pub(crate) fn run_ended(&self) {
         if self.stop_waiters.load(Ordering::SeqCst) > 0 {
@@ -201,12 +236,13 @@ async fn claim_then_queue(
     generation: u32,
     tick: DateTime<Utc>,
 ) {
-    let (schedule, delivery, grace) = {
+    let (schedule, delivery, grace, before) = {
         let state = slot.lock();
         (
             state.service.schedule.clone(),
             state.service.delivery,
             state.skip_grace(),
+            state.tally(),
         )
     };
     let policy = ClaimPolicy {
@@ -233,8 +269,13 @@ async fn claim_then_queue(
             });
         }
         None => {
-            let next = slot.lock().unqueue(generation, engine.clock.now(), 0);
+            let (next, after) = {
+                let mut state = slot.lock();
+                let next = state.unqueue(generation, engine.clock.now(), 0);
+                (next, state.tally())
+            };
             engine.apply(&slot, next);
+            engine.skipped(&slot, before, after);
         }
     }
 }

@@ -80,7 +80,24 @@
 //!   of the old definition runs once the call returns. Counters are kept, and `on_start` does not
 //!   run again (it means the manager's start).
 //! - **Observability**: each run is a `tracing` span `service_run` with the service name and tick;
-//!   [`ServiceManager::services`] reports state, next tick, last run, and counts.
+//!   [`ServiceManager::services`] reports state, next tick, last run, and counts;
+//!   [`on_event`](ServiceManagerBuilder::on_event) receives every [`RunEvent`] (a run's start and
+//!   end, a skipped tick with its [`SkipReason`]); and the `metrics` feature reports them as metrics.
+//!
+//! # Metrics
+//! With the `metrics` feature (on by default), through the [`metrics`](https://docs.rs/metrics)
+//! facade; install a recorder before [`ServiceManager::start`], since each service registers its
+//! metrics at its first run. Every series has a `service` label:
+//!
+//! | name | kind | more labels |
+//! |---|---|---|
+//! | `scheduler_runs_total` | counter | `outcome`: `succeeded`, `failed`, `panicked`, `timed_out`, `aborted` |
+//! | `scheduler_run_duration_seconds` | histogram | |
+//! | `scheduler_run_lag_seconds` | histogram (run start minus tick, scheduled runs) | |
+//! | `scheduler_skipped_ticks_total` | counter | `reason`: `overlap`, `paused`, `misfire`, `claimed_elsewhere`, `retry_dropped` |
+//! | `scheduler_running_jobs` | gauge | |
+//! | `scheduler_last_success_timestamp_seconds` | gauge (Unix time) | |
+//! | `scheduler_next_run_timestamp_seconds` | gauge (Unix time; 0 when no tick is left) | |
 //!
 //! # Linking
 //! Services are collected from every crate linked into the binary, and a crate that the binary's
@@ -124,6 +141,7 @@
 mod cancel;
 mod clock;
 mod error;
+mod event;
 mod status;
 // Definitions.
 mod job;
@@ -140,6 +158,7 @@ pub mod coordinator;
 // The engine: timer side, queue, worker side.
 mod dispatcher;
 mod engine;
+mod meter;
 mod pool;
 mod queue;
 mod timer;
@@ -152,6 +171,7 @@ mod manager;
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::Error;
+pub use event::{RunEvent, SkipReason};
 pub use job::JobContext;
 pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
 pub use policy::Misfire;

@@ -12,8 +12,9 @@ use tokio::runtime::Handle;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Base, ConfigReload, ConfigSources, Effective, EnvSource};
 use crate::coordinator::{Coordinator, RunRecord};
-use crate::engine::{Engine, FailureHook};
+use crate::engine::{Engine, Hooks};
 use crate::error::Error;
+use crate::event::{RunEvent, Tally};
 use crate::pool::MAX_WORKERS;
 use crate::registry;
 use crate::service::Service;
@@ -107,7 +108,7 @@ pub struct ServiceManagerBuilder {
     clock: Arc<dyn Clock>,
     max_concurrent_jobs: Option<usize>,
     stop_deadline: Option<Duration>,
-    on_failure: Option<Arc<FailureHook>>,
+    hooks: Hooks,
     registered: bool,
     config: ConfigSources,
     coordinator: Option<Arc<dyn Coordinator>>,
@@ -209,7 +210,32 @@ impl ServiceManagerBuilder {
     /// # Ok::<(), scheduler::Error>(())
     /// ```
     pub fn on_failure(mut self, hook: impl Fn(&Failure) + Send + Sync + 'static) -> Self {
-        self.on_failure = Some(Arc::new(hook));
+        self.hooks.on_failure = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called with every [`RunEvent`]: each run's start and end (with its outcome, attempt and
+    /// duration), and each tick skipped, with its reason. One place to observe every transition,
+    /// e.g. to feed an audit log or a metrics system of your own (the `metrics` feature already
+    /// reports the same facts through the `metrics` facade).
+    ///
+    /// It is called on the scheduler's own tasks and outside every lock, so it may call back into
+    /// the manager; it should be quick, since the run it reports on waits for it. A panic in it is
+    /// caught and logged.
+    ///
+    /// ```
+    /// # use scheduler::{RunEvent, ServiceManager};
+    /// let manager = ServiceManager::builder()
+    ///     .on_event(|event| {
+    ///         if let RunEvent::Finished { service, outcome, duration, .. } = event {
+    ///             println!("{service}: {outcome} in {duration:?}");
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), scheduler::Error>(())
+    /// ```
+    pub fn on_event(mut self, hook: impl Fn(&RunEvent) + Send + Sync + 'static) -> Self {
+        self.hooks.on_event = Some(Arc::new(hook));
         self
     }
 
@@ -351,7 +377,7 @@ impl ServiceManagerBuilder {
     ) -> ServiceManager {
         let mut engine = Engine::new(
             self.clock,
-            self.on_failure,
+            self.hooks,
             self.coordinator,
             self.lease,
             self.abort_grace,
@@ -394,7 +420,7 @@ impl ServiceManager {
             clock: Arc::new(SystemClock),
             max_concurrent_jobs: None,
             stop_deadline: None,
-            on_failure: None,
+            hooks: Hooks::default(),
             registered: false,
             config: ConfigSources::default(),
             coordinator: None,
@@ -457,17 +483,21 @@ impl ServiceManager {
         let now = engine.clock.now();
         let anchor = engine.anchor(now);
         let mut remembered_elsewhere = Vec::new();
+        let mut skips = Vec::new();
         for slot in state.services.values() {
             let next = {
                 let mut service = slot.lock();
                 match service.phase {
                     SlotPhase::NotStarted | SlotPhase::Stopped => {
-                        let (next, ask) =
+                        let started =
                             schedule_catching_up(engine, &slot.name, &mut service, now, anchor);
-                        if let Some(generation) = ask {
+                        if let Some(generation) = started.ask {
                             remembered_elsewhere.push((slot.clone(), generation));
                         }
-                        next
+                        if started.after != started.before {
+                            skips.push((slot.clone(), started.before, started.after));
+                        }
+                        started.next
                     }
                     _ => Next::Nothing,
                 }
@@ -482,6 +512,11 @@ impl ServiceManager {
             ));
         }
         announce(&state.services);
+        drop(state);
+        // Outside the manager's lock: an event hook may call back into the manager.
+        for (slot, before, after) in skips {
+            engine.skipped(&slot, before, after);
+        }
         Ok(())
     }
 
@@ -543,11 +578,12 @@ impl ServiceManager {
             name.clone(),
             SlotState::new(effective.service, effective.origin, effective.enabled),
         ));
+        let mut skipped = None;
         if let (Some((now, anchor)), true) = (scheduling, effective.enabled) {
-            let (next, ask) = schedule_catching_up(engine, &name, &mut slot.lock(), now, anchor);
-            engine.apply(&slot, next);
+            let started = schedule_catching_up(engine, &name, &mut slot.lock(), now, anchor);
+            engine.apply(&slot, started.next);
             if let (Some(generation), Some(coordinator), Phase::Running(handle)) =
-                (ask, &engine.coordinator, &state.phase)
+                (started.ask, &engine.coordinator, &state.phase)
             {
                 handle.spawn(catch_up_from_history(
                     engine.clone(),
@@ -555,8 +591,13 @@ impl ServiceManager {
                     vec![(slot.clone(), generation)],
                 ));
             }
+            skipped = Some((started.before, started.after));
         }
-        state.services.insert(name, slot);
+        state.services.insert(name, slot.clone());
+        drop(state);
+        if let Some((before, after)) = skipped {
+            engine.skipped(&slot, before, after);
+        }
     }
 
     /// Reads the configuration sources again and applies what changed: every service whose effective
@@ -781,8 +822,14 @@ impl ServiceManager {
     pub fn resume(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
         let now = self.engine().clock.now();
-        let next = slot.lock().resume(now);
+        let (before, next, after) = {
+            let mut state = slot.lock();
+            let before = state.tally();
+            let next = state.resume(now);
+            (before, next, state.tally())
+        };
         self.engine().apply(&slot, next);
+        self.engine().skipped(&slot, before, after);
         tracing::info!(service = name, "service resumed");
         Ok(())
     }
@@ -804,21 +851,29 @@ impl ServiceManager {
     pub fn run_now(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
         let now = self.engine().clock.now();
-        let result = {
+        let (result, before, after) = {
             let mut service = slot.lock();
             let was_scheduled = matches!(
                 service.phase,
                 SlotPhase::Scheduled { .. } | SlotPhase::Waiting { .. }
             );
+            let before = service.tally();
             let result = service.run_now(now);
             if was_scheduled && result.is_ok() {
                 self.engine().timer.forget_one();
             }
-            result.map_err(|refusal| (refusal, service.state()))
+            let after = service.tally();
+            (
+                result.map_err(|refusal| (refusal, service.state())),
+                before,
+                after,
+            )
         };
         match result {
             Ok(next) => {
                 self.engine().apply(&slot, next);
+                // A pending retry the manual run replaced.
+                self.engine().skipped(&slot, before, after);
                 tracing::info!(service = name, "manual run requested");
                 Ok(())
             }
@@ -912,19 +967,29 @@ impl ServiceManager {
     }
 }
 
+/// A service scheduled as it starts: what to do next, and what the catch-up skipped.
+struct Starting {
+    next: Next,
+    /// The generation to catch up under once the coordinator has answered (which takes a task:
+    /// see [`catch_up_from_history`]).
+    ask: Option<u32>,
+    before: Tally,
+    after: Tally,
+}
+
 /// Schedules a service that starts (with the manager, or added to a started one), catching up the
-/// ticks missed since the tick the state file remembers. Also returns the generation to catch up
-/// under when the coordinator has to be asked (which takes a task: see [`catch_up_from_history`]).
+/// ticks missed since the tick the state file remembers.
 fn schedule_catching_up(
     engine: &Engine,
     name: &str,
     service: &mut SlotState,
     now: chrono::DateTime<chrono::Utc>,
     anchor: chrono::DateTime<chrono::Utc>,
-) -> (Next, Option<u32>) {
+) -> Starting {
+    let before = service.tally();
     let next = service.schedule(now, anchor, true);
     let generation = service.generation;
-    match (&engine.coordinator, &engine.state_file) {
+    let (next, ask) = match (&engine.coordinator, &engine.state_file) {
         (Some(_), _) if service.catches_up_restarts() => (next, Some(generation)),
         (None, Some(file)) => {
             let caught_up = file
@@ -933,6 +998,12 @@ fn schedule_catching_up(
             (caught_up.unwrap_or(next), None)
         }
         _ => (next, None),
+    };
+    Starting {
+        next,
+        ask,
+        before,
+        after: service.tally(),
     }
 }
 
@@ -948,13 +1019,17 @@ async fn catch_up_from_history(
         match coordinator.last_tick(&slot.name).await {
             Ok(Some(last)) => {
                 let now = engine.clock.now();
-                let next = slot
-                    .lock()
-                    .catch_up_from(&slot.name, generation, last, now, false);
+                let (before, next, after) = {
+                    let mut state = slot.lock();
+                    let before = state.tally();
+                    let next = state.catch_up_from(&slot.name, generation, last, now, false);
+                    (before, next, state.tally())
+                };
                 if let Some(next) = next {
                     engine.timer.forget_one();
                     engine.apply(&slot, next);
                 }
+                engine.skipped(&slot, before, after);
             }
             Ok(None) => {}
             Err(error) => {

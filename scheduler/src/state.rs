@@ -79,6 +79,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::cancel::CancelToken;
+use crate::event::Tally;
+use crate::meter::Meter;
 use crate::policy::{Misfire, DEFAULT_MISFIRE_GRACE};
 use crate::service::Service;
 use crate::status::{Origin, Outcome, ServiceState, ServiceStatus, Trigger};
@@ -96,6 +98,8 @@ pub(crate) enum Phase {
     Waiting {
         at: DateTime<Utc>,
         tick: DateTime<Utc>,
+        /// Why the run happens: a retry keeps the trigger of the run it retries.
+        trigger: Trigger,
         attempt: u32,
     },
     Queued {
@@ -149,9 +153,10 @@ pub(crate) enum Resume {
     /// At exactly this tick, however late: a coordinator's takeover of an older tick, after which the
     /// tick that was asked for is claimed.
     Exactly(DateTime<Utc>),
-    /// A catch-up ([`Misfire::All`]) is under way: run the missed tick `next`
-    /// at once, then `left` more missed ticks after it, then go on as `After` the last of them.
-    CatchUp { next: DateTime<Utc>, left: u32 },
+    /// A catch-up ([`Misfire::All`]) is under way: run this missed tick at once, then the ticks
+    /// after it up to the catch-up's end ([`Stats::catch_up_until`], kept there so that every
+    /// service's `Phase` stays small), then go on as `After` the last of them.
+    CatchUp(DateTime<Utc>),
 }
 
 /// What the worker knows of a run that ended, for the record.
@@ -222,6 +227,8 @@ pub(crate) struct Stats {
     pub(crate) skipped: u64,
     pub(crate) skipped_paused: u64,
     pub(crate) skipped_misfire: u64,
+    /// Where the latest catch-up ([`Resume::CatchUp`]) ends: it runs the missed ticks up to here.
+    pub(crate) catch_up_until: Option<DateTime<Utc>>,
     pub(crate) claimed_elsewhere: u64,
     pub(crate) retries_dropped: u64,
     pub(crate) coordinator_error: Option<String>,
@@ -240,6 +247,7 @@ static NO_STATS: Stats = Stats {
     skipped: 0,
     skipped_paused: 0,
     skipped_misfire: 0,
+    catch_up_until: None,
     claimed_elsewhere: 0,
     retries_dropped: 0,
     coordinator_error: None,
@@ -371,13 +379,19 @@ impl SlotState {
                 at,
                 tick,
                 attempt: 1,
+                ..
             } => {
                 if self.is_late(at, now) {
                     return self.misfired(name, tick, now);
                 }
-                self.queue(tick, 1, Resume::After(tick))
+                self.queue(tick, Trigger::Schedule, 1, Resume::After(tick))
             }
-            Phase::Waiting { at, tick, attempt } => {
+            Phase::Waiting {
+                at,
+                tick,
+                trigger,
+                attempt,
+            } => {
                 let overtaken = self
                     .service
                     .schedule
@@ -390,7 +404,7 @@ impl SlotState {
                         self.stats_mut().retries_dropped += 1;
                         self.arrive(name, next, now)
                     }
-                    None => self.queue(tick, attempt, Resume::After(tick)),
+                    None => self.queue(tick, trigger, attempt, Resume::After(tick)),
                 }
             }
             _ => Next::Nothing,
@@ -409,6 +423,7 @@ impl SlotState {
             self.phase = Phase::Waiting {
                 at: start,
                 tick,
+                trigger: Trigger::Schedule,
                 attempt: 1,
             };
             return Next::Timer {
@@ -416,15 +431,21 @@ impl SlotState {
                 generation,
             };
         }
-        self.queue(tick, 1, Resume::After(tick))
+        self.queue(tick, Trigger::Schedule, 1, Resume::After(tick))
     }
 
-    /// Queues a run of `tick` of the schedule.
-    fn queue(&mut self, tick: DateTime<Utc>, attempt: u32, resume: Resume) -> Next {
+    /// Queues a run of `tick` (a retry keeps the trigger of the run it retries).
+    fn queue(
+        &mut self,
+        tick: DateTime<Utc>,
+        trigger: Trigger,
+        attempt: u32,
+        resume: Resume,
+    ) -> Next {
         let generation = self.bump();
         self.phase = Phase::Queued {
             tick,
-            trigger: Trigger::Schedule,
+            trigger,
             attempt,
             resume,
             then: Then::Continue,
@@ -521,14 +542,13 @@ impl SlotState {
         self.stats_mut().skipped_misfire += skipped;
         match start {
             Some(tick) if runs > 1 => {
+                // The ticks due are those up to now: the catch-up ends there.
+                self.stats_mut().catch_up_until = Some(now);
                 let resume = match self.service.schedule.next_after(tick) {
-                    Some(next) => Resume::CatchUp {
-                        next,
-                        left: u32::try_from(runs - 2).unwrap_or(u32::MAX),
-                    },
+                    Some(next) => Resume::CatchUp(next),
                     None => Resume::After(tick),
                 };
-                self.queue(tick, 1, resume)
+                self.queue(tick, Trigger::Schedule, 1, resume)
             }
             Some(tick) => {
                 let start = self.start_of(name, tick);
@@ -537,6 +557,7 @@ impl SlotState {
                     self.phase = Phase::Waiting {
                         at: start,
                         tick,
+                        trigger: Trigger::Schedule,
                         attempt: 1,
                     };
                     return Next::Timer {
@@ -544,7 +565,7 @@ impl SlotState {
                         generation,
                     };
                 }
-                self.queue(tick, 1, Resume::After(tick))
+                self.queue(tick, Trigger::Schedule, 1, Resume::After(tick))
             }
             None => self.schedule_at(after),
         }
@@ -694,15 +715,15 @@ impl SlotState {
     fn resume_schedule(&mut self, resume: Resume, now: DateTime<Utc>) -> Next {
         let next = match resume {
             Resume::Exactly(at) => Some(at),
-            Resume::CatchUp { next, left } => {
-                let resume = match (left, self.service.schedule.next_after(next)) {
-                    (1.., Some(after)) => Resume::CatchUp {
-                        next: after,
-                        left: left - 1,
-                    },
+            Resume::CatchUp(next) => {
+                let until = self.stats.as_ref().and_then(|stats| stats.catch_up_until);
+                let resume = match self.service.schedule.next_after(next) {
+                    Some(after) if until.is_some_and(|until| after <= until) => {
+                        Resume::CatchUp(after)
+                    }
                     _ => Resume::After(next),
                 };
-                return self.queue(next, 1, resume);
+                return self.queue(next, Trigger::Schedule, 1, resume);
             }
             Resume::From(_) | Resume::After(_) => {
                 let from = self.pending(resume);
@@ -767,7 +788,7 @@ impl SlotState {
     /// The tick a resume points at.
     fn pending(&self, resume: Resume) -> Option<DateTime<Utc>> {
         match resume {
-            Resume::Exactly(at) | Resume::CatchUp { next: at, .. } => Some(at),
+            Resume::Exactly(at) | Resume::CatchUp(at) => Some(at),
             Resume::From(from) => from,
             Resume::After(after) => self.service.schedule.next_after(after),
         }
@@ -789,7 +810,7 @@ impl SlotState {
         let at = add(now, policies.backoff(&run.name, run.tick, attempt + 1))?;
         let next_tick = match resume {
             // The next missed tick of a catch-up is due now: it wins.
-            Resume::CatchUp { next, .. } => Some(next),
+            Resume::CatchUp(next) => Some(next),
             _ => catch_up(&self.service.schedule, self.pending(resume), now).1,
         };
         if next_tick.is_some_and(|next| at >= next) {
@@ -800,6 +821,7 @@ impl SlotState {
         self.phase = Phase::Waiting {
             at,
             tick: run.tick,
+            trigger: run.trigger,
             attempt: attempt + 1,
         };
         Some(Next::Timer { at, generation })
@@ -906,7 +928,7 @@ impl SlotState {
                     // The rest of a catch-up is dropped too: its ticks count as skipped while paused.
                     (Trigger::Schedule, _) => Some(*tick),
                     (Trigger::Start | Trigger::Manual, Resume::From(from)) => from,
-                    (Trigger::Start | Trigger::Manual, Resume::CatchUp { next, .. }) => Some(next),
+                    (Trigger::Start | Trigger::Manual, Resume::CatchUp(next)) => Some(next),
                     (Trigger::Start | Trigger::Manual, Resume::After(after)) => {
                         self.service.schedule.next_after(after)
                     }
@@ -1066,6 +1088,19 @@ impl SlotState {
         }
     }
 
+    /// The skip counters now, to compare with those after a transition.
+    pub(crate) fn tally(&self) -> Tally {
+        self.stats
+            .as_deref()
+            .map_or_else(Tally::default, |stats| Tally {
+                overlap: stats.skipped,
+                paused: stats.skipped_paused,
+                misfire: stats.skipped_misfire,
+                claimed_elsewhere: stats.claimed_elsewhere,
+                retry_dropped: stats.retries_dropped,
+            })
+    }
+
     pub(crate) fn status(&self, name: &str) -> ServiceStatus {
         let stats = self.stats.as_deref().unwrap_or(&NO_STATS);
         ServiceStatus {
@@ -1108,6 +1143,8 @@ pub(crate) enum RunNowRefusal {
 /// One service name: its definition and state behind one lock.
 pub(crate) struct Slot {
     pub(crate) name: Arc<str>,
+    /// Its metrics, registered at its first run.
+    pub(crate) meter: Meter,
     state: Mutex<SlotState>,
 }
 
@@ -1115,6 +1152,7 @@ impl Slot {
     pub(crate) fn new(name: Arc<str>, state: SlotState) -> Self {
         Slot {
             name,
+            meter: Meter::default(),
             state: Mutex::new(state),
         }
     }

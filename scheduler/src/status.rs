@@ -8,6 +8,11 @@ use chrono::{DateTime, Utc};
 
 /// Where a service is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum ServiceState {
     /// Added, but the manager has not been started.
@@ -50,6 +55,11 @@ impl fmt::Display for ServiceState {
 
 /// Where a service's schedule came from, as [`ServiceStatus::origin`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum Origin {
     /// The `#[background_service]` attribute.
@@ -75,6 +85,11 @@ impl fmt::Display for Origin {
 
 /// Why a run happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum Trigger {
     /// A tick of its schedule.
@@ -97,6 +112,11 @@ impl fmt::Display for Trigger {
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum Outcome {
     /// The job returned `()` or `Ok(())`.
@@ -136,6 +156,7 @@ impl fmt::Display for Outcome {
 /// A snapshot of one service, as [`ServiceManager::services`](crate::ServiceManager::services)
 /// returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct ServiceStatus {
     /// The service's name.
@@ -180,6 +201,7 @@ pub struct ServiceStatus {
 
 /// A failed run, as the failure hook receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Failure {
     /// The service's name.

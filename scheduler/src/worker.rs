@@ -32,10 +32,11 @@ use tracing::Instrument;
 
 use crate::cancel::CancelToken;
 use crate::engine::Engine;
+use crate::event::RunEvent;
 use crate::job::{Job, JobContext};
 use crate::queue::Fire;
 use crate::state::{Begin, Next, RunFacts, Slot, Started};
-use crate::status::{Failure, Outcome};
+use crate::status::{Failure, Outcome, Trigger};
 
 /// Spawns workers until there are as many as the pool's target.
 pub(crate) fn spawn_missing(engine: &Arc<Engine>, handle: &tokio::runtime::Handle) {
@@ -125,19 +126,8 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         ticket,
     } = fire;
     let now = engine.clock.now();
-    let (started, job, timeout) = {
-        let mut state = slot.lock();
-        match state.begin(generation, &slot.name, now, ticket.is_some()) {
-            Begin::Run(started) => {
-                let timeout = state.service.policies().and_then(|p| p.timeout);
-                (started, state.service.job.clone(), timeout)
-            }
-            Begin::Not(next) => {
-                drop(state);
-                engine.apply(&slot, next);
-                return;
-            }
-        }
+    let Some((begun, job, timeout)) = take(engine, &slot, generation, now, ticket.is_some()) else {
+        return;
     };
     let Started {
         tick,
@@ -145,18 +135,19 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         attempt,
         cancel,
         remember,
-    } = started;
+    } = begun;
     if remember {
         engine.remember(&slot.name, tick);
     }
+    started(engine, &slot, tick, trigger, attempt, now);
     let ctx = JobContext::new(slot.name.clone(), tick, trigger, attempt, cancel.clone());
     let span = tracing::info_span!("service_run", service = %slot.name, tick = %LogTime(tick),
         %trigger, attempt);
-    let began = tokio::time::Instant::now();
+    let monotonic_start = tokio::time::Instant::now();
     let limits = Limits {
         cancel: &cancel,
         timeout,
-        began,
+        began: monotonic_start,
         started_at: now,
     };
     let execute = execute(engine, &slot, job, ctx, &limits, span.clone());
@@ -173,11 +164,7 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         }
         _ => execute.await,
     };
-    let duration = began.elapsed();
-    let end = TimeDelta::from_std(duration)
-        .ok()
-        .and_then(|took| now.checked_add_signed(took))
-        .unwrap_or(now);
+    let duration = monotonic_start.elapsed();
     // An abandoned run was reported when it was abandoned.
     if !slot.lock().was_abandoned() {
         span.in_scope(|| report(engine, &slot.name, tick, &outcome, duration));
@@ -190,26 +177,124 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         duration,
         keep: engine.history_len,
     };
-    let next = slot.lock().end(outcome.clone(), &facts, end);
-    let Some((ticket, coordinator)) = ticket.zip(engine.coordinator.clone()) else {
-        engine.apply(&slot, next);
-        engine.run_ended();
-        return;
+    conclude(engine, &slot, ticket, &facts, attempt, outcome);
+}
+
+/// A worker takes a queued item at `now`: the run that begins, with its job and time limit; `None`
+/// when none does (a stale item, or a tick its misfire policy does not run now).
+fn take(
+    engine: &Arc<Engine>,
+    slot: &Arc<Slot>,
+    generation: u32,
+    now: DateTime<Utc>,
+    claimed: bool,
+) -> Option<(Started, Job, Option<Duration>)> {
+    let mut state = slot.lock();
+    let before = state.tally();
+    let begun = state.begin(generation, &slot.name, now, claimed);
+    let after = state.tally();
+    match begun {
+        Begin::Run(begun) => {
+            let timeout = state.service.policies().and_then(|p| p.timeout);
+            let job = state.service.job.clone();
+            drop(state);
+            // Ticks a misfire while waiting for this worker skipped.
+            engine.skipped(slot, before, after);
+            Some((begun, job, timeout))
+        }
+        Begin::Not(next) => {
+            drop(state);
+            engine.apply(slot, next);
+            engine.skipped(slot, before, after);
+            None
+        }
+    }
+}
+
+/// A run ended with `outcome`: records it, moves the service on, and reports it (metrics, events,
+/// the coordinator).
+fn conclude(
+    engine: &Arc<Engine>,
+    slot: &Arc<Slot>,
+    ticket: Option<Box<crate::coordinator::Ticket>>,
+    facts: &RunFacts,
+    attempt: u32,
+    outcome: Outcome,
+) {
+    let RunFacts {
+        tick,
+        trigger,
+        started: now,
+        duration,
+        ..
+    } = *facts;
+    let end = TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|took| now.checked_add_signed(took))
+        .unwrap_or(now);
+    let (before, next, after) = {
+        let mut state = slot.lock();
+        let before = state.tally();
+        let next = state.end(outcome.clone(), facts, end);
+        (before, next, state.tally())
     };
-    let finish = crate::cluster::finish(coordinator, *ticket, now, end, outcome);
-    if let Next::Fire { .. } = next {
-        // The next run of a catch-up is claimed at once: its claim must find this run finished,
-        // or the coordinator would answer that this one still runs.
-        let (engine, slot) = (engine.clone(), slot.clone());
-        tokio::spawn(async move {
-            finish.await;
-            engine.apply(&slot, next);
-        });
-    } else {
-        engine.apply(&slot, next);
-        tokio::spawn(finish);
+    let next_tick = match next {
+        Next::Timer { at, .. } => Some(at),
+        // The next run of a catch-up, at once.
+        Next::Fire { .. } => Some(end),
+        Next::Queue { .. } | Next::Nothing => None,
+    };
+    slot.meter
+        .finished(&slot.name, &outcome, duration, end, next_tick);
+    match ticket.zip(engine.coordinator.clone()) {
+        Some((ticket, coordinator)) => {
+            let finish = crate::cluster::finish(coordinator, *ticket, now, end, outcome.clone());
+            if let Next::Fire { .. } = next {
+                // The next run of a catch-up is claimed at once: its claim must find this run
+                // finished, or the coordinator would answer that this one still runs.
+                let (engine, slot) = (engine.clone(), slot.clone());
+                tokio::spawn(async move {
+                    finish.await;
+                    engine.apply(&slot, next);
+                });
+            } else {
+                engine.apply(slot, next);
+                tokio::spawn(finish);
+            }
+        }
+        None => engine.apply(slot, next),
     }
     engine.run_ended();
+    engine.emit(|| RunEvent::Finished {
+        service: slot.name.clone(),
+        tick,
+        trigger,
+        attempt,
+        outcome,
+        duration,
+    });
+    engine.skipped(slot, before, after);
+}
+
+/// A run began at `now`: metrics and the event hook.
+fn started(
+    engine: &Engine,
+    slot: &Arc<Slot>,
+    tick: DateTime<Utc>,
+    trigger: Trigger,
+    attempt: u32,
+    now: DateTime<Utc>,
+) {
+    let lag = (now - tick).to_std().unwrap_or(Duration::ZERO);
+    slot.meter
+        .started(&slot.name, (trigger == Trigger::Schedule).then_some(lag));
+    engine.emit(|| RunEvent::Started {
+        service: slot.name.clone(),
+        tick,
+        trigger,
+        attempt,
+        lag,
+    });
 }
 
 /// What bounds a run: its token, its time limit, and when it began (monotonic and wall clock).

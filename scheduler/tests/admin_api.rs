@@ -136,6 +136,8 @@ async fn the_list_shows_every_status_field_of_every_service() {
         (&json!(2), &json!(1), &json!(0))
     );
     assert_eq!(heartbeat["claimed_elsewhere"], 0);
+    assert_eq!(heartbeat["retries_dropped"], 0);
+    assert_eq!(heartbeat["skipped_paused"], 0);
     assert_eq!(heartbeat["coordinator_error"], Value::Null);
     let report = &list["services"][1];
     assert_eq!(report["schedule"], "0 9 * * MON-FRI (Europe/Berlin)");

@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use scheduler::admin::AdminConfig;
 use scheduler::{PostgresCoordinator, ServiceManager, ServiceManagerBuilder, ServiceStatus};
 use tracing_subscriber::EnvFilter;
@@ -146,9 +147,11 @@ async fn main() -> anyhow::Result<()> {
     }
     builder = clustered(builder, &options.cluster);
     let manager = builder.build()?;
+    // Before the start: each service registers its metrics at its first run.
+    let metrics = prometheus()?;
     manager.start()?;
     if let Some((address, chosen)) = options.admin {
-        dashboard(&manager, address, chosen).await?;
+        dashboard(&manager, address, chosen, metrics).await?;
     }
     let mut reload = ReloadSignal::new();
 
@@ -179,6 +182,7 @@ async fn dashboard(
     manager: &ServiceManager,
     address: std::net::SocketAddr,
     chosen: bool,
+    metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,
@@ -200,13 +204,33 @@ async fn dashboard(
         ),
     };
     println!("admin dashboard: http://{address}/ ({mode})");
-    let manager = manager.clone();
+    println!("metrics (Prometheus): http://{address}/metrics");
+    let app = config.router(manager.clone()).route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(metrics.render())),
+    );
     tokio::spawn(async move {
-        if let Err(error) = config.serve_on(manager, listener).await {
+        if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "admin dashboard stopped");
         }
     });
     Ok(())
+}
+
+/// Installs the Prometheus recorder that `/metrics` renders, and keeps its histograms trimmed.
+fn prometheus() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 /// With a database URL, replicas coordinate through PostgreSQL: each tick runs on one of them.

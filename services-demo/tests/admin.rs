@@ -98,6 +98,24 @@ fn demo_serves_the_dashboard_at_the_address_it_prints() {
         "{status} {run}"
     );
 
+    let (status, metrics) = http(&address, "GET", "/metrics", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // heartbeat runs on start and every 2 s: by now it has succeeded at least once.
+    let line = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("scheduler_runs_total{")
+                && line.contains("service=\"heartbeat\"")
+                && line.contains("outcome=\"succeeded\"")
+        })
+        .unwrap_or_else(|| panic!("no heartbeat run count in:\n{metrics}"));
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 1.0, "{line}");
+    assert!(
+        metrics.contains("scheduler_last_success_timestamp_seconds{service=\"heartbeat\"}"),
+        "{metrics}"
+    );
+
     // The status table is printed from the main loop, which also listens for SIGTERM.
     std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(60)).ok())
         .find(|line| line.starts_with("SERVICE"))

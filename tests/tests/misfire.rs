@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use scheduler::coordinator::InMemoryCoordinator;
 use scheduler::{
-    Clock, Error, Misfire, Outcome, Schedule, Service, ServiceManager, ServiceState, ServiceStatus,
-    TokioClock, Trigger,
+    Clock, Error, Misfire, Outcome, RunEvent, Schedule, Service, ServiceManager, ServiceState,
+    ServiceStatus, SkipReason, TokioClock, Trigger,
 };
 use tokio::time::{sleep, Instant};
 
@@ -78,13 +78,33 @@ async fn after_a_suspend(
     policy: Option<Misfire>,
     work: Duration,
 ) -> (ServiceStatus, Vec<(DateTime<Utc>, DateTime<Utc>)>) {
+    let (status, starts, _) = after_a_suspend_with_events(policy, work).await;
+    (status, starts)
+}
+
+/// As [`after_a_suspend`], with the skip events the hook received.
+async fn after_a_suspend_with_events(
+    policy: Option<Misfire>,
+    work: Duration,
+) -> (
+    ServiceStatus,
+    Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    Vec<(SkipReason, u64)>,
+) {
     let offset = Arc::new(AtomicI64::new(0));
     let clock = JumpingClock {
         base: TokioClock::starting_at(t0()),
         offset_ms: offset.clone(),
     };
+    let skips = Arc::new(Mutex::new(Vec::new()));
+    let sink = skips.clone();
     let manager = ServiceManager::builder()
         .clock(clock.clone())
+        .on_event(move |event| {
+            if let RunEvent::Skipped { reason, ticks, .. } = event {
+                sink.lock().unwrap().push((*reason, *ticks));
+            }
+        })
         .build()
         .unwrap();
     let (service, starts) = logged(every(600), clock, work, policy);
@@ -95,7 +115,17 @@ async fn after_a_suspend(
     sleep(Duration::from_secs(11 * 60)).await; // the clock reads 03:11:05.5
     let status = manager.service("svc").unwrap();
     manager.stop().await;
-    (status, taken(&starts))
+    let skips = skips.lock().unwrap().clone();
+    (status, taken(&starts), skips)
+}
+
+#[tokio::test(start_paused = true)]
+async fn misfired_ticks_reach_the_event_hook_as_skips_with_their_reason() {
+    let (_, _, skips) =
+        after_a_suspend_with_events(Some(Misfire::All { limit: 5 }), Duration::ZERO).await;
+    assert_eq!(skips, [(SkipReason::Misfire, 13)]);
+    let (_, _, skips) = after_a_suspend_with_events(Some(Misfire::Skip), Duration::ZERO).await;
+    assert_eq!(skips, [(SkipReason::Misfire, 18)]);
 }
 
 #[tokio::test(start_paused = true)]

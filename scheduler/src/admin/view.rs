@@ -146,6 +146,8 @@ pub struct ServiceView {
     pub skipped_paused: u64,
     /// Misfired ticks its misfire policy did not run.
     pub skipped_misfire: u64,
+    /// Retries not made because the next tick came first.
+    pub retries_dropped: u64,
     /// Why the running (or last) run started: `schedule`, `start` (`on_start`) or `manual`.
     pub last_trigger: Option<String>,
     /// With a coordinator: ticks another replica ran.
@@ -177,6 +179,7 @@ impl ServiceView {
             skipped: 0,
             skipped_paused: 0,
             skipped_misfire: 0,
+            retries_dropped: 0,
             last_trigger: None,
             claimed_elsewhere: 0,
             coordinator_error: None,
@@ -207,6 +210,7 @@ impl From<&ServiceStatus> for ServiceView {
             skipped: status.skipped,
             skipped_paused: status.skipped_paused,
             skipped_misfire: status.skipped_misfire,
+            retries_dropped: status.retries_dropped,
             last_trigger: status.last_trigger.as_ref().map(ToString::to_string),
             claimed_elsewhere: status.claimed_elsewhere,
             coordinator_error: status.coordinator_error.clone(),

@@ -138,6 +138,7 @@ pub struct FinishedRun {
 
 /// One run in the cluster's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct RunRecord {
     /// The service.
