@@ -71,8 +71,8 @@ pub enum Error {
     /// The manager has no coordinator, so there is no cluster to ask.
     #[error("this manager has no coordinator: there is no cluster-wide history")]
     NotCoordinated,
-    /// The [state file](crate::ServiceManagerBuilder::state_file) cannot be read, or is not one
-    /// the manager wrote. The manager is not built: starting without it would silently skip the
+    /// The [state file](crate::ServiceManagerBuilder::state_file) cannot be read, is not one the
+    /// manager wrote, or could never be written (its directory does not exist). The manager is not built: starting without it would silently skip the
     /// catch-up it exists for. Fix the file, or remove it to start afresh.
     #[error("state file {}: {reason}", path.display())]
     StateFile {

@@ -129,7 +129,9 @@ impl ServiceManagerBuilder {
     /// The catch-up happens when a service is scheduled by [`start`](ServiceManager::start), or
     /// added to a started manager; not on a reload, a restart of the service or a resume.
     ///
-    /// The file is read by [`build`](Self::build); a file that does not exist yet is an empty one.
+    /// The file is read by [`build`](Self::build); a file that does not exist yet is an empty one
+    /// (its directory must exist). A write that fails later is logged once, and retried at the
+    /// next run and at stop.
     /// It is replaced atomically (written aside, synced, renamed) after such a service starts a run,
     /// and when the manager stops. A fixed period without an anchor of its own keeps the grid of
     /// the remembered tick across the restart.

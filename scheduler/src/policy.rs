@@ -73,7 +73,9 @@ pub(crate) struct Policies {
 /// misfired ticks, handled as above.
 ///
 /// Paused time is not misfire: after [`resume`](crate::ServiceManager::resume) the service goes
-/// on at its next tick, and the ticks of the pause count as paused.
+/// on at its next tick, and the ticks of the pause count as paused. Nor are ticks that pass while
+/// a run of the service goes on (even a run the process was suspended in): they are skipped as
+/// the service was busy, and the next tick to come runs.
 ///
 /// The default is [`Coalesce`](Misfire::Coalesce), as Quartz's "smart policy" does for a repeating
 /// trigger: nothing the schedule promised is dropped silently (a periodic job still runs after a

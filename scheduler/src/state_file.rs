@@ -43,6 +43,9 @@ pub(crate) struct StateFile {
     queued: AtomicBool,
     /// Held while writing: one write at a time, each of the latest ticks.
     writing: Mutex<()>,
+    /// Whether the last write failed, so a file that cannot be written is logged once, not at
+    /// every run.
+    failing: AtomicBool,
 }
 
 impl StateFile {
@@ -53,7 +56,19 @@ impl StateFile {
     pub(crate) fn load(path: PathBuf) -> Result<Self, Error> {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                // The first start; but a file that could never be written is a mistake to report
+                // now, not at every run.
+                let directory = path
+                    .parent()
+                    .filter(|dir| !dir.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                if !directory.is_dir() {
+                    let reason = format!("its directory {} does not exist", directory.display());
+                    return Err(state_error(&path, reason));
+                }
+                String::new()
+            }
             Err(error) => return Err(state_error(&path, format!("cannot read it: {error}"))),
         };
         let ticks = parse(&text).map_err(|reason| state_error(&path, reason))?;
@@ -63,6 +78,7 @@ impl StateFile {
             dirty: AtomicBool::new(false),
             queued: AtomicBool::new(false),
             writing: Mutex::new(()),
+            failing: AtomicBool::new(false),
         })
     }
 
@@ -128,11 +144,20 @@ impl StateFile {
             return;
         }
         let text = render(&self.ticks());
-        if let Err(error) = write_atomically(&self.path, &text) {
-            // Written again at the next record (or stop), which may succeed.
-            self.dirty.store(true, Ordering::Release);
-            tracing::warn!(path = %self.path.display(), %error,
-                "cannot write the state file: catch-up after a restart may miss the latest runs");
+        match write_atomically(&self.path, &text) {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(path = %self.path.display(), "the state file is written again");
+                }
+            }
+            Err(error) => {
+                // Written again at the next record (or stop), which may succeed.
+                self.dirty.store(true, Ordering::Release);
+                if !self.failing.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(path = %self.path.display(), %error,
+                        "cannot write the state file: catch-up after a restart may miss the latest runs");
+                }
+            }
         }
     }
 }

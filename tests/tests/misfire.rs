@@ -405,8 +405,14 @@ fn a_corrupt_state_file_is_an_error_naming_the_file_and_the_line() {
     assert!(message.contains(&*path.to_string_lossy()), "{message}");
     assert!(message.contains("line 3"), "{message}");
     let _ = std::fs::remove_file(&path);
-    // A state file that does not exist yet is the first start.
+    // A state file that does not exist yet is the first start...
     assert!(ServiceManager::builder().state_file(&path).build().is_ok());
+    // ... unless it could never be written.
+    let nowhere = path.join("no-such-directory").join("state");
+    let Err(error) = ServiceManager::builder().state_file(&nowhere).build() else {
+        panic!("a state file in a missing directory must not build");
+    };
+    assert!(error.to_string().contains("does not exist"), "{error}");
 }
 
 /// Replica `a` runs from 00:00 to 00:20:00.5 (ticks 00:10, 00:20); replica `b` starts at 01:05.
