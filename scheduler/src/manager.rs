@@ -130,11 +130,10 @@ impl ServiceManagerBuilder {
     /// added to a started manager; not on a reload, a restart of the service or a resume.
     ///
     /// The file is read by [`build`](Self::build); a file that does not exist yet is an empty one
-    /// (its directory must exist). A write that fails later is logged once, and retried at the
-    /// next run and at stop.
-    /// It is replaced atomically (written aside, synced, renamed) after such a service starts a run,
-    /// and when the manager stops. A fixed period without an anchor of its own keeps the grid of
-    /// the remembered tick across the restart.
+    /// (its directory must exist). It is replaced atomically (written aside, synced, renamed)
+    /// after such a service starts a run, and when the manager stops; a write that fails is logged
+    /// once, and retried at the next run and at stop. A fixed period without an anchor of its own
+    /// keeps the grid of the remembered tick across the restart.
     ///
     /// ```no_run
     /// # use scheduler::{Misfire, Schedule, Service, ServiceManager};
