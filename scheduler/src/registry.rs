@@ -1,7 +1,7 @@
 //! Services declared with `#[background_service]`, collected from every linked crate by `inventory`.
 
 use crate::error::Error;
-use crate::job::{BoxJobFuture, Job, JobContext};
+use crate::job::{BoxJobFuture, Job, JobContext, JobKind};
 use crate::service::Service;
 use crate::Schedule;
 
@@ -60,8 +60,8 @@ impl Registration {
             source,
         })?;
         let job = match self.job {
-            RegisteredJob::Async(f) => Job::Async(std::sync::Arc::new(f)),
-            RegisteredJob::Blocking(f) => Job::Blocking(std::sync::Arc::new(f)),
+            RegisteredJob::Async(f) => Job::new(JobKind::Async(Box::new(f))),
+            RegisteredJob::Blocking(f) => Job::new(JobKind::Blocking(Box::new(f))),
         };
         Ok(Service::from_job(schedule, job).on_start(self.on_start))
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::job::{IntoJobResult, Job, JobContext};
+use crate::job::{IntoJobResult, Job, JobContext, JobKind};
 use crate::policy::{Misfire, Policies};
 use crate::Schedule;
 
@@ -245,9 +245,9 @@ impl fmt::Debug for Service {
             .field("policies", &self.policies)
             .field(
                 "job",
-                &match self.job {
-                    Job::Async(_) => "async",
-                    Job::Blocking(_) => "blocking",
+                &match self.job.kind() {
+                    JobKind::Async(_) => "async",
+                    JobKind::Blocking(_) => "blocking",
                 },
             )
             .finish()

@@ -33,7 +33,7 @@ use tracing::Instrument;
 use crate::cancel::CancelToken;
 use crate::engine::Engine;
 use crate::event::RunEvent;
-use crate::job::{Job, JobContext};
+use crate::job::{Job, JobContext, JobKind};
 use crate::queue::Fire;
 use crate::state::{Begin, Next, RunFacts, Slot, Started};
 use crate::status::{Failure, Outcome, Trigger};
@@ -334,11 +334,11 @@ async fn execute(
     };
     let id = slot_id(slot);
     let (ctx_tick, ctx_trigger) = (ctx.tick(), ctx.trigger());
-    match job {
-        Job::Async(job) => {
+    match job.kind() {
+        JobKind::Async(async_job) => {
             let run = InRun {
                 id,
-                job: AssertUnwindSafe(job(ctx)).catch_unwind(),
+                job: AssertUnwindSafe(async_job(ctx)).catch_unwind(),
             };
             let mut run = std::pin::pin!(run.instrument(span));
             // Most jobs finish on their first poll: they need no cancellation future at all.
@@ -358,11 +358,14 @@ async fn execute(
                 }
             }
         }
-        Job::Blocking(job) => {
+        JobKind::Blocking(_) => {
+            let job = job.clone();
             let run_span = span.clone();
             let thread = tokio::task::spawn_blocking(move || {
                 let _scope = RunScope::enter(id);
-                span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| job(ctx))))
+                span.in_scope(|| {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| job.run_blocking(ctx)))
+                })
             });
             let mut thread = std::pin::pin!(thread);
             let joined = |joined: Result<_, tokio::task::JoinError>| match joined {
