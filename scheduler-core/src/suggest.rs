@@ -161,9 +161,62 @@ pub fn period_secs(text: &str) -> Option<f64> {
     (total.is_finite() && total > 0.0).then_some(total)
 }
 
+/// The misfire policies, as the attribute and the configuration write them.
+pub const MISFIRE_POLICIES: [&str; 3] = ["skip", "coalesce", "all"];
+
+/// The misfire policy (`skip`, `coalesce` or `all`) that `written` was probably meant to be: one
+/// that differs in case or by a small misspelling, or the word another scheduler uses for it
+/// (`catch_up`, `ignore`, `fire_once_now`, ...). `None` for a policy as written, and for a word
+/// close to none.
+///
+/// ```
+/// use scheduler_core::suggest::misfire_policy;
+///
+/// assert_eq!(misfire_policy("coalese"), Some("coalesce"));
+/// assert_eq!(misfire_policy("catch-up"), Some("all"));
+/// assert_eq!(misfire_policy("skip"), None);
+/// assert_eq!(misfire_policy("sometimes"), None);
+/// ```
+pub fn misfire_policy(written: &str) -> Option<&'static str> {
+    let word = written.trim().to_lowercase().replace(['-', ' '], "_");
+    if MISFIRE_POLICIES.contains(&written) {
+        return None;
+    }
+    match word.as_str() {
+        "ignore" | "drop" | "none" | "do_nothing" | "skip_missed" | "discard" => Some("skip"),
+        "once" | "run_once" | "fire_once_now" | "fire_now" | "merge" | "smart" | "latest" => {
+            Some("coalesce")
+        }
+        "catch_up" | "catchup" | "run_all" | "every" | "each" | "backfill" | "ignore_misfires" => {
+            Some("all")
+        }
+        _ => closest(&word, MISFIRE_POLICIES).first().copied(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggests_misfire_policies() {
+        for (written, expected) in [
+            ("Skip", Some("skip")),
+            ("COALESCE", Some("coalesce")),
+            ("coalese", Some("coalesce")),
+            ("al", Some("all")),
+            ("catch_up", Some("all")),
+            ("Catch up", Some("all")),
+            ("ignore", Some("skip")),
+            ("fire_once_now", Some("coalesce")),
+            ("skip", None),
+            ("all", None),
+            ("sometimes", None),
+            ("", None),
+        ] {
+            assert_eq!(misfire_policy(written), expected, "{written:?}");
+        }
+    }
 
     #[test]
     fn suggests_zones() {

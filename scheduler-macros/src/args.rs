@@ -1,5 +1,6 @@
 //! Parsing the attribute's arguments: `interval = ...` or `once_after = ...`, `on_start`,
-//! `name = "..."`, `tz = "..."`.
+//! `name = "..."`, `tz = "..."`, and the job policies (`timeout`, `retries`, `retry_backoff`,
+//! `retry_backoff_max`, `jitter`, `misfire`, `misfire_limit`, `misfire_grace`).
 //!
 //! Each comma-separated argument is parsed on its own, so that one malformed argument does not hide
 //! the mistakes in the others, nor keep the well-formed ones from being checked: every error is
@@ -20,7 +21,26 @@ mod kw {
 }
 
 /// The arguments the attribute accepts, for error messages.
-const VALID: &str = "`interval`, `once_after`, `on_start`, `name`, `tz`";
+const VALID: &str = "`interval`, `once_after`, `on_start`, `name`, `tz`, `timeout`, `retries`, \
+                     `retry_backoff`, `retry_backoff_max`, `jitter`, `misfire`, `misfire_limit`, \
+                     `misfire_grace`";
+
+/// Every argument's name, for suggestions.
+const NAMES: [&str; 13] = [
+    "interval",
+    "once_after",
+    "on_start",
+    "name",
+    "tz",
+    "timeout",
+    "retries",
+    "retry_backoff",
+    "retry_backoff_max",
+    "jitter",
+    "misfire",
+    "misfire_limit",
+    "misfire_grace",
+];
 
 /// How to write an interval, for error messages.
 pub(crate) const INTERVAL_HELP: &str =
@@ -31,13 +51,15 @@ const ONCE_AFTER_HELP: &str =
     "expected `once_after = <seconds>`, such as `once_after = 30` or `once_after = 0.5`";
 
 /// An argument whose value is a number of seconds, for error messages.
-struct SecondsArgument {
+pub(crate) struct SecondsArgument {
     /// The argument's name.
-    name: &'static str,
+    pub(crate) name: &'static str,
     /// What its value is called in a sentence.
     noun: &'static str,
     /// How to write it.
     help: &'static str,
+    /// Said after "not a string" when the string is no number.
+    string_note: &'static str,
 }
 
 /// `interval = ...`.
@@ -45,6 +67,7 @@ const INTERVAL: SecondsArgument = SecondsArgument {
     name: "interval",
     noun: "interval",
     help: INTERVAL_HELP,
+    string_note: "",
 };
 
 /// `once_after = ...`.
@@ -52,7 +75,78 @@ const ONCE_AFTER: SecondsArgument = SecondsArgument {
     name: "once_after",
     noun: "delay",
     help: ONCE_AFTER_HELP,
+    string_note: " (a cron expression goes in `interval`)",
 };
+
+/// `timeout = ...`.
+const TIMEOUT: SecondsArgument = SecondsArgument {
+    name: "timeout",
+    noun: "timeout",
+    help: "expected `timeout = <seconds>`, such as `timeout = 30` or `timeout = 0.5`",
+    string_note: "",
+};
+
+/// `retry_backoff = ...`.
+const RETRY_BACKOFF: SecondsArgument = SecondsArgument {
+    name: "retry_backoff",
+    noun: "backoff",
+    help: "expected `retry_backoff = <seconds>`, such as `retry_backoff = 1` or \
+           `retry_backoff = 0.5`",
+    string_note: "",
+};
+
+/// `retry_backoff_max = ...`.
+const RETRY_BACKOFF_MAX: SecondsArgument = SecondsArgument {
+    name: "retry_backoff_max",
+    noun: "backoff cap",
+    help: "expected `retry_backoff_max = <seconds>`, such as `retry_backoff_max = 60`",
+    string_note: "",
+};
+
+/// `jitter = ...`.
+const JITTER: SecondsArgument = SecondsArgument {
+    name: "jitter",
+    noun: "jitter",
+    help: "expected `jitter = <seconds>`, such as `jitter = 5` or `jitter = 0.5`",
+    string_note: "",
+};
+
+/// `misfire_grace = ...`.
+const MISFIRE_GRACE: SecondsArgument = SecondsArgument {
+    name: "misfire_grace",
+    noun: "grace period",
+    help: "expected `misfire_grace = <seconds>`, such as `misfire_grace = 1` or \
+           `misfire_grace = 0.5`",
+    string_note: "",
+};
+
+/// An argument whose value is a whole number, for error messages.
+pub(crate) struct CountArgument {
+    /// The argument's name.
+    pub(crate) name: &'static str,
+    /// What its value is called in a sentence.
+    noun: &'static str,
+    /// How to write it.
+    help: &'static str,
+}
+
+/// `retries = ...`.
+const RETRIES: CountArgument = CountArgument {
+    name: "retries",
+    noun: "number of retries",
+    help: "expected `retries = <count>`, such as `retries = 3`",
+};
+
+/// `misfire_limit = ...`.
+const MISFIRE_LIMIT: CountArgument = CountArgument {
+    name: "misfire_limit",
+    noun: "limit",
+    help: "expected `misfire_limit = <count>`, such as `misfire_limit = 10`",
+};
+
+/// How to write a misfire policy, for error messages.
+pub(crate) const MISFIRE_HELP: &str =
+    "expected `misfire = \"skip\"`, `misfire = \"coalesce\"` or `misfire = \"all\"`";
 
 /// The attribute's `interval`, as written.
 pub(crate) enum Interval {
@@ -85,6 +179,55 @@ pub(crate) struct OnStart {
     pub(crate) keyword: Span,
 }
 
+/// A policy argument whose value is a number of seconds, as written.
+pub(crate) struct SecondsValue {
+    /// The number of seconds; may be zero, negative or infinite until validated.
+    pub(crate) seconds: f64,
+    /// The value as written (including a leading `-`), for error spans.
+    pub(crate) value: Expr,
+    /// The argument's keyword, for errors about the argument as a whole.
+    pub(crate) keyword: Span,
+}
+
+/// A policy argument whose value is a whole number, as written.
+pub(crate) struct CountValue {
+    /// The number; may be negative or out of range until validated (saturated beyond `i128`).
+    pub(crate) count: i128,
+    /// The value as written (including a leading `-`), for error spans.
+    pub(crate) value: Expr,
+    /// The argument's keyword, for errors about the argument as a whole.
+    pub(crate) keyword: Span,
+}
+
+/// The attribute's `misfire = "<policy>"`, as written.
+pub(crate) struct MisfireValue {
+    /// The policy's name; may be unknown until validated.
+    pub(crate) word: LitStr,
+    /// The `misfire` keyword.
+    pub(crate) keyword: Span,
+}
+
+/// The attribute's job policies, as written; each is checked in `validate`.
+#[derive(Default)]
+pub(crate) struct PolicyArgs {
+    /// `timeout = <seconds>`.
+    pub(crate) timeout: Option<SecondsValue>,
+    /// `retries = <count>`.
+    pub(crate) retries: Option<CountValue>,
+    /// `retry_backoff = <seconds>`.
+    pub(crate) retry_backoff: Option<SecondsValue>,
+    /// `retry_backoff_max = <seconds>`.
+    pub(crate) retry_backoff_max: Option<SecondsValue>,
+    /// `jitter = <seconds>`.
+    pub(crate) jitter: Option<SecondsValue>,
+    /// `misfire = "skip" | "coalesce" | "all"`.
+    pub(crate) misfire: Option<MisfireValue>,
+    /// `misfire_limit = <count>`.
+    pub(crate) misfire_limit: Option<CountValue>,
+    /// `misfire_grace = <seconds>`.
+    pub(crate) misfire_grace: Option<SecondsValue>,
+}
+
 /// The attribute's arguments after parsing, before they are checked against each other.
 #[derive(Default)]
 pub(crate) struct Args {
@@ -98,6 +241,8 @@ pub(crate) struct Args {
     pub(crate) name: Option<LitStr>,
     /// `tz = "..."`.
     pub(crate) tz: Option<LitStr>,
+    /// The job policies.
+    pub(crate) policies: PolicyArgs,
     /// Every `interval` and `once_after` keyword, in the order written, even with a malformed
     /// value: the two are alternatives, and the second one of the other kind is reported.
     pub(crate) timing_keywords: Vec<(&'static str, Span)>,
@@ -152,10 +297,13 @@ impl Args {
             let value = parse_value(input, keyword.span, ONCE_AFTER_HELP)?;
             let seconds = match parse_seconds(&value, &ONCE_AFTER)? {
                 Number::Seconds(seconds) => seconds,
-                Number::Str(text) => return Err(once_after_string(&text)),
+                Number::Str(text) => return Err(seconds_string(&text, &ONCE_AFTER)),
             };
             let once_after = OnceAfter { seconds, value };
             set(&mut self.once_after, once_after, "once_after", keyword.span)
+        } else if let Some(policy) = policy_keyword(input) {
+            let keyword = Ident::parse_any(input)?;
+            self.policies.parse(policy, keyword.span(), input)
         } else if lookahead.peek(kw::on_start) {
             let keyword: kw::on_start = input.parse()?;
             let value = if input.is_empty() {
@@ -213,6 +361,134 @@ impl Args {
             Err(lookahead.error())
         }
     }
+}
+
+/// The policy argument that `input` starts with, if it starts with one.
+fn policy_keyword(input: ParseStream<'_>) -> Option<&'static str> {
+    let (ident, _) = input.cursor().ident()?;
+    let ident = ident.to_string();
+    NAMES[5..].iter().copied().find(|name| *name == ident)
+}
+
+impl PolicyArgs {
+    /// Parses `= <value>` of the policy argument `policy` (its keyword already read) into `self`.
+    fn parse(&mut self, policy: &str, keyword: Span, input: ParseStream<'_>) -> syn::Result<()> {
+        let (slot, argument) = match policy {
+            "retries" | "misfire_limit" => {
+                let (slot, argument) = if policy == "retries" {
+                    (&mut self.retries, &RETRIES)
+                } else {
+                    (&mut self.misfire_limit, &MISFIRE_LIMIT)
+                };
+                let value = parse_value(input, keyword, argument.help)?;
+                let count = parse_count(&value, argument)?;
+                let count = CountValue {
+                    count,
+                    value,
+                    keyword,
+                };
+                return set(slot, count, argument.name, keyword);
+            }
+            "misfire" => {
+                let value = parse_value(input, keyword, MISFIRE_HELP)?;
+                let word = match value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(word),
+                        ..
+                    }) => word,
+                    // `misfire = skip`: the word without its quotes.
+                    Expr::Path(path) if path.path.get_ident().is_some() => {
+                        let word = quote::ToTokens::to_token_stream(&path);
+                        return Err(syn::Error::new_spanned(
+                            path,
+                            format!("expected `misfire = \"{word}\"`: the policy is a string"),
+                        ));
+                    }
+                    other => return Err(syn::Error::new_spanned(other, MISFIRE_HELP)),
+                };
+                let misfire = MisfireValue { word, keyword };
+                return set(&mut self.misfire, misfire, "misfire", keyword);
+            }
+            "timeout" => (&mut self.timeout, &TIMEOUT),
+            "retry_backoff" => (&mut self.retry_backoff, &RETRY_BACKOFF),
+            "retry_backoff_max" => (&mut self.retry_backoff_max, &RETRY_BACKOFF_MAX),
+            "jitter" => (&mut self.jitter, &JITTER),
+            _ => (&mut self.misfire_grace, &MISFIRE_GRACE),
+        };
+        let value = parse_value(input, keyword, argument.help)?;
+        let seconds = match parse_seconds(&value, argument)? {
+            Number::Seconds(seconds) => seconds,
+            Number::Str(text) => return Err(seconds_string(&text, argument)),
+        };
+        let seconds = SecondsValue {
+            seconds,
+            value,
+            keyword,
+        };
+        set(slot, seconds, argument.name, keyword)
+    }
+}
+
+/// The whole number that `<argument> = <value>` stands for: an integer literal, possibly negative.
+fn parse_count(value: &Expr, argument: &CountArgument) -> syn::Result<i128> {
+    let CountArgument { name, noun, help } = argument;
+    let (negative, lit) = match value {
+        Expr::Lit(ExprLit { lit, .. }) => (false, lit),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => match &**expr {
+            Expr::Lit(ExprLit {
+                lit: lit @ (Lit::Int(_) | Lit::Float(_)),
+                ..
+            }) => (true, lit),
+            _ => return Err(count_not_a_literal(value, argument)),
+        },
+        _ => return Err(count_not_a_literal(value, argument)),
+    };
+    let int = match lit {
+        Lit::Int(int) => int,
+        Lit::Float(float) => {
+            return Err(syn::Error::new(
+                float.span(),
+                format!("{help}: the {noun} is a whole number"),
+            ))
+        }
+        Lit::Str(text) => {
+            let message = match text.value().trim().parse::<u64>() {
+                Ok(count) => format!(
+                    "expected `{name} = {count}`: the {noun} is a plain whole number, not a string"
+                ),
+                Err(_) => format!("{help}: the {noun} is a plain whole number, not a string"),
+            };
+            return Err(syn::Error::new(text.span(), message));
+        }
+        _ => return Err(syn::Error::new(lit.span(), *help)),
+    };
+    if !int.suffix().is_empty() {
+        return Err(syn::Error::new(
+            int.span(),
+            format!(
+                "unexpected suffix `{}`: the {noun} is a plain whole number, such as `{name} = 3`",
+                int.suffix()
+            ),
+        ));
+    }
+    // Beyond `i128`: saturated, and rejected as out of range all the same.
+    let count = int.base10_digits().parse::<i128>().unwrap_or(i128::MAX);
+    Ok(if negative { -count } else { count })
+}
+
+/// The error for `<count argument> = <something other than a literal>`.
+fn count_not_a_literal(value: &Expr, argument: &CountArgument) -> syn::Error {
+    syn::Error::new_spanned(
+        value,
+        format!(
+            "{}: the {} must be a literal, not an expression or a constant",
+            argument.help, argument.noun
+        ),
+    )
 }
 
 /// Stores an argument, rejecting a second occurrence.
@@ -298,11 +574,11 @@ fn not_a_literal(value: &Expr, argument: &SecondsArgument) -> syn::Error {
     )
 }
 
-/// The error for `once_after = "<text>"`: suggests the number when the text is one.
-fn once_after_string(text: &LitStr) -> syn::Error {
+/// The error for `<argument> = "<text>"` where a number of seconds is expected: suggests the
+/// number when the text is one (`"30"`, or `"30s"` and `"5m"` in seconds).
+fn seconds_string(text: &LitStr, argument: &SecondsArgument) -> syn::Error {
     let written = text.value();
     let written = written.trim();
-    // `"30"` as written; `"30s"` or `"5m"` in seconds.
     let number = if written
         .parse::<f64>()
         .is_ok_and(|seconds| seconds.is_finite() && seconds >= 0.0)
@@ -311,13 +587,18 @@ fn once_after_string(text: &LitStr) -> syn::Error {
     } else {
         scheduler_core::suggest::period_secs(written).map(|seconds| seconds.to_string())
     };
+    let SecondsArgument {
+        name,
+        noun,
+        help,
+        string_note,
+    } = argument;
     let message = if let Some(number) = number {
-        format!("expected `once_after = {number}`: the delay is a plain number of seconds, not a string")
-    } else {
         format!(
-            "{ONCE_AFTER_HELP}: the delay is a plain number of seconds, not a string \
-             (a cron expression goes in `interval`)"
+            "expected `{name} = {number}`: the {noun} is a plain number of seconds, not a string"
         )
+    } else {
+        format!("{help}: the {noun} is a plain number of seconds, not a string{string_note}")
     };
     syn::Error::new(text.span(), message)
 }
@@ -340,11 +621,23 @@ fn guess(written: &str) -> Option<&'static str> {
         "run_on_start" | "immediate" | "immediately" | "run_at_start" => Some("on_start"),
         "once" | "delay" | "after" | "run_once" | "oneshot" | "one_shot" | "once_in"
         | "start_after" | "run_after" | "delay_secs" => Some("once_after"),
-        lower => ["interval", "once_after", "on_start", "name", "tz"]
-            .into_iter()
-            .find(|valid| {
-                valid.len() > 2 && scheduler_core::suggest::edit_distance(lower, valid) <= 2
-            }),
+        "time_limit" | "timeout_secs" | "max_duration" | "max_runtime" | "deadline" => {
+            Some("timeout")
+        }
+        "retry" | "max_retries" | "retry_count" | "attempts" | "max_attempts" | "retry_times" => {
+            Some("retries")
+        }
+        "backoff" | "retry_delay" | "backoff_base" | "retry_interval" => Some("retry_backoff"),
+        "backoff_max" | "max_backoff" | "backoff_cap" | "retry_backoff_cap" | "max_retry_delay" => {
+            Some("retry_backoff_max")
+        }
+        "splay" | "random_delay" | "jitter_secs" | "spread" => Some("jitter"),
+        "catch_up" | "catchup" | "misfire_policy" | "on_misfire" | "coalesce" => Some("misfire"),
+        "grace" | "grace_time" | "misfire_grace_time" | "grace_period" => Some("misfire_grace"),
+        "max_catch_up" | "catch_up_limit" | "misfire_max" => Some("misfire_limit"),
+        lower => NAMES.into_iter().find(|valid| {
+            valid.len() > 2 && scheduler_core::suggest::edit_distance(lower, valid) <= 2
+        }),
     }
 }
 
@@ -520,5 +813,30 @@ mod tests {
         let found = messages(quote!(delay = 30));
         assert!(found[0].starts_with("unknown argument `delay` (did you mean `once_after`?)"));
         assert!(Args::parse(quote!(delay = 30)).timing_attempted);
+    }
+
+    #[test]
+    fn guesses_policies() {
+        for (written, expected) in [
+            ("timout", "timeout"),
+            ("time_limit", "timeout"),
+            ("max_retries", "retries"),
+            ("retry", "retries"),
+            ("backoff", "retry_backoff"),
+            ("max_backoff", "retry_backoff_max"),
+            ("retry_backof_max", "retry_backoff_max"),
+            ("jiter", "jitter"),
+            ("catch_up", "misfire"),
+            ("misfire_grace_time", "misfire_grace"),
+            ("misfire_limt", "misfire_limit"),
+        ] {
+            assert_eq!(guess(written), Some(expected), "{written}");
+        }
+        let found = messages(quote!(interval = 5, max_retries = 3));
+        assert!(
+            found[0].starts_with("unknown argument `max_retries` (did you mean `retries`?)"),
+            "{found:?}"
+        );
+        assert!(!Args::parse(quote!(max_retries = 3)).timing_attempted);
     }
 }

@@ -8,6 +8,7 @@ use syn::spanned::Spanned;
 use syn::{Item, ItemFn, ReturnType};
 
 use crate::args::{combine, Args};
+use crate::policies::{Misfire, Policies};
 use crate::validate::{self, Callable, Settings, Timing};
 
 /// Expands `#[background_service(attr)] item`, or returns every error found in the arguments and
@@ -93,6 +94,7 @@ fn generate(
         |tz| quote!(::core::option::Option::Some(#tz)),
     );
     let on_start = settings.on_start;
+    let policies = policies(&settings.policies);
     // Mixed-site hygiene keeps the parameter apart from the user's names (even a function `ctx`).
     let (param, args) = if callable.takes_context {
         let ctx = Ident::new("ctx", Span::mixed_site());
@@ -166,12 +168,58 @@ fn generate(
                     timing: #timing,
                     time_zone: #time_zone,
                     on_start: #on_start,
+                    policies: #policies,
                     job: #job,
                     file: ::core::file!(),
                     line: ::core::line!(),
                 }
             }
         };
+    }
+}
+
+/// The registration's `RegisteredPolicies`, with every duration computed here, so that nothing is
+/// converted (or can fail) at run time.
+fn policies(policies: &Policies) -> TokenStream {
+    let duration = |duration: Option<std::time::Duration>| {
+        duration.map_or_else(
+            || quote!(::core::option::Option::None),
+            |duration| {
+                let (secs, nanos) = (duration.as_secs(), duration.subsec_nanos());
+                quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
+            },
+        )
+    };
+    let timeout = duration(policies.timeout);
+    let retries = policies.retries;
+    let retry_backoff = duration(policies.retry_backoff);
+    let retry_backoff_max = duration(policies.retry_backoff_max);
+    let jitter = duration(policies.jitter);
+    let misfire = match policies.misfire {
+        None => quote!(::core::option::Option::None),
+        Some(Misfire::Skip) => quote!(::core::option::Option::Some(::scheduler::Misfire::Skip)),
+        Some(Misfire::Coalesce) => {
+            quote!(::core::option::Option::Some(::scheduler::Misfire::Coalesce))
+        }
+        Some(Misfire::All(limit)) => {
+            let limit = limit.map_or_else(
+                || quote!(::scheduler::Misfire::DEFAULT_LIMIT),
+                |limit| quote!(#limit),
+            );
+            quote!(::core::option::Option::Some(::scheduler::Misfire::All { limit: #limit }))
+        }
+    };
+    let misfire_grace = duration(policies.misfire_grace);
+    quote! {
+        ::scheduler::__private::RegisteredPolicies {
+            timeout: #timeout,
+            retries: #retries,
+            retry_backoff: #retry_backoff,
+            retry_backoff_max: #retry_backoff_max,
+            jitter: #jitter,
+            misfire: #misfire,
+            misfire_grace: #misfire_grace,
+        }
     }
 }
 
@@ -206,6 +254,44 @@ mod tests {
         assert!(out.contains("report (ctx) . await"), "{out}");
         assert!(out.contains("Option :: Some (\"Europe/Berlin\")"), "{out}");
         assert!(out.contains("name : \"daily-report\""), "{out}");
+        assert!(
+            out.contains("timeout : :: core :: option :: Option :: None , retries : 0u32"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn policies_are_computed_durations() {
+        let out = expand(
+            quote!(
+                interval = 60,
+                timeout = 2.5,
+                retries = 3,
+                retry_backoff = 1,
+                jitter = 0.25,
+                misfire = "all"
+            ),
+            &quote!(
+                async fn sync() {}
+            ),
+        );
+        for expected in [
+            "timeout : :: core :: option :: Option :: Some (:: core :: time :: Duration :: new (2u64 , 500000000u32))",
+            "retries : 3u32",
+            "retry_backoff : :: core :: option :: Option :: Some (:: core :: time :: Duration :: new (1u64 , 0u32))",
+            "retry_backoff_max : :: core :: option :: Option :: None",
+            "Duration :: new (0u64 , 250000000u32)",
+            "misfire : :: core :: option :: Option :: Some (:: scheduler :: Misfire :: All { limit : :: scheduler :: Misfire :: DEFAULT_LIMIT })",
+        ] {
+            assert!(out.contains(expected), "{expected}\n{out}");
+        }
+        let out = expand(
+            quote!(interval = 60, misfire = "all", misfire_limit = 4),
+            &quote!(
+                async fn sync() {}
+            ),
+        );
+        assert!(out.contains("Misfire :: All { limit : 4u32 }"), "{out}");
     }
 
     #[test]

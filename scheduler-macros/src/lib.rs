@@ -18,6 +18,9 @@
 //!
 //! #[background_service(once_after = 30)]                       // once, 30 s after start (0: at start)
 //! async fn migrate() -> anyhow::Result<()> { Ok(()) }
+//!
+//! #[background_service(interval = 60, timeout = 30, retries = 3, jitter = 5, misfire = "skip")]
+//! async fn sync() -> anyhow::Result<()> { Ok(()) }             // job policies
 //! ```
 //!
 //! # Compile-time checks
@@ -26,8 +29,10 @@
 //! so what compiles also parses at run time; periods and delays likewise go through
 //! `Schedule::every_secs` and `Schedule::once_after_secs`. Expressions that can never fire
 //! (`0 0 30 2 *`), non-positive intervals, negative or infinite delays, `interval` together with
-//! `once_after`, `tz` without a cron interval, `on_start` with `once_after`, unknown or duplicate
-//! arguments, and signatures the scheduler cannot call (generic, `unsafe`, methods, arguments other
+//! `once_after`, `tz` without a cron interval, `on_start` with `once_after`, policies out of range
+//! or without the argument they shape (`misfire_limit` without `misfire = "all"`, `retry_backoff`
+//! without `retries`, a backoff cap below its base), `jitter` and the misfire policies on a
+//! one-shot service, unknown or duplicate arguments, and signatures the scheduler cannot call (generic, `unsafe`, methods, arguments other
 //! than one `JobContext`) are rejected. The return type is checked by the `IntoJobResult` trait: `()` or
 //! `Result<(), E>` where `E: Display`.
 //!
@@ -35,6 +40,7 @@
 
 mod args;
 mod expand;
+mod policies;
 mod validate;
 
 use proc_macro::TokenStream;
@@ -50,6 +56,19 @@ use proc_macro::TokenStream;
 ///   `on_start = true|false`.
 /// - `name`: the service's name, a non-empty string; defaults to the function's module path and name.
 /// - `tz`: the IANA time zone of a cron interval, such as `"Europe/Berlin"`; UTC by default.
+///
+/// Job policies (all optional; numbers of seconds may have fractions):
+/// - `timeout = 30`: cancel a run after 30 s (greater than zero).
+/// - `retries = 3`: retry a failed run up to 3 times, as attempts of the same tick.
+/// - `retry_backoff = 1`, `retry_backoff_max = 60`: the backoff before the first retry, doubled for
+///   each further one up to the cap (1 s and 60 s by default); only with `retries`.
+/// - `jitter = 5`: start each run a random delay in `[0, 5)` s after its tick (greater than zero).
+/// - `misfire = "skip" | "coalesce" | "all"`: what to do with ticks that could not start on time;
+///   `misfire_limit = 10` bounds `"all"` (10 by default); `misfire_grace = 1`: how late a run may
+///   start before its tick counts as misfired (greater than zero).
+///
+/// `timeout`, `retries` and the backoff apply to `once_after` services too; `jitter` and the
+/// misfire arguments do not (one run has no grid to spread around, and runs however late it comes).
 ///
 /// The function may be `async` or not (a plain `fn` runs on tokio's blocking thread pool), takes no
 /// argument or one `scheduler::JobContext`, and returns `()` or `Result<(), E>` where `E: Display`.

@@ -8,6 +8,7 @@ use syn::punctuated::Punctuated;
 use syn::{FnArg, LitStr, Signature, Type};
 
 use crate::args::{combine, Args, Interval, OnStart, OnceAfter, INTERVAL_HELP};
+use crate::policies::{self, Policies};
 
 /// When the service runs, checked with the runtime's own parser.
 pub(crate) enum Timing {
@@ -29,6 +30,8 @@ pub(crate) struct Settings {
     pub(crate) name: Option<LitStr>,
     /// Whether the service also runs once right at start; always `false` for `once_after`.
     pub(crate) on_start: bool,
+    /// The job policies.
+    pub(crate) policies: Policies,
 }
 
 /// How the generated wrapper calls the function.
@@ -40,12 +43,19 @@ pub(crate) struct Callable {
 }
 
 /// Checks the arguments: a valid interval or one-shot delay (not both), a known time zone that fits
-/// the interval, `on_start` only with an interval, a non-empty name. Every problem is reported,
-/// spanned on its token.
+/// the interval, `on_start` only with an interval, a non-empty name, and the job policies (see
+/// [`policies`]). Every problem is reported, spanned on its token.
 ///
 /// The errors found while parsing come first; the well-formed arguments are checked all the same.
 pub(crate) fn arguments(mut args: Args) -> syn::Result<Settings> {
     let mut errors = args.errors.take();
+    // A service is a one-shot when every timing keyword says so (a conflict is reported below).
+    let one_shot = !args.timing_keywords.is_empty()
+        && args
+            .timing_keywords
+            .iter()
+            .all(|(name, _)| *name == "once_after");
+    let policy_args = std::mem::take(&mut args.policies);
     let mut tz_is_valid = true;
     if let Some(tz) = &args.tz {
         // The zone is checked on its own, so that its error points at the zone and does not hide a
@@ -98,6 +108,7 @@ pub(crate) fn arguments(mut args: Args) -> syn::Result<Settings> {
         }
         None
     };
+    let policies = policies::check(policy_args, one_shot, &mut errors);
     match (errors, timing) {
         (Some(errors), _) => Err(errors),
         (None, Some(timing)) => Ok(Settings {
@@ -105,6 +116,7 @@ pub(crate) fn arguments(mut args: Args) -> syn::Result<Settings> {
             tz: args.tz,
             name: args.name,
             on_start: args.on_start.is_some_and(|on_start| on_start.value),
+            policies,
         }),
         (None, None) => unreachable!("an interval that is neither valid nor reported"),
     }

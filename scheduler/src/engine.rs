@@ -27,7 +27,7 @@ use crate::coordinator::{ClaimPolicy, Coordinator};
 use crate::event::{RunEvent, Tally};
 use crate::pool::Pool;
 use crate::queue::{Fire, RunQueue};
-use crate::state::{Next, Slot};
+use crate::state::{Next, Phase, Slot};
 use crate::state_file::StateFile;
 use crate::status::Failure;
 use crate::timer::Timer;
@@ -236,37 +236,39 @@ async fn claim_then_queue(
     generation: u32,
     tick: DateTime<Utc>,
 ) {
-    let (schedule, delivery, grace, before) = {
+    let (deadline, delivery, attempt, before) = {
         let state = slot.lock();
+        let attempt = match state.phase {
+            Phase::Queued { attempt, .. } => attempt,
+            _ => 1,
+        };
         (
-            state.service.schedule.clone(),
+            state.claim_deadline(tick),
             state.service.delivery,
-            state.skip_grace(),
+            attempt,
             state.tally(),
         )
     };
+    // A retry claims its own failed tick again, rather than find it taken (by itself).
     let policy = ClaimPolicy {
-        lease: engine.lease,
-        delivery,
+        attempt,
+        ..ClaimPolicy::new(engine.lease, delivery)
     };
-    let claimed = crate::cluster::claim(
-        &*engine.clock,
-        &*coordinator,
-        &slot,
-        &schedule,
-        tick,
-        policy,
-        grace,
-    )
-    .await;
+    let claimed =
+        crate::cluster::claim(&*engine.clock, &coordinator, &slot, deadline, tick, policy).await;
     match claimed {
-        Some(ticket) => {
-            slot.lock().retarget(generation, ticket.tick);
+        Some(held) => {
+            slot.lock().retarget(generation, held.ticket.tick);
             engine.queue.push(Fire {
                 slot,
                 generation,
-                ticket: Some(Box::new(ticket)),
+                ticket: Some(Box::new(held)),
             });
+            // Granted after a stop (whose clearing of the queue came first): nothing will run it,
+            // so it is dropped now, which releases the claim rather than leave its lease to run out.
+            if !engine.is_running() {
+                engine.queue.clear();
+            }
         }
         None => {
             let (next, after) = {

@@ -110,12 +110,15 @@ pub enum SkipReason {
     Misfire,
     /// With a coordinator: another replica claimed it and runs it.
     ClaimedElsewhere,
+    /// With a coordinator: its claim could not be granted before the next tick was due (the
+    /// coordinator was slow or unreachable), so it was not run late.
+    Late,
     /// A failed run's retry that would have come at or after the next tick: the next tick won.
     RetryDropped,
 }
 
 impl SkipReason {
-    /// The reason as a metric label: `overlap`, `paused`, `misfire`, `claimed_elsewhere`,
+    /// The reason as a metric label: `overlap`, `paused`, `misfire`, `claimed_elsewhere`, `late`,
     /// `retry_dropped`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,6 +126,7 @@ impl SkipReason {
             SkipReason::Paused => "paused",
             SkipReason::Misfire => "misfire",
             SkipReason::ClaimedElsewhere => "claimed_elsewhere",
+            SkipReason::Late => "late",
             SkipReason::RetryDropped => "retry_dropped",
         }
     }
@@ -135,6 +139,7 @@ impl fmt::Display for SkipReason {
             SkipReason::Paused => "paused",
             SkipReason::Misfire => "misfired",
             SkipReason::ClaimedElsewhere => "claimed by another replica",
+            SkipReason::Late => "too late to claim",
             SkipReason::RetryDropped => "a retry dropped for the next tick",
         })
     }
@@ -148,6 +153,7 @@ pub(crate) struct Tally {
     pub(crate) paused: u64,
     pub(crate) misfire: u64,
     pub(crate) claimed_elsewhere: u64,
+    pub(crate) late: u64,
     pub(crate) retry_dropped: u64,
 }
 
@@ -163,6 +169,7 @@ impl Tally {
                 self.claimed_elsewhere,
                 before.claimed_elsewhere,
             ),
+            (SkipReason::Late, self.late, before.late),
             (
                 SkipReason::RetryDropped,
                 self.retry_dropped,

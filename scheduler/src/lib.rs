@@ -48,11 +48,24 @@
 //! | `on_start` | also run once right when the manager starts |
 //! | `name = "daily-report"` | the service's name; by default the function's module path and name |
 //! | `once_after = 30` | instead of `interval`: run once, 30 s after start (`0`: right at start) |
+//! | `timeout = 30` | cancel a run after 30 s ([`Outcome::TimedOut`], a failure); see [`Service::timeout`] |
+//! | `retries = 3` | retry a failed run up to 3 times, as attempts of the same tick; see [`Service::retries`] |
+//! | `retry_backoff = 1`, `retry_backoff_max = 60` | the backoff before the first retry and its cap (1 s, 60 s by default); only with `retries` |
+//! | `jitter = 5` | start each run a random delay in `[0, 5)` s after its tick; see [`Service::jitter`] |
+//! | `misfire = "skip"` / `"coalesce"` / `"all"` | what to do with ticks that could not start on time; see [`Misfire`] |
+//! | `misfire_limit = 10` | with `misfire = "all"`: at most this many missed ticks run ([`Misfire::DEFAULT_LIMIT`] by default) |
+//! | `misfire_grace = 1` | how late a run may start before its tick counts as misfired (1 s by default) |
+//!
+//! Numbers of seconds may have fractions. `timeout`, `retries` and the backoff apply to `once_after`
+//! services too; `jitter` and the misfire arguments do not, and are a compile error there.
+//! [`ServiceManager::policies`] shows what a service runs with.
 //!
 //! The function may be `async` or not, take nothing or a [`JobContext`], and return `()` or
 //! `Result<(), E>` with `E: Display`. Everything the macro can see is checked when you compile: a
 //! malformed or never-firing cron expression, a zero interval, an unknown time zone, a signature it
-//! cannot call. The function itself stays an ordinary function you can call.
+//! cannot call, a policy out of range (`timeout = 0`, `retries = -1`, `misfire = "coalese"`) or
+//! without what it shapes (`misfire_limit` without `misfire = "all"`). The function itself stays an
+//! ordinary function you can call.
 //!
 //! # Semantics
 //! - **Ticks** are instants on the schedule: cron ticks follow the wall clock of their zone (with
@@ -94,7 +107,7 @@
 //! | `scheduler_runs_total` | counter | `outcome`: `succeeded`, `failed`, `panicked`, `timed_out`, `aborted` |
 //! | `scheduler_run_duration_seconds` | histogram | |
 //! | `scheduler_run_lag_seconds` | histogram (run start minus tick, scheduled runs) | |
-//! | `scheduler_skipped_ticks_total` | counter | `reason`: `overlap`, `paused`, `misfire`, `claimed_elsewhere`, `retry_dropped` |
+//! | `scheduler_skipped_ticks_total` | counter | `reason`: `overlap`, `paused`, `misfire`, `claimed_elsewhere`, `late`, `retry_dropped` |
 //! | `scheduler_running_jobs` | gauge | |
 //! | `scheduler_last_success_timestamp_seconds` | gauge (Unix time) | |
 //! | `scheduler_next_run_timestamp_seconds` | gauge (Unix time; 0 when no tick is left) | |
@@ -118,8 +131,10 @@
 //! before it fires cancels it.
 //!
 //! # Configuration
-//! Operators can override each service's `enabled`, `interval`, `tz` and `on_start`, and the
-//! manager's `max_concurrent_jobs` and `stop_deadline`, from a TOML file
+//! Operators can override each service's `enabled`, `interval`, `tz`, `on_start`, `paused` and job
+//! policies (`timeout`, `retries`, `retry_backoff`, `retry_backoff_max`, `jitter`, `misfire`,
+//! `misfire_limit`, `misfire_grace`), and the manager's `max_concurrent_jobs` and `stop_deadline`,
+//! from a TOML file
 //! ([`config_file`](ServiceManagerBuilder::config_file)) and environment variables
 //! ([`config_env`](ServiceManagerBuilder::config_env), names from [`config::env_var_name`]): attribute < file
 //! < environment. Everything is validated at once ([`config::ConfigError`] lists every problem), and
@@ -174,11 +189,11 @@ pub use error::Error;
 pub use event::{RunEvent, SkipReason};
 pub use job::JobContext;
 pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
-pub use policy::Misfire;
+pub use policy::{Misfire, ServicePolicies};
 pub use scheduler_core::{Schedule, ScheduleError};
 pub use scheduler_macros::background_service;
 pub use service::{Delivery, Service};
-pub use status::{Failure, Outcome, ServiceState, ServiceStatus, Trigger};
+pub use status::{Failure, HeldElsewhere, Outcome, ServiceState, ServiceStatus, Trigger};
 
 #[cfg(feature = "postgres")]
 #[doc(hidden)]
@@ -200,7 +215,7 @@ pub use {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::job::{BoxJobFuture, IntoJobResult};
-    pub use crate::registry::{RegisteredJob, RegisteredTiming, Registration};
+    pub use crate::registry::{RegisteredJob, RegisteredPolicies, RegisteredTiming, Registration};
     pub use crate::send_check::job_future;
     pub use inventory;
     pub use std::boxed::Box;

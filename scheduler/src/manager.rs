@@ -15,10 +15,11 @@ use crate::coordinator::{Coordinator, RunRecord};
 use crate::engine::{Engine, Hooks};
 use crate::error::Error;
 use crate::event::{RunEvent, Tally};
+use crate::policy::{Policies, ServicePolicies};
 use crate::pool::MAX_WORKERS;
 use crate::registry;
 use crate::service::Service;
-use crate::state::{Next, Phase as SlotPhase, RunNowRefusal, Slot, SlotState};
+use crate::state::{Next, Phase as SlotPhase, RunNowRefusal, Slot, SlotState, Then};
 use crate::state_file::StateFile;
 use crate::status::{Failure, Origin, ServiceState, ServiceStatus};
 use crate::{dispatcher, worker, Schedule};
@@ -280,8 +281,10 @@ impl ServiceManagerBuilder {
     }
 
     /// Reads operator settings from the process environment, over the file's:
-    /// `SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START>` per service (the name upper-cased,
-    /// every other character than a letter or digit replaced by `_`), and
+    /// `SCHEDULER_SERVICE__<NAME>__<KEY>` per service, where `<KEY>` is a key of the file's service
+    /// tables upper-cased (`ENABLED`, `INTERVAL`, `TZ`, `ON_START`, `PAUSED`, `TIMEOUT`, `RETRIES`,
+    /// ...) and `<NAME>` the name upper-cased, every other character than a letter or digit
+    /// replaced by `_`; and
     /// `SCHEDULER_MAX_CONCURRENT_JOBS`, `SCHEDULER_STOP_DEADLINE`.
     pub fn config_env(mut self) -> Self {
         self.config.env = Some(EnvSource::Process);
@@ -457,7 +460,8 @@ impl ServiceManager {
             .ok_or_else(|| Error::UnknownService(name.to_owned()))
     }
 
-    /// Schedules every service: `on_start` services run at once, the others at their first tick.
+    /// Schedules every service: `on_start` services run at once, the others at their first tick;
+    /// a service the configuration says is `paused` starts paused.
     /// Services added later are scheduled as they are added. Calling it again while started does
     /// nothing; after [`stop`](Self::stop) it schedules every stopped service afresh.
     ///
@@ -602,9 +606,11 @@ impl ServiceManager {
     }
 
     /// Reads the configuration sources again and applies what changed: every service whose effective
-    /// settings differ is re-registered (with [`add_service`](Self::add_service)'s reload semantics,
-    /// so no tick of the old settings runs once this returns), disabled or enabled; the others are
-    /// not touched. A bad configuration changes nothing.
+    /// settings (schedule, `on_start`, `enabled`, policies) differ is re-registered (with
+    /// [`add_service`](Self::add_service)'s reload semantics, so no tick of the old settings runs
+    /// once this returns, and the counters are kept), disabled or enabled; a service whose `paused`
+    /// turned is paused or resumed (and one still configured `paused` is paused again when it is
+    /// re-registered); the others are not touched. A bad configuration changes nothing.
     ///
     /// # Errors
     /// [`Error::Config`] listing every problem; the running services keep their settings.
@@ -617,11 +623,30 @@ impl ServiceManager {
                 .applied
                 .get(&name)
                 .is_none_or(|applied| applied.differs_from(&effective));
+            let was_paused = config.applied.get(&name).is_some_and(Effective::paused);
             if changed {
                 tracing::info!(service = %name, schedule = %effective.service.schedule,
                     enabled = effective.enabled, origin = %effective.origin, "configuration changed");
                 self.put(&name, effective.clone());
                 report.changed.push(name.clone());
+            }
+            // `paused` is applied with the rest of a changed service's settings (a re-registered
+            // or re-enabled service starts paused again, as at start), and on its own when it
+            // turns: a pause or resume by hand lasts until then.
+            if let (Ok(slot), false) = (self.slot(&name), changed) {
+                // Not re-registered: the definition's flag follows, for the next start.
+                slot.lock().service.start_paused = effective.paused();
+            }
+            if effective.paused() && (changed || !was_paused) {
+                if let Ok(slot) = self.slot(&name) {
+                    let paused = self.pause_locked(&mut slot.lock());
+                    if paused && !was_paused {
+                        tracing::info!(service = %name, "service paused by configuration");
+                        report.paused.push(name.clone());
+                    }
+                }
+            } else if !effective.paused() && was_paused && self.resume_if_paused(&name) {
+                report.resumed.push(name.clone());
             }
             config.applied.insert(name, effective);
         }
@@ -648,7 +673,8 @@ impl ServiceManager {
     }
 
     /// Schedules a stopped (or finished) service again with the definition it had; `on_start`
-    /// services run at once. A service that is scheduled or running is left as it is.
+    /// services run at once, and one the configuration says is `paused` restarts paused. A service
+    /// that is scheduled or running is left as it is.
     ///
     /// # Errors
     /// [`Error::UnknownService`] when no service has this name.
@@ -665,7 +691,7 @@ impl ServiceManager {
             match service.phase {
                 SlotPhase::Stopped | SlotPhase::Finished if running => {
                     let now = engine.clock.now();
-                    service.schedule(now, engine.anchor(now), true)
+                    schedule_afresh(&mut service, now, engine.anchor(now), true)
                 }
                 SlotPhase::Stopped | SlotPhase::Finished => {
                     service.phase = SlotPhase::NotStarted;
@@ -792,14 +818,7 @@ impl ServiceManager {
     pub fn pause(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
         let mut service = slot.lock();
-        let was_scheduled = matches!(
-            service.phase,
-            SlotPhase::Scheduled { .. } | SlotPhase::Waiting { .. }
-        );
-        if service.pause() {
-            if was_scheduled {
-                self.engine().timer.forget_one();
-            }
+        if self.pause_locked(&mut service) {
             drop(service);
             tracing::info!(service = name, "service paused");
             return Ok(());
@@ -813,6 +832,44 @@ impl ServiceManager {
                 state,
             }),
         }
+    }
+
+    /// Pauses the service behind `service` (its slot's lock); `false` when there is nothing to
+    /// pause.
+    fn pause_locked(&self, service: &mut SlotState) -> bool {
+        let was_scheduled = matches!(
+            service.phase,
+            SlotPhase::Scheduled { .. } | SlotPhase::Waiting { .. }
+        );
+        let paused = service.pause();
+        if paused && was_scheduled {
+            // Its timer entry is stale now.
+            self.engine().timer.forget_one();
+        }
+        paused
+    }
+
+    /// Resumes `name` if it is paused (or pausing when its run ends); whether it was.
+    fn resume_if_paused(&self, name: &str) -> bool {
+        let Ok(slot) = self.slot(name) else {
+            return false;
+        };
+        let now = self.engine().clock.now();
+        let next = {
+            let mut service = slot.lock();
+            let paused = match &service.phase {
+                SlotPhase::Paused { .. } => true,
+                SlotPhase::Running(run) => run.then == Then::Pause,
+                _ => false,
+            };
+            if !paused {
+                return false;
+            }
+            service.resume(now)
+        };
+        self.engine().apply(&slot, next);
+        tracing::info!(service = name, "service resumed by configuration");
+        true
     }
 
     /// Resumes a paused service on its schedule's grid (the ticks that passed while paused are not
@@ -966,6 +1023,44 @@ impl ServiceManager {
             .get(name)
             .map(|slot| slot.lock().service.schedule.clone())
     }
+
+    /// The job policies a service runs with now, wherever they were set (the attribute,
+    /// [`Service`], the configuration), with the defaults filled in.
+    ///
+    /// ```
+    /// # use scheduler::{Schedule, Service, ServiceManager};
+    /// # use std::time::Duration;
+    /// let manager = ServiceManager::new();
+    /// let job = Service::new(Schedule::every(Duration::from_secs(60))?, |_ctx| async {});
+    /// manager.add_service("sync", job.timeout(Duration::from_secs(30)).retries(2));
+    /// let policies = manager.policies("sync").unwrap();
+    /// assert_eq!((policies.timeout, policies.retries), (Some(Duration::from_secs(30)), 2));
+    /// assert_eq!(policies.retry_backoff, Duration::from_secs(1));
+    /// # Ok::<(), scheduler::ScheduleError>(())
+    /// ```
+    pub fn policies(&self, name: &str) -> Option<ServicePolicies> {
+        self.state()
+            .services
+            .get(name)
+            .map(|slot| Policies::summary(slot.lock().service.policies()))
+    }
+}
+
+/// Schedules `service` afresh (see [`SlotState::schedule`]); a service the configuration says is
+/// `paused` is paused at once instead, with its first tick pending, so that it never runs (not even
+/// `on_start`) until resumed. Nothing was put in the timer or the queue yet, so the `Next` of the
+/// schedule is dropped.
+fn schedule_afresh(
+    service: &mut SlotState,
+    now: chrono::DateTime<chrono::Utc>,
+    anchor: chrono::DateTime<chrono::Utc>,
+    on_start: bool,
+) -> Next {
+    let next = service.schedule(now, anchor, on_start);
+    if service.service.start_paused && service.pause() {
+        return Next::Nothing;
+    }
+    next
 }
 
 /// A service scheduled as it starts: what to do next, and what the catch-up skipped.
@@ -988,7 +1083,7 @@ fn schedule_catching_up(
     anchor: chrono::DateTime<chrono::Utc>,
 ) -> Starting {
     let before = service.tally();
-    let next = service.schedule(now, anchor, true);
+    let next = schedule_afresh(service, now, anchor, true);
     let generation = service.generation;
     let (next, ask) = match (&engine.coordinator, &engine.state_file) {
         (Some(_), _) if service.catches_up_restarts() => (next, Some(generation)),

@@ -63,7 +63,7 @@ mod handles {
     pub(super) struct Handles {
         /// By outcome, in the order of [`OUTCOMES`].
         pub(super) runs: [Counter; 5],
-        pub(super) skipped: [Counter; 5],
+        pub(super) skipped: [Counter; 6],
         pub(super) duration: Histogram,
         pub(super) lag: Histogram,
         pub(super) running: Gauge,
@@ -73,11 +73,12 @@ mod handles {
 
     pub(super) const OUTCOMES: [&str; 5] =
         ["succeeded", "failed", "panicked", "timed_out", "aborted"];
-    pub(super) const REASONS: [SkipReason; 5] = [
+    pub(super) const REASONS: [SkipReason; 6] = [
         SkipReason::Overlap,
         SkipReason::Paused,
         SkipReason::Misfire,
         SkipReason::ClaimedElsewhere,
+        SkipReason::Late,
         SkipReason::RetryDropped,
     ];
 

@@ -60,9 +60,11 @@ pub(crate) struct Policies {
 /// grace 20s not misfired: runs tick 10 at 25; 20 passed during the wait, an ordinary skip
 /// ```
 ///
-/// A coordinated tick is claimed before it is queued: a claim granted late still runs (it is
-/// recorded), and a claim that cannot be granted (the coordinator unreachable) is retried until
-/// the next tick is due — with `Skip`, only until the grace has passed — and then counted.
+/// With a coordinator, the policy decides which ticks are claimed; a claim must be granted in time
+/// — before the next tick is due; with `Skip`, within the grace; for a tick of a catch-up, before
+/// the tick after the catch-up — or its tick is given up (the coordinator unreachable meanwhile)
+/// and counted in [`ServiceStatus::skipped_late`](crate::ServiceStatus::skipped_late). A tick
+/// claimed in time runs even if it then waits for a worker beyond its grace.
 ///
 /// **After a restart.** Ticks missed while the process was down can only be caught up if the last
 /// tick is remembered: with a [`Coordinator`](crate::Coordinator), its history
@@ -103,6 +105,52 @@ pub enum Misfire {
     },
 }
 
+impl Misfire {
+    /// The `limit` of [`Misfire::All`] when the attribute (`misfire = "all"`) or the configuration
+    /// asks for it without a `misfire_limit`: ten runs catch up a short outage of a frequent job,
+    /// and stop a long one of a per-minute job from turning into hours of back-to-back runs.
+    pub const DEFAULT_LIMIT: u32 = 10;
+
+    /// The policy's name as the attribute and the configuration write it: `skip`, `coalesce` or
+    /// `all`.
+    ///
+    /// ```
+    /// assert_eq!(scheduler::Misfire::All { limit: 3 }.name(), "all");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Misfire::Skip => "skip",
+            Misfire::Coalesce => "coalesce",
+            Misfire::All { .. } => "all",
+        }
+    }
+}
+
+/// The policies a service runs with, wherever they were set (the attribute, [`Service`](crate::Service),
+/// the configuration file or the environment); from
+/// [`ServiceManager::policies`](crate::ServiceManager::policies). Defaults are filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServicePolicies {
+    /// The time limit of a run; `None` for none.
+    pub timeout: Option<Duration>,
+    /// How many times a failed run is retried (0: never).
+    pub retries: u32,
+    /// The backoff before the first retry, doubled for each further one.
+    pub retry_backoff: Duration,
+    /// The cap of the backoff (never below [`retry_backoff`](Self::retry_backoff)).
+    pub retry_backoff_max: Duration,
+    /// The bound of the random start delay; `None` for none.
+    pub jitter: Option<Duration>,
+    /// The seed of the jitter and backoff delays.
+    pub jitter_seed: u64,
+    /// The misfire policy; `None` for the default ([`Misfire::Coalesce`] without catch-up after a
+    /// restart).
+    pub misfire: Option<Misfire>,
+    /// How late a run may start before its tick counts as misfired.
+    pub misfire_grace: Duration,
+}
+
 /// How late a run may start before its tick counts as misfired, when the service does not say.
 pub(crate) const DEFAULT_MISFIRE_GRACE: Duration = Duration::from_secs(1);
 
@@ -110,6 +158,28 @@ pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
 
 impl Policies {
+    /// The backoff cap in effect: the one set, or the default, and never below the base.
+    fn cap(&self) -> Duration {
+        let base = self.backoff_base.unwrap_or(DEFAULT_BACKOFF_BASE);
+        self.backoff_cap.unwrap_or(DEFAULT_BACKOFF_CAP).max(base)
+    }
+
+    /// What [`ServicePolicies`] shows of `policies` (`None`: a service without any).
+    pub(crate) fn summary(policies: Option<&Policies>) -> ServicePolicies {
+        let none = Policies::default();
+        let policies = policies.unwrap_or(&none);
+        ServicePolicies {
+            timeout: policies.timeout,
+            retries: policies.retries,
+            retry_backoff: policies.backoff_base.unwrap_or(DEFAULT_BACKOFF_BASE),
+            retry_backoff_max: policies.cap(),
+            jitter: policies.jitter,
+            jitter_seed: policies.seed,
+            misfire: policies.misfire,
+            misfire_grace: policies.misfire_grace.unwrap_or(DEFAULT_MISFIRE_GRACE),
+        }
+    }
+
     /// The delay before attempt `next_attempt` (2 for the first retry): `base × 2^(n-2)`, capped,
     /// then "equal jitter" (between half and all of it), drawn from `(seed, service, tick, attempt)`.
     pub(crate) fn backoff(
@@ -119,7 +189,7 @@ impl Policies {
         next_attempt: u32,
     ) -> Duration {
         let base = self.backoff_base.unwrap_or(DEFAULT_BACKOFF_BASE);
-        let cap = self.backoff_cap.unwrap_or(DEFAULT_BACKOFF_CAP);
+        let cap = self.cap();
         let doublings = next_attempt.saturating_sub(2).min(62);
         let full = base
             .checked_mul(1u32 << doublings.min(31))
@@ -181,6 +251,27 @@ mod tests {
                 "reproducible"
             );
         }
+    }
+
+    #[test]
+    fn a_base_above_the_default_cap_raises_the_cap() {
+        let policies = Policies {
+            retries: 3,
+            backoff_base: Some(Duration::from_secs(120)),
+            ..Policies::default()
+        };
+        let tick = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let delay = policies.backoff("svc", tick, 3);
+        assert!(
+            delay >= Duration::from_secs(60) && delay < Duration::from_secs(120),
+            "capped at the base, not at the default 60 s: {delay:?}"
+        );
+        let summary = Policies::summary(Some(&policies));
+        assert_eq!(summary.retry_backoff_max, Duration::from_secs(120));
+        assert_eq!(
+            Policies::summary(None).retry_backoff_max,
+            DEFAULT_BACKOFF_CAP
+        );
     }
 
     #[test]

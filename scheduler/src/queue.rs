@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::coordinator::Ticket;
+use crate::cluster::Held;
 use crate::state::Slot;
 
 /// A due service for a worker: the slot and the generation it was queued under.
@@ -13,7 +13,7 @@ pub(crate) struct Fire {
     pub(crate) slot: Arc<Slot>,
     pub(crate) generation: u32,
     /// With a coordinator: the claim this run holds.
-    pub(crate) ticket: Option<Box<Ticket>>,
+    pub(crate) ticket: Option<Box<Held>>,
 }
 
 pub(crate) struct RunQueue {

@@ -1,7 +1,10 @@
 //! Services declared with `#[background_service]`, collected from every linked crate by `inventory`.
 
+use std::time::Duration;
+
 use crate::error::Error;
 use crate::job::{BoxJobFuture, Job, JobContext, JobKind};
+use crate::policy::{Misfire, Policies};
 use crate::service::Service;
 use crate::Schedule;
 
@@ -16,6 +19,8 @@ pub struct Registration {
     pub time_zone: Option<&'static str>,
     /// The attribute's `on_start`.
     pub on_start: bool,
+    /// The attribute's job policies.
+    pub policies: RegisteredPolicies,
     /// The generated wrapper around the user's function.
     pub job: RegisteredJob,
     /// Where the attribute stands, for error messages.
@@ -34,6 +39,45 @@ pub enum RegisteredTiming {
     Seconds(f64),
     /// `once_after = <seconds>`.
     OnceAfter(f64),
+}
+
+/// The attribute's job policies, checked by the macro (durations are computed at compile time, so
+/// nothing is converted, or can fail, at run time). Not public API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RegisteredPolicies {
+    /// `timeout = <seconds>`, greater than zero.
+    pub timeout: Option<Duration>,
+    /// `retries = <n>`; 0 when absent.
+    pub retries: u32,
+    /// `retry_backoff = <seconds>`.
+    pub retry_backoff: Option<Duration>,
+    /// `retry_backoff_max = <seconds>`, at least the backoff.
+    pub retry_backoff_max: Option<Duration>,
+    /// `jitter = <seconds>`, greater than zero.
+    pub jitter: Option<Duration>,
+    /// `misfire = "skip" | "coalesce" | "all"` with `misfire_limit`.
+    pub misfire: Option<Misfire>,
+    /// `misfire_grace = <seconds>`, greater than zero.
+    pub misfire_grace: Option<Duration>,
+}
+
+impl RegisteredPolicies {
+    /// The policies of a service; `None` when the attribute sets none, so such a service pays
+    /// nothing for them.
+    fn to_policies(self) -> Option<Box<Policies>> {
+        let policies = Policies {
+            timeout: self.timeout,
+            retries: self.retries,
+            backoff_base: self.retry_backoff,
+            backoff_cap: self.retry_backoff_max,
+            jitter: self.jitter,
+            misfire: self.misfire,
+            misfire_grace: self.misfire_grace,
+            ..Policies::default()
+        };
+        (policies != Policies::default()).then(|| Box::new(policies))
+    }
 }
 
 /// The generated wrapper around the user's function. Not public API.
@@ -63,7 +107,9 @@ impl Registration {
             RegisteredJob::Async(f) => Job::new(JobKind::Async(Box::new(f))),
             RegisteredJob::Blocking(f) => Job::new(JobKind::Blocking(Box::new(f))),
         };
-        Ok(Service::from_job(schedule, job).on_start(self.on_start))
+        let mut service = Service::from_job(schedule, job).on_start(self.on_start);
+        service.policies = self.policies.to_policies();
+        Ok(service)
     }
 
     fn location(&self) -> String {

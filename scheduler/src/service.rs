@@ -37,6 +37,9 @@ pub struct Service {
     pub(crate) on_start: bool,
     pub(crate) delivery: Delivery,
     pub(crate) policies: Option<Box<Policies>>,
+    /// The configuration's `paused = true`: the manager pauses the service whenever it schedules it
+    /// afresh (at start, and when a reload re-registers or enables it).
+    pub(crate) start_paused: bool,
 }
 
 impl Service {
@@ -105,6 +108,7 @@ impl Service {
             on_start: false,
             delivery: Delivery::AtMostOnce,
             policies: None,
+            start_paused: false,
         }
     }
 
@@ -243,6 +247,7 @@ impl fmt::Debug for Service {
             .field("on_start", &self.on_start)
             .field("delivery", &self.delivery)
             .field("policies", &self.policies)
+            .field("start_paused", &self.start_paused)
             .field(
                 "job",
                 &match self.job.kind() {

@@ -43,7 +43,7 @@
 //!   abandoned after its grace period, when its thread has returned).
 //! - A reload keeps the counters: they describe the service's name, not one definition.
 //! - A tick is counted at most once: it runs, or it is counted in exactly one of `skipped` (the
-//!   service was busy), `skipped_paused`, `skipped_misfire` or `claimed_elsewhere`.
+//!   service was busy), `skipped_paused`, `skipped_misfire`, `skipped_late` or `claimed_elsewhere`.
 //!
 //! # Misfires
 //!
@@ -54,8 +54,8 @@
 //!   wall clock jumped forward; the dispatcher re-reads the clock every second).
 //! - **begin**: a worker takes a tick that waited in the run queue beyond its grace (a saturated
 //!   pool). Only a tick's first run on the grid is checked: a retry, a catch-up run, a manual or a
-//!   start run is late by design; and a tick claimed from a coordinator always runs (its claim is
-//!   recorded).
+//!   start run is late by design; and a tick claimed from a coordinator runs (the claim decided:
+//!   see [`SlotState::claim_deadline`] for how late a claim may be granted).
 //! - **catch up**: at start, the ticks after the last one the manager remembers (state file, or the
 //!   coordinator's history) up to now, for a service that asked for catch-up.
 //!
@@ -232,6 +232,9 @@ pub(crate) struct Stats {
     pub(crate) claimed_elsewhere: u64,
     pub(crate) retries_dropped: u64,
     pub(crate) coordinator_error: Option<String>,
+    pub(crate) held_elsewhere: Option<crate::status::HeldElsewhere>,
+    pub(crate) pending_report: Option<DateTime<Utc>>,
+    pub(crate) skipped_late: u64,
     /// The latest runs, oldest first, at most as many as the manager keeps.
     pub(crate) history: std::collections::VecDeque<HistoryEntry>,
 }
@@ -251,6 +254,9 @@ static NO_STATS: Stats = Stats {
     claimed_elsewhere: 0,
     retries_dropped: 0,
     coordinator_error: None,
+    held_elsewhere: None,
+    pending_report: None,
+    skipped_late: 0,
     history: std::collections::VecDeque::new(),
 };
 
@@ -477,11 +483,34 @@ impl SlotState {
         u128::from(nanos_between(start, now)) > grace.as_nanos()
     }
 
-    /// The grace of a service whose misfire policy is `Skip`: how long a claim may be retried.
-    pub(crate) fn skip_grace(&self) -> Option<Duration> {
-        let policies = self.service.policies()?;
-        (policies.misfire == Some(Misfire::Skip))
-            .then(|| policies.misfire_grace.unwrap_or(DEFAULT_MISFIRE_GRACE))
+    /// Until when a claim of `tick` may be granted for the tick still to run (with a coordinator):
+    /// until the next tick is due, as a rule; with `Skip`, only within the grace; for a tick of a
+    /// catch-up (old by design), until the tick after the catch-up.
+    pub(crate) fn claim_deadline(&self, tick: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let schedule = &self.service.schedule;
+        let catching_up = self
+            .stats
+            .as_ref()
+            .and_then(|stats| stats.catch_up_until)
+            .filter(|until| tick <= *until);
+        if let Some(until) = catching_up {
+            return schedule.next_after(until);
+        }
+        let next = schedule.next_after(tick);
+        let skip = self
+            .service
+            .policies()
+            .filter(|policies| policies.misfire == Some(Misfire::Skip))
+            .and_then(|policies| {
+                add(
+                    tick,
+                    policies.misfire_grace.unwrap_or(DEFAULT_MISFIRE_GRACE),
+                )
+            });
+        match (skip, next) {
+            (Some(skip), Some(next)) => Some(skip.min(next)),
+            (skip, next) => skip.or(next),
+        }
     }
 
     /// Whether the misfire policy would do anything but run `tick`, late as it is: with `Skip`, or
@@ -784,6 +813,11 @@ impl SlotState {
         self.stats
             .as_ref()
             .is_none_or(|stats| stats.coordinator_error.is_none())
+    }
+
+    /// The counters, if anything was counted yet.
+    pub(crate) fn stats(&self) -> Option<&Stats> {
+        self.stats.as_deref()
     }
 
     pub(crate) fn stats_mut(&mut self) -> &mut Stats {
@@ -1102,6 +1136,7 @@ impl SlotState {
                 paused: stats.skipped_paused,
                 misfire: stats.skipped_misfire,
                 claimed_elsewhere: stats.claimed_elsewhere,
+                late: stats.skipped_late,
                 retry_dropped: stats.retries_dropped,
             })
     }
@@ -1122,6 +1157,9 @@ impl SlotState {
             skipped: stats.skipped,
             claimed_elsewhere: stats.claimed_elsewhere,
             coordinator_error: stats.coordinator_error.clone(),
+            held_elsewhere: stats.held_elsewhere.clone(),
+            pending_report: stats.pending_report,
+            skipped_late: stats.skipped_late,
             skipped_paused: stats.skipped_paused,
             skipped_misfire: stats.skipped_misfire,
             retries_dropped: stats.retries_dropped,

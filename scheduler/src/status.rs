@@ -184,8 +184,23 @@ pub struct ServiceStatus {
     pub skipped: u64,
     /// With a coordinator: ticks another replica claimed, so this one did not run them.
     pub claimed_elsewhere: u64,
-    /// With a coordinator: why it is unreachable, while it is (coordinated runs are paused).
+    /// With a coordinator: why it is unreachable, while it is (coordinated runs are paused). Set by
+    /// the latest failed call for this service (a claim, a renewal, an end-of-run report), cleared
+    /// by the next claim or report that gets through.
     pub coordinator_error: Option<String>,
+    /// With a coordinator: the claim of another replica that the latest claim of this service
+    /// found (the replica and its tick), until this replica is granted a tick again. With
+    /// [`HeldElsewhere::running_earlier`], the service is blocked across the cluster until that run
+    /// ends (or its lease runs out).
+    pub held_elsewhere: Option<HeldElsewhere>,
+    /// With a coordinator: the tick whose end-of-run report has not reached the coordinator yet
+    /// (it is retried, and the lease renewed, until it lands). While it is pending, this replica
+    /// does not claim the service's next ticks.
+    pub pending_report: Option<DateTime<Utc>>,
+    /// With a coordinator: ticks not run because no claim could be granted before the next tick
+    /// was due (the coordinator was unreachable or slow, or the previous report still pending). A
+    /// claim granted too late is released and recorded as `skipped` in the cluster's history.
+    pub skipped_late: u64,
     /// Ticks skipped because the service was paused when they came.
     pub skipped_paused: u64,
     /// Misfired ticks that did not run: ticks that could not start within the service's
@@ -197,6 +212,20 @@ pub struct ServiceStatus {
     pub retries_dropped: u64,
     /// Why the running (or last) run was started.
     pub last_trigger: Option<Trigger>,
+}
+
+/// Another replica's claim, as [`ServiceStatus::held_elsewhere`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct HeldElsewhere {
+    /// The replica that holds the claim.
+    pub replica: String,
+    /// The tick it holds.
+    pub tick: DateTime<Utc>,
+    /// `true`: an earlier tick, still running there (its lease is alive), kept this replica from
+    /// running its tick; `false`: the other replica claimed the very tick this one asked for.
+    pub running_earlier: bool,
 }
 
 /// A failed run, as the failure hook receives it.

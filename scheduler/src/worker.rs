@@ -125,6 +125,20 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         generation,
         ticket,
     } = fire;
+    if let Some(held) = &ticket {
+        if slot.is_current(generation) && !held.still_held().await {
+            // The claim is dropped on return, which releases it (or finds it lost): skipped.
+            let next = {
+                let mut state = slot.lock();
+                if state.generation == generation {
+                    state.stats_mut().skipped_late += 1;
+                }
+                state.unqueue(generation, engine.clock.now(), 0)
+            };
+            engine.apply(&slot, next);
+            return;
+        }
+    }
     let now = engine.clock.now();
     let Some((begun, job, timeout)) = take(engine, &slot, generation, now, ticket.is_some()) else {
         return;
@@ -151,18 +165,10 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         started_at: now,
     };
     let execute = execute(engine, &slot, job, ctx, &limits, span.clone());
-    let outcome = match (&ticket, &engine.coordinator) {
-        (Some(ticket), Some(coordinator)) => {
-            // Boxed: coordination is the rare path, and would otherwise widen every run's future.
-            Box::pin(crate::cluster::renewing(
-                execute,
-                &**coordinator,
-                ticket,
-                engine.lease,
-            ))
-            .await
-        }
-        _ => execute.await,
+    let outcome = match &ticket {
+        // Boxed: coordination is the rare path, and would otherwise widen every run's future.
+        Some(held) => Box::pin(crate::cluster::renewing(execute, held)).await,
+        None => execute.await,
     };
     let duration = monotonic_start.elapsed();
     // An abandoned run was reported when it was abandoned.
@@ -216,7 +222,7 @@ fn take(
 fn conclude(
     engine: &Arc<Engine>,
     slot: &Arc<Slot>,
-    ticket: Option<Box<crate::coordinator::Ticket>>,
+    ticket: Option<Box<crate::cluster::Held>>,
     facts: &RunFacts,
     attempt: u32,
     outcome: Outcome,
@@ -234,6 +240,9 @@ fn conclude(
         .unwrap_or(now);
     let (before, next, after) = {
         let mut state = slot.lock();
+        if let Some(held) = &ticket {
+            crate::cluster::report_pending(state.stats_mut(), &held.ticket);
+        }
         let before = state.tally();
         let next = state.end(outcome.clone(), facts, end);
         (before, next, state.tally())
@@ -246,34 +255,22 @@ fn conclude(
     };
     slot.meter
         .finished(&slot.name, &outcome, duration, end, next_tick);
-    match ticket.zip(engine.coordinator.clone()) {
-        Some((ticket, coordinator)) => {
-            let finish = crate::cluster::finish(coordinator, *ticket, now, end, outcome.clone());
-            if let Next::Fire { .. } = next {
-                // The next run of a catch-up is claimed at once: its claim must find this run
-                // finished, or the coordinator would answer that this one still runs.
-                let (engine, slot) = (engine.clone(), slot.clone());
-                tokio::spawn(async move {
-                    finish.await;
-                    engine.apply(&slot, next);
-                });
-            } else {
-                engine.apply(slot, next);
-                tokio::spawn(finish);
-            }
-        }
-        None => engine.apply(slot, next),
-    }
+    // With a coordinator, the next claim of the service (a catch-up's next run is claimed at once)
+    // waits for this run's report, which is pending until `finish` lands.
+    engine.apply(slot, next);
     engine.run_ended();
     engine.emit(|| RunEvent::Finished {
         service: slot.name.clone(),
         tick,
         trigger,
         attempt,
-        outcome,
+        outcome: outcome.clone(),
         duration,
     });
     engine.skipped(slot, before, after);
+    if let Some(held) = ticket {
+        tokio::spawn(crate::cluster::finish(*held, now, end, outcome));
+    }
 }
 
 /// A run began at `now`: metrics and the event hook.

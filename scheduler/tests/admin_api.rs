@@ -139,6 +139,9 @@ async fn the_list_shows_every_status_field_of_every_service() {
     assert_eq!(heartbeat["retries_dropped"], 0);
     assert_eq!(heartbeat["skipped_paused"], 0);
     assert_eq!(heartbeat["coordinator_error"], Value::Null);
+    assert_eq!(heartbeat["held_elsewhere"], Value::Null);
+    assert_eq!(heartbeat["pending_report"], Value::Null);
+    assert_eq!(heartbeat["skipped_late"], 0);
     let report = &list["services"][1];
     assert_eq!(report["schedule"], "0 9 * * MON-FRI (Europe/Berlin)");
     assert_eq!(report["zone"], "Europe/Berlin");
@@ -316,7 +319,10 @@ async fn the_actions_drive_a_real_manager() {
     assert_eq!(reload.status, StatusCode::OK);
     assert_eq!(
         reload.body,
-        json!({ "action": "reload", "reload": { "changed": [], "pool_resized": false } })
+        json!({
+            "action": "reload",
+            "reload": { "changed": [], "pool_resized": false, "paused": [], "resumed": [] }
+        })
     );
     manager.stop().await;
 }

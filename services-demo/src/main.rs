@@ -1,6 +1,7 @@
 //! A small app with real background services: a warm-up at start, a heartbeat, a cron job on blocking
-//! threads, a flaky sync that raises alerts, a status table and the admin dashboard; Ctrl-C or
-//! SIGTERM stops it cleanly.
+//! threads, a flaky sync that raises alerts and is retried, an export with a time limit that SIGUSR1
+//! pauses and resumes, a status table, the admin dashboard and Prometheus metrics; Ctrl-C or SIGTERM
+//! stops it cleanly.
 //!
 //! ```text
 //! cargo run -p services-demo                # runs until Ctrl-C / SIGTERM
@@ -19,7 +20,9 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use scheduler::admin::AdminConfig;
-use scheduler::{PostgresCoordinator, ServiceManager, ServiceManagerBuilder, ServiceStatus};
+use scheduler::{
+    PostgresCoordinator, ServiceManager, ServiceManagerBuilder, ServiceState, ServiceStatus,
+};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
@@ -42,8 +45,11 @@ USAGE: services-demo [--config FILE] [--status-every SECONDS] [--stop-deadline S
   --lease SECONDS          how long a claim holds without renewal (default 30)
   -h, --help               show this help
 
-Environment variables SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START>,
+Environment variables SCHEDULER_SERVICE__<NAME>__<KEY> (enabled, interval, tz, on_start, timeout,
+retries, retry_backoff, retry_backoff_max, jitter, misfire, misfire_limit, misfire_grace, paused),
 SCHEDULER_MAX_CONCURRENT_JOBS and SCHEDULER_STOP_DEADLINE override the file.
+
+Signals: SIGHUP reloads the configuration; SIGUSR1 pauses the report export, or resumes it.
 Logging follows RUST_LOG (default: info).";
 
 /// Where the dashboard is served unless `--admin` says otherwise.
@@ -153,7 +159,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some((address, chosen)) = options.admin {
         dashboard(&manager, address, chosen, metrics).await?;
     }
-    let mut reload = ReloadSignal::new();
+    let mut reload = OnSignal::hangup();
+    let mut pause_switch = OnSignal::user_defined1();
 
     let mut status = tokio::time::interval(options.status_every);
     status.tick().await; // the first tick is immediate; the table is more useful after some runs
@@ -164,9 +171,11 @@ async fn main() -> anyhow::Result<()> {
         tokio::select! {
             () = &mut shutdown => break,
             () = reload.recv() => match manager.reload_config() {
-                Ok(report) => tracing::info!(changed = ?report.changed, "configuration reloaded"),
+                Ok(report) => tracing::info!(changed = ?report.changed, paused = ?report.paused,
+                    resumed = ?report.resumed, "configuration reloaded"),
                 Err(error) => tracing::error!(%error, "configuration not reloaded; keeping the old one"),
             },
+            () = pause_switch.recv() => toggle_pause(&manager, "report-export"),
             _ = status.tick() => println!("{}", table(&manager.services())),
         }
     }
@@ -257,27 +266,58 @@ fn clustered(mut builder: ServiceManagerBuilder, cluster: &Cluster) -> ServiceMa
     builder.coordinator(PostgresCoordinator::connect(&url, replica))
 }
 
-/// SIGHUP, which asks a daemon to reload its configuration.
-struct ReloadSignal {
+/// A Unix signal as a stream of wake-ups; elsewhere (or if it cannot be installed) it never fires.
+struct OnSignal {
     #[cfg(unix)]
-    hangup: Option<tokio::signal::unix::Signal>,
+    signal: Option<tokio::signal::unix::Signal>,
 }
 
-impl ReloadSignal {
-    fn new() -> Self {
-        ReloadSignal {
-            #[cfg(unix)]
-            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+impl OnSignal {
+    /// SIGHUP: reload the configuration.
+    fn hangup() -> Self {
+        #[cfg(unix)]
+        return OnSignal::unix(tokio::signal::unix::SignalKind::hangup());
+        #[cfg(not(unix))]
+        OnSignal {}
+    }
+
+    /// SIGUSR1: pause or resume the report export.
+    fn user_defined1() -> Self {
+        #[cfg(unix)]
+        return OnSignal::unix(tokio::signal::unix::SignalKind::user_defined1());
+        #[cfg(not(unix))]
+        OnSignal {}
+    }
+
+    #[cfg(unix)]
+    fn unix(kind: tokio::signal::unix::SignalKind) -> Self {
+        OnSignal {
+            signal: tokio::signal::unix::signal(kind).ok(),
         }
     }
 
     async fn recv(&mut self) {
         #[cfg(unix)]
-        if let Some(hangup) = &mut self.hangup {
-            hangup.recv().await;
+        if let Some(signal) = &mut self.signal {
+            signal.recv().await;
             return;
         }
         std::future::pending::<()>().await;
+    }
+}
+
+/// Pauses `name` if it is not paused, resumes it if it is: an operator's switch.
+fn toggle_pause(manager: &ServiceManager, name: &str) {
+    let paused = manager
+        .service(name)
+        .is_some_and(|status| status.state == ServiceState::Paused);
+    let result = if paused {
+        manager.resume(name)
+    } else {
+        manager.pause(name)
+    };
+    if let Err(error) = result {
+        tracing::error!(service = name, %error, "cannot pause or resume");
     }
 }
 

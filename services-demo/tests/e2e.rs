@@ -32,6 +32,24 @@ impl Log {
         }
     }
 
+    /// Waits for a line, printed after the first `skip` lines, for which `wanted` holds.
+    fn wait_for_line(&mut self, skip: usize, wanted: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if let Some(line) = self.seen.iter().skip(skip).find(|l| wanted(l)) {
+                return line.clone();
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(error) => panic!(
+                    "no such line within {DEADLINE:?} ({error}); output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
     fn rest(&mut self) {
         while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
             self.seen.push(line);
@@ -138,5 +156,39 @@ fn demo_follows_its_config_file_and_reloads_it_on_sighup() {
     log.rest();
     let exit = child.wait().expect("the demo exits");
     let _ = std::fs::remove_file(&config);
+    assert!(exit.success(), "clean exit after SIGTERM, got {exit}");
+}
+
+#[cfg(unix)]
+#[test]
+fn demo_shows_a_timeout_a_retry_and_a_pause_switched_by_sigusr1() {
+    let (mut child, mut log) = start_demo(&["--status-every", "1", "--admin", "off"]);
+
+    // report-export: every other export hangs and is cancelled by its 1 s time limit.
+    log.wait_for("report exported", 1);
+    log.wait_for("run timed out", 1);
+    log.wait_for("report export cancelled", 1);
+    // payment-sync: a failed attempt is retried as attempt 2 of the same tick, which gets through.
+    log.wait_for("ALERT raised", 1);
+    log.wait_for("attempt=2", 1);
+
+    signal(&child, "USR1");
+    log.wait_for("service paused", 1);
+    // The next status table shows it paused.
+    let paused_at = log.seen.len();
+    log.wait_for_line(paused_at, |l| {
+        l.starts_with("report-export") && l.contains("paused")
+    });
+
+    signal(&child, "USR1");
+    log.wait_for("service resumed", 1);
+    let resumed_at = log.seen.len();
+    let row = log.wait_for_line(resumed_at, |l| l.starts_with("report-export"));
+    assert!(!row.contains("paused"), "{row}");
+
+    signal(&child, "TERM");
+    log.wait_for("service manager stopped", 1);
+    log.rest();
+    let exit = child.wait().expect("the demo exits");
     assert!(exit.success(), "clean exit after SIGTERM, got {exit}");
 }

@@ -6,10 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use scheduler::coordinator::{
+    Claim, ClaimPolicy, Coordinator, CoordinatorError, FinishedRun, RunRecord, Ticket,
+};
 use scheduler::{
     Delivery, Error, InMemoryCoordinator, Schedule, Service, ServiceManager, StopMode, TokioClock,
 };
 use tokio::time::sleep;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()
@@ -97,7 +102,35 @@ async fn a_long_run_blocks_the_service_on_every_replica() {
         ran.iter().map(|(_, t)| *t).collect::<Vec<_>>(),
         [secs(10), secs(40)]
     );
-    assert!(b.service("slow").unwrap().skipped >= 2);
+    let status = b.service("slow").unwrap();
+    assert!(status.skipped >= 2);
+    // What blocked it, and where, is in the status until b runs a tick.
+    let held = status.held_elsewhere.expect("b saw a's claim");
+    assert_eq!(
+        (held.replica.as_str(), held.tick, held.running_earlier),
+        ("a", secs(40), false),
+        "b's latest claim (tick 40) found it a's"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_blocked_elsewhere_says_by_whom() {
+    let cluster = InMemoryCoordinator::new();
+    let ran = Ran::default();
+    let a = replica(&cluster, "a");
+    let b = replica(&cluster, "b");
+    a.add_service("slow", service("a", 10, 25, &ran));
+    a.start().unwrap();
+    sleep(Duration::from_secs(5)).await;
+    b.add_service("slow", service("b", 10, 25, &ran));
+    b.start().unwrap();
+    sleep(Duration::from_millis(15_500)).await; // 20.5: b's claim of 20 found a running 10
+    let held = b.service("slow").unwrap().held_elsewhere.expect("blocked");
+    assert_eq!(
+        (held.replica.as_str(), held.tick, held.running_earlier),
+        ("a", secs(10), true)
+    );
+    assert_eq!(a.service("slow").unwrap().held_elsewhere, None);
 }
 
 async fn crash_mid_run(delivery: Delivery) -> Vec<(String, DateTime<Utc>)> {
@@ -173,4 +206,245 @@ async fn an_outage_pauses_coordinated_runs_and_they_resume_by_themselves() {
     unique.dedup();
     assert_eq!(unique, ticks, "no tick ran twice");
     assert!(ticks.contains(&secs(15)), "runs resumed: {ticks:?}");
+}
+
+fn replica_with_lease(coordinator: impl Coordinator, lease: u64) -> ServiceManager {
+    ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .coordinator(coordinator)
+        .lease(Duration::from_secs(lease))
+        .build()
+        .unwrap()
+}
+
+/// The issue's first fault: a run ends while the coordinator is down. Its report is retried (the
+/// lease renewed meanwhile) until it lands, so the tick is neither re-run (at least once) nor left
+/// blocking the service for a lease.
+///
+/// ```text
+/// 10 ─ a claims 10, runs ─ 13 renewed (lease to 22) ─ 14.5 outage ─ 15 run ends, report ✘ … ✘
+///    ─ 19.3 back ─ 19.7 report ✔ (released) ─ 20 tick 20 claimed as usual ─ 30, 40 likewise
+/// ```
+#[tokio::test(start_paused = true)]
+async fn a_run_that_ends_during_an_outage_is_recorded_once_it_is_over() {
+    let cluster = InMemoryCoordinator::new();
+    let ran = Ran::default();
+    let a = replica_with_lease(cluster.replica("a"), 9);
+    let b = replica_with_lease(cluster.replica("b"), 9);
+    let alo = |name| service(name, 10, 5, &ran).delivery(Delivery::AtLeastOnce);
+    a.add_service("alo", alo("a"));
+    a.start().unwrap();
+    sleep(Duration::from_secs(5)).await;
+    b.add_service("alo", alo("b"));
+    b.start().unwrap();
+    sleep(Duration::from_millis(9_500)).await; // 14.5
+    cluster.set_available(false);
+    sleep(Duration::from_millis(1_500)).await; // 16: the run ended at 15, unreported
+    let status = a.service("alo").unwrap();
+    assert_eq!(status.pending_report, Some(secs(10)), "{status:?}");
+    assert!(status.coordinator_error.is_some(), "{status:?}");
+    sleep(Duration::from_millis(3_300)).await; // 19.3
+    cluster.set_available(true);
+    sleep(Duration::from_millis(21_500)).await; // 40.8
+
+    let ticks: Vec<_> = ran.lock().unwrap().iter().map(|(_, t)| *t).collect();
+    assert_eq!(
+        ticks,
+        [secs(10), secs(20), secs(30), secs(40)],
+        "every tick once, none re-run"
+    );
+    let history = a.cluster_history("alo", 10).await.unwrap();
+    let ten = history.iter().find(|r| r.tick == secs(10)).unwrap();
+    assert_eq!((ten.attempt, ten.outcome.as_deref()), (1, Some("ok")));
+    let status = a.service("alo").unwrap();
+    assert_eq!(
+        (status.pending_report, status.coordinator_error),
+        (None, None)
+    );
+}
+
+/// A coordinator whose claims take as long as the test says.
+#[derive(Clone)]
+struct Slow {
+    inner: InMemoryCoordinator,
+    delay: Arc<Mutex<Duration>>,
+}
+
+impl Coordinator for Slow {
+    fn replica(&self) -> &str {
+        Coordinator::replica(&self.inner)
+    }
+    fn prepare(&self) -> BoxFuture<'_, Result<(), CoordinatorError>> {
+        self.inner.prepare()
+    }
+    fn claim<'a>(
+        &'a self,
+        service: &'a str,
+        tick: DateTime<Utc>,
+        policy: ClaimPolicy,
+    ) -> BoxFuture<'a, Result<Claim, CoordinatorError>> {
+        let delay = *self.delay.lock().unwrap();
+        Box::pin(async move {
+            sleep(delay).await;
+            self.inner.claim(service, tick, policy).await
+        })
+    }
+    fn renew<'a>(&'a self, ticket: &'a Ticket) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
+        self.inner.renew(ticket)
+    }
+    fn finish<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+        run: &'a FinishedRun,
+    ) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
+        self.inner.finish(ticket, run)
+    }
+    fn release<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
+        self.inner.release(ticket, reason)
+    }
+    fn history<'a>(
+        &'a self,
+        service: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, CoordinatorError>> {
+        self.inner.history(service, limit)
+    }
+}
+
+/// A claim that comes back after the next tick was due is not run: it is released (recorded as
+/// skipped, with the reason) and counted.
+#[tokio::test(start_paused = true)]
+async fn a_claim_granted_after_the_next_tick_is_skipped_not_run_late() {
+    let slow = Slow {
+        inner: InMemoryCoordinator::new(),
+        delay: Arc::new(Mutex::new(Duration::from_secs(12))),
+    };
+    let ran = Ran::default();
+    let a = replica_with_lease(slow.clone(), 6);
+    a.add_service("s", service("a", 10, 0, &ran));
+    a.start().unwrap();
+    sleep(Duration::from_millis(10_500)).await; // the claim of 10 is under way until 22
+    *slow.delay.lock().unwrap() = Duration::ZERO;
+    sleep(Duration::from_secs(30)).await; // 40.5
+    let ticks: Vec<_> = ran.lock().unwrap().iter().map(|(_, t)| *t).collect();
+    assert_eq!(ticks, [secs(30), secs(40)], "10 not run late, at 22");
+    let status = a.service("s").unwrap();
+    assert_eq!(status.skipped_late, 1, "{status:?}");
+    let history = a.cluster_history("s", 10).await.unwrap();
+    let ten = history.iter().find(|r| r.tick == secs(10)).unwrap();
+    assert_eq!(ten.outcome.as_deref(), Some("skipped"), "{ten:?}");
+    assert!(
+        ten.error
+            .as_deref()
+            .is_some_and(|e| e.contains("after the next tick was due")),
+        "{ten:?}"
+    );
+}
+
+/// A retry (`Service::retries`) in cluster mode claims its own failed tick again and runs, rather
+/// than find the tick taken (by itself) and count it as claimed elsewhere.
+#[tokio::test(start_paused = true)]
+async fn a_retry_runs_on_the_replica_whose_attempt_failed() {
+    let cluster = InMemoryCoordinator::new();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let flaky = |name: &'static str| {
+        let attempts = attempts.clone();
+        Service::new(
+            Schedule::every(Duration::from_secs(10)).unwrap(),
+            move |ctx| {
+                attempts
+                    .lock()
+                    .unwrap()
+                    .push((name, ctx.tick(), ctx.attempt()));
+                let attempt = ctx.attempt();
+                async move {
+                    if attempt == 1 {
+                        Err("first attempts fail".to_owned())
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        )
+        .retries(1)
+        .retry_backoff(Duration::from_secs(1), Duration::from_secs(1))
+    };
+    let a = replica(&cluster, "a");
+    let b = replica(&cluster, "b");
+    a.add_service("flaky", flaky("a"));
+    a.start().unwrap();
+    sleep(Duration::from_secs(5)).await;
+    b.add_service("flaky", flaky("b"));
+    b.start().unwrap();
+    sleep(Duration::from_millis(7_500)).await; // 12.5
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        [("a", secs(10), 1), ("a", secs(10), 2)],
+        "the retry ran, on a"
+    );
+    let status = a.service("flaky").unwrap();
+    assert_eq!(
+        (status.runs, status.claimed_elsewhere),
+        (2, 0),
+        "{status:?}"
+    );
+    let history = a.cluster_history("flaky", 1).await.unwrap();
+    assert_eq!(
+        (
+            history[0].tick,
+            history[0].attempt,
+            history[0].outcome.as_deref()
+        ),
+        (secs(10), 2, Some("ok"))
+    );
+}
+
+/// A claimed tick that waits for a worker (`max_concurrent_jobs`) until its lease runs out, and is
+/// taken over meanwhile, does not run when the worker comes free: it would run twice.
+///
+/// ```text
+/// a (one worker): x@3 ─ hog@5 runs 5..9.5 ─ x@6 claimed (lease 2 s), waits for the worker ─ 8 lease out
+/// b (x only, from 6.5): 9 ─ claims x@9: x@6 abandoned → takes it over, runs it (attempt 2), then x@9
+/// a: 9.5 worker free ─ x@6 renews first: refused ─ not run, counted in skipped_late
+/// ```
+#[tokio::test(start_paused = true)]
+async fn a_claim_lost_while_waiting_for_a_worker_does_not_run() {
+    let cluster = InMemoryCoordinator::new();
+    let ran = Ran::default();
+    let a = ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .coordinator(cluster.replica("a"))
+        .lease(Duration::from_secs(2))
+        .max_concurrent_jobs(1)
+        .build()
+        .unwrap();
+    let x = |name| service(name, 3, 0, &ran).delivery(Delivery::AtLeastOnce);
+    a.add_service("x", x("a"));
+    a.add_service(
+        "hog",
+        Service::new(Schedule::every(Duration::from_secs(5)).unwrap(), |_ctx| {
+            sleep(Duration::from_millis(4_500))
+        }),
+    );
+    a.start().unwrap();
+    sleep(Duration::from_millis(6_500)).await;
+    let b = ServiceManager::builder()
+        .clock(TokioClock::starting_at(
+            secs(6) + chrono::TimeDelta::milliseconds(500),
+        ))
+        .coordinator(cluster.replica("b"))
+        .lease(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    b.add_service("x", x("b"));
+    b.start().unwrap();
+    sleep(Duration::from_secs(4)).await; // 10.5
+    let runs = ran.lock().unwrap().clone();
+    let of_six: Vec<_> = runs.iter().filter(|(_, t)| *t == secs(6)).collect();
+    assert_eq!(of_six, [&("b".to_owned(), secs(6))], "{runs:?}");
+    assert_eq!(a.service("x").unwrap().skipped_late, 1);
 }

@@ -199,16 +199,15 @@ async fn claims_follow_the_in_memory_reference() {
     let on_memory = script(base, &memory.replica("a"), &memory.replica("b")).await;
     let on_postgres = script(base, &pg.0, &pg.1).await;
     assert_eq!(on_postgres, on_memory);
+    println!("{}", on_memory.join("\n"));
 }
 
 /// A claim sequence through every rule: taken, busy, abandoned (at most once), takeover (at least
-/// once), renewals by the wrong replica, and the history it leaves.
+/// once), fencing (renewals and reports of an attempt that was taken over), a report after an
+/// abandoned mark, releases, and the history it leaves.
 async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -> Vec<String> {
     let t = |s: i64| base + TimeDelta::seconds(s);
-    let short = |delivery| ClaimPolicy {
-        lease: Duration::from_millis(300),
-        delivery,
-    };
+    let short = |delivery| ClaimPolicy::new(Duration::from_millis(300), delivery);
     let expire = || tokio::time::sleep(Duration::from_millis(450));
     let run = FinishedRun {
         started: t(0),
@@ -216,19 +215,23 @@ async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -
         outcome: Outcome::Failed("boom".into()),
     };
     let mut log = Vec::new();
-    let mut note = |what: &str, claim: &Claim| log.push(format!("{what}: {claim:?}"));
+    let note = |log: &mut Vec<String>, what: &str, answer: &dyn std::fmt::Debug| {
+        log.push(format!("{what}: {answer:?}"));
+    };
     let (most, least) = (Delivery::AtMostOnce, Delivery::AtLeastOnce);
     a.prepare().await.unwrap();
     b.prepare().await.unwrap();
 
     // At most once.
     let claim = a.claim("s", t(10), short(most)).await.unwrap();
-    note("a claims s@10", &claim);
+    note(&mut log, "a claims s@10", &claim);
     note(
+        &mut log,
         "b claims s@10",
         &b.claim("s", t(10), short(most)).await.unwrap(),
     );
     note(
+        &mut log,
         "b claims s@20",
         &b.claim("s", t(20), short(most)).await.unwrap(),
     );
@@ -241,45 +244,80 @@ async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -
         a.renew(&ticket).await.unwrap();
     }
     note(
+        &mut log,
         "b claims s@20 (renewed)",
         &b.claim("s", t(20), short(most)).await.unwrap(),
     );
     expire().await;
     note(
+        &mut log,
         "b claims s@20 (expired)",
         &b.claim("s", t(20), short(most)).await.unwrap(),
     );
+    // a's run of 10 did end: its report replaces the abandoned mark (the same attempt), and
+    // releases nothing else.
     note(
+        &mut log,
+        "a renews s@10 (abandoned)",
+        &a.renew(&ticket).await.unwrap(),
+    );
+    note(
+        &mut log,
+        "a reports s@10 (abandoned)",
+        &a.finish(&ticket, &run).await.unwrap(),
+    );
+    note(
+        &mut log,
         "a claims s@30 (b runs 20)",
         &a.claim("s", t(30), short(most)).await.unwrap(),
     );
 
     // At least once.
     let claim = a.claim("l", t(10), short(least)).await.unwrap();
-    note("a claims l@10", &claim);
+    note(&mut log, "a claims l@10", &claim);
     let Claim::Granted(old) = claim else {
         panic!("{claim:?}")
     };
     expire().await;
     let claim = b.claim("l", t(20), short(least)).await.unwrap();
-    note("b claims l@20 (a died)", &claim);
+    note(&mut log, "b claims l@20 (a died)", &claim);
     note(
+        &mut log,
         "b claims l@20 again",
         &b.claim("l", t(20), short(least)).await.unwrap(),
     );
-    a.renew(&old).await.unwrap(); // no longer a's: changes nothing
+    // No longer a's (fenced by the attempt): a's renewal and report change nothing.
+    note(
+        &mut log,
+        "a renews l@10 (taken over)",
+        &a.renew(&old).await.unwrap(),
+    );
+    note(
+        &mut log,
+        "a reports l@10 (taken over)",
+        &a.finish(&old, &run).await.unwrap(),
+    );
     expire().await;
     let claim2 = b.claim("l", t(20), short(least)).await.unwrap();
-    note("b claims l@20 (b's takeover expired)", &claim2);
+    note(&mut log, "b claims l@20 (b's takeover expired)", &claim2);
     if let Claim::Granted(ticket) = claim2 {
         b.finish(&ticket, &run).await.unwrap();
     }
     note(
+        &mut log,
         "b claims l@20 (done)",
         &b.claim("l", t(20), short(least)).await.unwrap(),
     );
 
-    for service in ["s", "l"] {
+    releases_and_retries(base, a, b, &mut log).await;
+
+    history_lines(a, &mut log).await;
+    log
+}
+
+/// What the script left in the history, a line per run.
+async fn history_lines(a: &dyn Coordinator, log: &mut Vec<String>) {
+    for service in ["s", "l", "r", "q"] {
         for record in a.history(service, 10).await.unwrap() {
             log.push(format!(
                 "history {service}: tick {} replica {} attempt {} outcome {:?} error {:?} finished {:?}",
@@ -288,7 +326,100 @@ async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -
             ));
         }
     }
-    log
+}
+
+/// The script's second part: releases, and retries of a failed tick.
+async fn releases_and_retries(
+    base: DateTime<Utc>,
+    a: &dyn Coordinator,
+    b: &dyn Coordinator,
+    log: &mut Vec<String>,
+) {
+    let t = |s: i64| base + TimeDelta::seconds(s);
+    let most = ClaimPolicy::new(Duration::from_millis(300), Delivery::AtMostOnce);
+    let short = |_| most;
+    let retry = ClaimPolicy { attempt: 2, ..most };
+    let run = FinishedRun {
+        started: t(0),
+        finished: t(1),
+        outcome: Outcome::Failed("boom".into()),
+    };
+    let note = |log: &mut Vec<String>, what: &str, answer: &dyn std::fmt::Debug| {
+        log.push(format!("{what}: {answer:?}"));
+    };
+    // Released: recorded as skipped, and the next tick need not wait for the lease.
+    let claim = a.claim("r", t(10), short(most)).await.unwrap();
+    note(log, "a claims r@10", &claim);
+    let Claim::Granted(skipped) = claim else {
+        panic!("{claim:?}")
+    };
+    note(
+        log,
+        "a releases r@10",
+        &a.release(&skipped, "late").await.unwrap(),
+    );
+    note(
+        log,
+        "a releases r@10 again",
+        &a.release(&skipped, "late").await.unwrap(),
+    );
+    note(
+        log,
+        "b claims r@20 (10 released)",
+        &b.claim("r", t(20), short(most)).await.unwrap(),
+    );
+    note(
+        log,
+        "a renews r@10 (released)",
+        &a.renew(&skipped).await.unwrap(),
+    );
+
+    // A retry (attempt 2) claims its own failed tick again; another replica's retry, or a first
+    // attempt, finds it taken; a tick that succeeded is not retried.
+    let claim = a.claim("q", t(10), short(most)).await.unwrap();
+    note(log, "a claims q@10", &claim);
+    let Claim::Granted(first) = claim else {
+        panic!("{claim:?}")
+    };
+    note(
+        log,
+        "a reports q@10 failed",
+        &a.finish(&first, &run).await.unwrap(),
+    );
+    note(
+        log,
+        "b retries q@10",
+        &b.claim("q", t(10), retry).await.unwrap(),
+    );
+    note(
+        log,
+        "a claims q@10 again",
+        &a.claim("q", t(10), short(most)).await.unwrap(),
+    );
+    let claim = a.claim("q", t(10), retry).await.unwrap();
+    note(log, "a retries q@10", &claim);
+    let Claim::Granted(second) = claim else {
+        panic!("{claim:?}")
+    };
+    note(
+        log,
+        "a reports q@10 (first attempt, fenced)",
+        &a.finish(&first, &run).await.unwrap(),
+    );
+    let ok = FinishedRun {
+        outcome: Outcome::Succeeded,
+        ..run.clone()
+    };
+    note(
+        log,
+        "a reports q@10 ok",
+        &a.finish(&second, &ok).await.unwrap(),
+    );
+    note(
+        log,
+        "a retries q@10 (it succeeded)",
+        &a.claim("q", t(10), retry).await.unwrap(),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,20 +533,14 @@ async fn replicas_starting_together_on_an_empty_database_all_prepare_it() {
             .claim(
                 "svc",
                 Utc::now(),
-                ClaimPolicy {
-                    lease: Duration::from_secs(5),
-                    delivery: Delivery::AtMostOnce,
-                },
+                ClaimPolicy::new(Duration::from_secs(5), Delivery::AtMostOnce),
             )
             .await
             .unwrap();
         assert!(matches!(granted, Claim::Granted(_)), "{granted:?}");
     }
     // A lease of "forever" fits PostgreSQL's intervals (it is taken as 1000 years).
-    let forever = ClaimPolicy {
-        lease: Duration::MAX,
-        delivery: Delivery::AtMostOnce,
-    };
+    let forever = ClaimPolicy::new(Duration::MAX, Delivery::AtMostOnce);
     let claim = PostgresCoordinator::connect(&server.url(), "f")
         .history_horizon(Duration::MAX)
         .claim("forever", Utc::now(), forever)
@@ -433,10 +558,7 @@ async fn claim_latency_against_a_local_server() {
     };
     let coordinator = PostgresCoordinator::connect(&server.url(), "bench");
     coordinator.prepare().await.unwrap();
-    let policy = ClaimPolicy {
-        lease: Duration::from_secs(30),
-        delivery: Delivery::AtMostOnce,
-    };
+    let policy = ClaimPolicy::new(Duration::from_secs(30), Delivery::AtMostOnce);
     let base = Utc::now();
     let (mut claims, mut finishes) = (Vec::new(), Vec::new());
     for k in 0..2_000 {
@@ -485,10 +607,7 @@ async fn the_last_tick_is_the_latest_one_claimed_as_in_memory() {
     let pg = PostgresCoordinator::connect(&server.url(), "a");
     let base = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
     let t = |s: i64| base + TimeDelta::seconds(s);
-    let policy = ClaimPolicy {
-        lease: Duration::from_secs(30),
-        delivery: Delivery::AtMostOnce,
-    };
+    let policy = ClaimPolicy::new(Duration::from_secs(30), Delivery::AtMostOnce);
     for coordinator in [&memory as &dyn Coordinator, &pg] {
         coordinator.prepare().await.unwrap();
         assert_eq!(coordinator.last_tick("s").await.unwrap(), None);
@@ -501,7 +620,7 @@ async fn the_last_tick_is_the_latest_one_claimed_as_in_memory() {
                 finished: tick,
                 outcome: Outcome::Succeeded,
             };
-            coordinator.finish(&ticket, &run).await.unwrap();
+            assert!(coordinator.finish(&ticket, &run).await.unwrap());
         }
         coordinator.claim("other", t(40), policy).await.unwrap();
         assert_eq!(coordinator.last_tick("s").await.unwrap(), Some(t(30)));

@@ -628,10 +628,8 @@ async fn claim_latency_over_tls() {
     let Some(server) = Postgres::launch_with("tls_latency", &setup) else {
         return;
     };
-    let policy = scheduler::ClaimPolicy {
-        lease: Duration::from_secs(30),
-        delivery: scheduler::Delivery::AtMostOnce,
-    };
+    let policy =
+        scheduler::ClaimPolicy::new(Duration::from_secs(30), scheduler::Delivery::AtMostOnce);
     let base = Utc::now();
     let ca = ca_param(&pki.ca);
     for (mode, params, table) in [

@@ -19,6 +19,14 @@ const SETTLE: &str = "scheduler_tests::billing::settle_invoices";
 const REINDEX: &str = "search-reindex";
 const CLEANUP: &str = "extra::nightly-cleanup";
 
+/// Every key of a service, as a message lists them.
+const SERVICE_KEYS: &str = "enabled, interval, tz, on_start, paused, timeout, retries, \
+                            retry_backoff, retry_backoff_max, jitter, misfire, misfire_limit or \
+                            misfire_grace";
+/// The same, as environment variables spell them.
+const ENV_KEYS: &str = "ENABLED, INTERVAL, TZ, ON_START, PAUSED, TIMEOUT, RETRIES, RETRY_BACKOFF, \
+                        RETRY_BACKOFF_MAX, JITTER, MISFIRE, MISFIRE_LIMIT or MISFIRE_GRACE";
+
 /// A config file unique to one test, removed when dropped.
 struct ConfigFile(PathBuf);
 
@@ -156,7 +164,7 @@ enabled = false
         ),
         at(
             "services.search-reindex.frequency",
-            "unknown setting: expected enabled, interval, tz or on_start",
+            &format!("unknown setting: expected {SERVICE_KEYS}"),
         ),
         at(
             "manager.max_concurrent_jobs",
@@ -456,7 +464,7 @@ async fn a_misspelt_section_or_key_in_the_file_gets_a_suggestion() {
         [
             format!("{path}: manager.stop_deadlin: unknown setting (did you mean stop_deadline?): expected max_concurrent_jobs or stop_deadline"),
             format!("{path}: service: unknown section (did you mean services?): expected [manager] or [services.\"<name>\"]"),
-            format!("{path}: services.search-reindex.intervall: unknown setting (did you mean interval?): expected enabled, interval, tz or on_start"),
+            format!("{path}: services.search-reindex.intervall: unknown setting (did you mean interval?): expected {SERVICE_KEYS}"),
             format!("{path}: services.search-reindx.enabled: no service is named 'search-reindx' (did you mean 'search-reindex'?)"),
         ]
     );
@@ -492,13 +500,13 @@ async fn an_unknown_variable_says_which_part_is_unknown_and_what_is_near() {
         (
             "SCHEDULER_SERVICE__SEARCH_REINDEX__INTERVALL",
             "the key 'INTERVALL' is not a setting of service 'search-reindex' (did you mean \
-             INTERVAL?): expected ENABLED, INTERVAL, TZ or ON_START",
+             INTERVAL?): expected {ENV_KEYS}",
         ),
         (
             // The service's name has `::`, so its part has `__` too.
             "SCHEDULER_SERVICE__EXTRA__NIGHTLY_CLEANUP__ENABLE",
             "the key 'ENABLE' is not a setting of service 'extra::nightly-cleanup' (did you mean \
-             ENABLED?): expected ENABLED, INTERVAL, TZ or ON_START",
+             ENABLED?): expected {ENV_KEYS}",
         ),
         (
             "SCHEDULER_SERVICE__SEARCH_REINDEXER__TZZ",
@@ -507,8 +515,8 @@ async fn an_unknown_variable_says_which_part_is_unknown_and_what_is_near() {
         ),
         (
             "SCHEDULER_SERVICE_SEARCH_REINDEX__TZ",
-            "expected SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START>: two underscores \
-             after SCHEDULER_SERVICE, and two before the key",
+            "expected SCHEDULER_SERVICE__<NAME>__<KEY>: two underscores after SCHEDULER_SERVICE, \
+             and two before the key",
         ),
         (
             "SCHEDULER_MAX_CONCURENT_JOBS",
@@ -520,7 +528,11 @@ async fn an_unknown_variable_says_which_part_is_unknown_and_what_is_near() {
     for (name, message) in cases {
         assert_eq!(
             build_problems(None, &[(name.to_owned(), "1")]),
-            [format!("{}{message}", var(name))]
+            [format!(
+                "{}{}",
+                var(name),
+                message.replace("{ENV_KEYS}", ENV_KEYS)
+            )]
         );
     }
     // Variables of the application's own that merely share the prefix are not the scheduler's.

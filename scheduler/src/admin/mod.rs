@@ -78,7 +78,9 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 
 pub use backend::AdminBackend;
 pub use error::AdminError;
-pub use view::{ReloadView, RunOutcome, RunView, ScheduleView, ServiceDetail, ServiceView, State};
+pub use view::{
+    HeldView, ReloadView, RunOutcome, RunView, ScheduleView, ServiceDetail, ServiceView, State,
+};
 
 use crate::manager::ServiceManager;
 use auth::Access;

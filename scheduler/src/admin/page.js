@@ -207,6 +207,10 @@
     field(list, "Runs / failures / skipped", `${s.runs} / ${s.failures} / ${s.skipped}`);
     if (s.claimed_elsewhere) field(list, "Run by other replicas", String(s.claimed_elsewhere));
     if (s.coordinator_error) field(list, "Coordinator", s.coordinator_error);
+    if (s.held_elsewhere) field(list, s.held_elsewhere.running_earlier ? "Blocked by" : "Last tick run by",
+      `${s.held_elsewhere.replica} (tick ${absolute(s.held_elsewhere.tick)})`);
+    if (s.pending_report) field(list, "End of run not recorded yet", `tick ${absolute(s.pending_report)}`);
+    if (s.skipped_late) field(list, "Skipped (claimed too late)", String(s.skipped_late));
     $("detail-error-box").hidden = !s.last_error;
     $("detail-error").textContent = s.last_error || "";
     const upcoming = $("detail-upcoming");

@@ -154,6 +154,13 @@ pub struct ServiceView {
     pub claimed_elsewhere: u64,
     /// With a coordinator: why it is unreachable, while it is.
     pub coordinator_error: Option<String>,
+    /// With a coordinator: the other replica's claim that kept this replica from running its
+    /// latest tick (see [`ServiceStatus::held_elsewhere`]).
+    pub held_elsewhere: Option<HeldView>,
+    /// With a coordinator: the tick whose end-of-run report is not recorded yet.
+    pub pending_report: Option<DateTime<Utc>>,
+    /// With a coordinator: ticks not run because no claim came back before the next tick.
+    pub skipped_late: u64,
     /// The outcomes of the latest runs, oldest first (the dashboard's sparkline); empty when the
     /// backend keeps no history.
     pub recent: Vec<RunOutcome>,
@@ -183,9 +190,24 @@ impl ServiceView {
             last_trigger: None,
             claimed_elsewhere: 0,
             coordinator_error: None,
+            held_elsewhere: None,
+            pending_report: None,
+            skipped_late: 0,
             recent: Vec::new(),
         }
     }
+}
+
+/// Another replica's claim, as [`ServiceView::held_elsewhere`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct HeldView {
+    /// The replica holding the claim.
+    pub replica: String,
+    /// The tick it holds.
+    pub tick: DateTime<Utc>,
+    /// An earlier tick still running there, which blocks the service cluster-wide.
+    pub running_earlier: bool,
 }
 
 impl From<&ServiceStatus> for ServiceView {
@@ -214,6 +236,13 @@ impl From<&ServiceStatus> for ServiceView {
             last_trigger: status.last_trigger.as_ref().map(ToString::to_string),
             claimed_elsewhere: status.claimed_elsewhere,
             coordinator_error: status.coordinator_error.clone(),
+            held_elsewhere: status.held_elsewhere.as_ref().map(|held| HeldView {
+                replica: held.replica.clone(),
+                tick: held.tick,
+                running_earlier: held.running_earlier,
+            }),
+            pending_report: status.pending_report,
+            skipped_late: status.skipped_late,
             recent: Vec::new(),
         }
     }
@@ -333,6 +362,10 @@ pub struct ReloadView {
     pub changed: Vec<String>,
     /// Whether the worker pool was resized.
     pub pool_resized: bool,
+    /// The services paused because their `paused` setting turned true.
+    pub paused: Vec<String>,
+    /// The services resumed because their `paused` setting turned false.
+    pub resumed: Vec<String>,
 }
 
 impl From<ConfigReload> for ReloadView {
@@ -340,6 +373,8 @@ impl From<ConfigReload> for ReloadView {
         ReloadView {
             changed: reload.changed,
             pool_resized: reload.pool_resized,
+            paused: reload.paused,
+            resumed: reload.resumed,
         }
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Per service, `SCHEDULER_SERVICE__<NAME>__<KEY>`, where `<NAME>` is the service name upper-cased
 //! with every character other than a letter or digit replaced by `_` (`daily-report` →
-//! `DAILY_REPORT`, `app::jobs::sync` → `APP__JOBS__SYNC`) and `<KEY>` is `ENABLED`, `INTERVAL`, `TZ`
-//! or `ON_START`. Manager-wide: `SCHEDULER_MAX_CONCURRENT_JOBS` and `SCHEDULER_STOP_DEADLINE`.
+//! `DAILY_REPORT`, `app::jobs::sync` → `APP__JOBS__SYNC`) and `<KEY>` is a key of the file's
+//! service tables, upper-cased: `ENABLED`, `INTERVAL`, `TZ`, `ON_START`, `PAUSED`, `TIMEOUT`,
+//! `RETRIES`, `RETRY_BACKOFF`, `RETRY_BACKOFF_MAX`, `JITTER`, `MISFIRE`, `MISFIRE_LIMIT` or
+//! `MISFIRE_GRACE`. Manager-wide: `SCHEDULER_MAX_CONCURRENT_JOBS` and `SCHEDULER_STOP_DEADLINE`.
 //!
 //! A `SCHEDULER_SERVICE__` variable that matches no service and key is an error that says which
 //! part is unknown, the service or the key, and names the variables near it. Other `SCHEDULER_`
@@ -16,8 +18,8 @@ use super::{ConfigProblem, Key, Origin, Setting, Value};
 
 const SERVICE_PREFIX: &str = "SCHEDULER_SERVICE__";
 
-/// The environment variable that sets `key` (`enabled`, `interval`, `tz` or `on_start`) of the
-/// service `name`.
+/// The environment variable that sets `key` (`enabled`, `interval`, `timeout`, ...: a key of the
+/// file's service tables) of the service `name`.
 ///
 /// ```
 /// assert_eq!(
@@ -121,10 +123,29 @@ pub(super) fn read<'a>(
 }
 
 /// The keys of a service variable, as they are written there.
-const KEYS: [&str; 4] = ["ENABLED", "INTERVAL", "TZ", "ON_START"];
+const KEYS: [&str; 13] = [
+    "ENABLED",
+    "INTERVAL",
+    "TZ",
+    "ON_START",
+    "PAUSED",
+    "TIMEOUT",
+    "RETRIES",
+    "RETRY_BACKOFF",
+    "RETRY_BACKOFF_MAX",
+    "JITTER",
+    "MISFIRE",
+    "MISFIRE_LIMIT",
+    "MISFIRE_GRACE",
+];
 
 /// What a variable is: `SCHEDULER_SERVICE__<NAME>__<KEY>`.
-const FORM: &str = "expected SCHEDULER_SERVICE__<NAME>__<ENABLED|INTERVAL|TZ|ON_START>";
+const FORM: &str = "expected SCHEDULER_SERVICE__<NAME>__<KEY>";
+
+/// The keys, as a message lists them.
+fn keys() -> String {
+    Key::service_keys(str::to_ascii_uppercase)
+}
 
 /// Why `SCHEDULER_SERVICE__<rest>` matches no setting: which part is unknown, the service or the
 /// key, and the names near it. `names` holds each service as its variables spell it, and its name.
@@ -156,8 +177,8 @@ fn unknown_service_variable(rest: &str, names: &[(String, &str)]) -> String {
             .first()
             .map_or_else(String::new, |key| format!(" (did you mean {key}?)"));
         return format!(
-            "the key '{written}' is not a setting of service '{service}'{hint}: expected \
-             ENABLED, INTERVAL, TZ or ON_START"
+            "the key '{written}' is not a setting of service '{service}'{hint}: expected {}",
+            keys()
         );
     }
     match rest.rsplit_once("__") {
@@ -171,7 +192,7 @@ fn unknown_service_variable(rest: &str, names: &[(String, &str)]) -> String {
                 near_services(written, near_key.first().copied().unwrap_or("<KEY>"), names)
             )
         }
-        _ => format!("{FORM}, with the service's name and a key"),
+        _ => format!("{FORM}, with the service's name and a key ({})", keys()),
     }
 }
 

@@ -11,6 +11,10 @@
 //!
 //! [services.heartbeat]
 //! enabled = false
+//!
+//! [services.sync]
+//! timeout = 30                # seconds; also retries, retry_backoff(_max), jitter, misfire(_limit, _grace)
+//! paused = true
 //! ```
 
 use std::path::Path;
@@ -94,13 +98,7 @@ pub(super) fn read(path: &Path, settings: &mut Vec<Setting>, problems: &mut Vec<
                                 &shown,
                                 &location,
                             )),
-                            None => at(
-                                &location,
-                                format!(
-                                    "unknown setting{}: expected enabled, interval, tz or on_start",
-                                    near(key, &Key::SERVICE.map(Key::name))
-                                ),
-                            ),
+                            None => at(&location, unknown_service_key(key)),
                         }
                     }
                 }
@@ -143,6 +141,15 @@ fn setting(
         origin: Origin::File,
         location: format!("{file}: {location}"),
     }
+}
+
+/// The problem with a key of a service table that is none of the service keys.
+fn unknown_service_key(key: &str) -> String {
+    format!(
+        "unknown setting{}: expected {}",
+        near(key, &Key::SERVICE.map(Key::name)),
+        Key::service_keys(str::to_owned)
+    )
 }
 
 /// ` (did you mean x?)` when a name in `valid` is near `written`, else nothing.

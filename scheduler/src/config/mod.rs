@@ -13,16 +13,23 @@
 //! `interval = "61 * * * *"` is an error although `SCHEDULER_SERVICE__<NAME>__INTERVAL` replaces it,
 //! at build and at every reload. A fix made only in the environment would leave a broken file
 //! behind, to surface the day the variable is unset. Rules between keys (`tz` only with a cron
-//! interval) apply to what takes effect.
+//! interval, `misfire_limit` only with `misfire = "all"`) apply to what takes effect.
+//!
+//! Per service: `enabled`, `interval`, `tz`, `on_start`, `paused`, and the job policies
+//! `timeout`, `retries`, `retry_backoff`, `retry_backoff_max`, `jitter`, `misfire`,
+//! `misfire_limit` and `misfire_grace` (the README's "Configuration" section describes each).
+//! Manager-wide: `max_concurrent_jobs`, `stop_deadline`.
 
 mod env;
 mod file;
+mod policy;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::policy::Policies;
 use crate::service::Service;
 use crate::Schedule;
 
@@ -37,6 +44,10 @@ pub struct ConfigReload {
     pub changed: Vec<String>,
     /// Whether `max_concurrent_jobs` changed.
     pub pool_resized: bool,
+    /// Services paused because their `paused` setting turned true, by name.
+    pub paused: Vec<String>,
+    /// Services resumed because their `paused` setting turned false, by name.
+    pub resumed: Vec<String>,
 }
 
 /// Everything wrong with a configuration, found in one pass.
@@ -116,12 +127,35 @@ pub(crate) enum Key {
     Interval,
     Tz,
     OnStart,
+    Paused,
+    Timeout,
+    Retries,
+    RetryBackoff,
+    RetryBackoffMax,
+    Jitter,
+    Misfire,
+    MisfireLimit,
+    MisfireGrace,
     MaxConcurrentJobs,
     StopDeadline,
 }
 
 impl Key {
-    pub(crate) const SERVICE: [Key; 4] = [Key::Enabled, Key::Interval, Key::Tz, Key::OnStart];
+    pub(crate) const SERVICE: [Key; 13] = [
+        Key::Enabled,
+        Key::Interval,
+        Key::Tz,
+        Key::OnStart,
+        Key::Paused,
+        Key::Timeout,
+        Key::Retries,
+        Key::RetryBackoff,
+        Key::RetryBackoffMax,
+        Key::Jitter,
+        Key::Misfire,
+        Key::MisfireLimit,
+        Key::MisfireGrace,
+    ];
     pub(crate) const MANAGER: [Key; 2] = [Key::MaxConcurrentJobs, Key::StopDeadline];
 
     pub(crate) fn name(self) -> &'static str {
@@ -130,9 +164,26 @@ impl Key {
             Key::Interval => "interval",
             Key::Tz => "tz",
             Key::OnStart => "on_start",
+            Key::Paused => "paused",
+            Key::Timeout => "timeout",
+            Key::Retries => "retries",
+            Key::RetryBackoff => "retry_backoff",
+            Key::RetryBackoffMax => "retry_backoff_max",
+            Key::Jitter => "jitter",
+            Key::Misfire => "misfire",
+            Key::MisfireLimit => "misfire_limit",
+            Key::MisfireGrace => "misfire_grace",
             Key::MaxConcurrentJobs => "max_concurrent_jobs",
             Key::StopDeadline => "stop_deadline",
         }
+    }
+
+    /// The service keys as a message lists them, each through `spell` (`enabled, interval, …
+    /// or misfire_grace`).
+    pub(crate) fn service_keys(spell: impl Fn(&str) -> String) -> String {
+        let names: Vec<String> = Key::SERVICE.iter().map(|key| spell(key.name())).collect();
+        let (last, rest) = names.split_last().expect("services have keys");
+        format!("{} or {last}", rest.join(", "))
     }
 }
 
@@ -193,17 +244,26 @@ pub(crate) struct Base {
 /// What a service runs with once configuration is applied.
 #[derive(Clone)]
 pub(crate) struct Effective {
+    /// The definition, with the configured schedule, `on_start`, policies, and `paused` (as
+    /// `start_paused`).
     pub(crate) service: Service,
     pub(crate) enabled: bool,
     pub(crate) origin: Origin,
 }
 
 impl Effective {
-    /// Whether a change from `self` to `other` needs the service re-registered.
+    /// Whether a change from `self` to `other` needs the service re-registered. `paused` is not
+    /// part of it: a change of it alone pauses or resumes the service, which keeps its grid.
     pub(crate) fn differs_from(&self, other: &Effective) -> bool {
         self.enabled != other.enabled
             || self.service.schedule != other.service.schedule
             || self.service.on_start != other.service.on_start
+            || self.service.policies != other.service.policies
+    }
+
+    /// Whether the configuration asks for the service paused.
+    pub(crate) fn paused(&self) -> bool {
+        self.service.start_paused
     }
 }
 
@@ -436,6 +496,8 @@ fn apply_service_settings(
     let before = problems.len();
     let mut enabled = true;
     let mut on_start = base.service.on_start;
+    let mut paused = false;
+    let mut policies = policy::Overrides::default();
     // The last `interval` and `tz`, with their values if valid.
     let mut interval: Option<(&Setting, Option<IntervalValue>)> = None;
     let mut tz: Option<(&Setting, Option<String>)> = None;
@@ -449,6 +511,22 @@ fn apply_service_settings(
                 Ok(b) => on_start = b,
                 Err(p) => problems.push(p),
             },
+            Key::Paused => match as_bool(setting) {
+                Ok(b) => paused = b,
+                Err(p) => problems.push(p),
+            },
+            Key::Timeout
+            | Key::Retries
+            | Key::RetryBackoff
+            | Key::RetryBackoffMax
+            | Key::Jitter
+            | Key::Misfire
+            | Key::MisfireLimit
+            | Key::MisfireGrace => {
+                if let Err(p) = policies.read(setting) {
+                    problems.push(p);
+                }
+            }
             Key::Interval => {
                 let value = check_interval(setting).map_err(|p| problems.push(p)).ok();
                 interval = Some((setting, value));
@@ -485,9 +563,13 @@ fn apply_service_settings(
     if problems.len() > before {
         return None;
     }
+    let policies = policies.apply(&base.service, &schedule, problems)?;
     let mut service = base.service.clone();
     service.schedule = schedule;
     service.on_start = on_start;
+    // A service left without any policy pays nothing for them, as if none had been set.
+    service.policies = (policies != Policies::default()).then(|| Box::new(policies));
+    service.start_paused = paused;
     Some(Effective {
         service,
         enabled,

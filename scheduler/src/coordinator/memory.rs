@@ -10,8 +10,8 @@ use futures_util::future::{self, BoxFuture};
 use tokio::time::Instant;
 
 use super::{
-    outcome_parts, Claim, ClaimPolicy, Coordinator, CoordinatorError, Delivery, FinishedRun,
-    RunRecord, Ticket,
+    decide, outcome_parts, Claim, ClaimPolicy, Coordinator, CoordinatorError, Decision,
+    FinishedRun, RowState, RunRecord, Ticket, Verdict,
 };
 
 /// Replicas that share claims in memory. Leases follow tokio's clock, so they work under paused time.
@@ -78,8 +78,8 @@ impl InMemoryCoordinator {
         self.state().unavailable = !available;
     }
 
-    /// Simulates this replica's death: from now on it renews and finishes nothing, so its claims
-    /// run out as a dead process's would.
+    /// Simulates this replica's death: from now on its renewals, reports and releases never
+    /// answer, so its claims run out as a dead process's would.
     pub fn crash(&self) {
         self.state().crashed.insert(self.replica.to_string());
     }
@@ -118,54 +118,111 @@ impl InMemoryCoordinator {
     ) -> Result<Claim, CoordinatorError> {
         let mut state = self.available()?;
         let now = Instant::now();
-        if let Some(row) = state.runs.get(&(service.to_owned(), tick)) {
-            return Ok(Claim::Taken {
-                replica: row.replica.clone(),
-            });
+        let range = (service.to_owned(), DateTime::<Utc>::MIN_UTC)
+            ..=(service.to_owned(), DateTime::<Utc>::MAX_UTC);
+        let rows: Vec<RowState<'_, Instant>> = state
+            .runs
+            .range(range)
+            .map(|((_, tick), row)| RowState {
+                tick: *tick,
+                replica: &row.replica,
+                ended: row.finished.is_some() || row.outcome.is_some(),
+                failed: matches!(
+                    row.outcome.as_deref(),
+                    Some("failed" | "panicked" | "timed_out")
+                ),
+                lease_until: row.lease_until,
+            })
+            .collect();
+        let Decision { abandon, verdict } = decide(&self.replica, tick, &rows, &now, policy);
+        for abandoned in abandon {
+            if let Some(row) = state.runs.get_mut(&(service.to_owned(), abandoned)) {
+                row.outcome = Some("abandoned".to_owned());
+            }
         }
-        let unfinished = state.runs.iter_mut().filter(|((s, _), row)| {
-            s == service && row.finished.is_none() && row.outcome.is_none()
+        let claimed = |tick, attempt| {
+            Claim::Granted(Ticket {
+                service: service.to_owned(),
+                tick,
+                attempt,
+            })
+        };
+        Ok(match verdict {
+            Verdict::Taken { replica } => Claim::Taken { replica },
+            Verdict::Busy { replica, tick } => Claim::Busy { replica, tick },
+            Verdict::TakeOver { tick } => {
+                let row = state
+                    .runs
+                    .get_mut(&(service.to_owned(), tick))
+                    .expect("the rule takes over a row it was given");
+                row.replica = self.replica.to_string();
+                row.attempt += 1;
+                row.lease = policy.lease;
+                row.lease_until = now + policy.lease;
+                claimed(tick, row.attempt)
+            }
+            Verdict::Retry => {
+                let row = state
+                    .runs
+                    .get_mut(&(service.to_owned(), tick))
+                    .expect("the rule retries a row it was given");
+                row.attempt += 1;
+                row.lease = policy.lease;
+                row.lease_until = now + policy.lease;
+                row.finished = None;
+                row.outcome = None;
+                row.error = None;
+                claimed(tick, row.attempt)
+            }
+            Verdict::Insert => {
+                state.runs.insert(
+                    (service.to_owned(), tick),
+                    Row {
+                        replica: self.replica.to_string(),
+                        attempt: 1,
+                        started: tick,
+                        lease: policy.lease,
+                        lease_until: now + policy.lease,
+                        finished: None,
+                        outcome: None,
+                        error: None,
+                    },
+                );
+                claimed(tick, 1)
+            }
+        })
+    }
+
+    /// Applies `change` to the ticket's row if it is still this replica's attempt (its fencing
+    /// token) and `applies` to it; whether it did. A crashed replica never answers.
+    fn fenced<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+        applies: fn(&Row) -> bool,
+        change: impl FnOnce(&mut Row) + Send + 'a,
+    ) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
+        let result = self.available().map(|mut state| {
+            if state.crashed.contains(&*self.replica) {
+                return None;
+            }
+            let row = state
+                .runs
+                .get_mut(&(ticket.service.clone(), ticket.tick))
+                .filter(|row| row.replica == *self.replica && row.attempt == ticket.attempt)
+                .filter(|row| applies(row));
+            Some(row.map(change).is_some())
         });
-        for ((_, running_tick), row) in unfinished {
-            if row.lease_until > now {
-                return Ok(Claim::Busy {
-                    replica: row.replica.clone(),
-                    tick: *running_tick,
-                });
-            }
-            match policy.delivery {
-                Delivery::AtMostOnce => row.outcome = Some("abandoned".to_owned()),
-                Delivery::AtLeastOnce => {
-                    row.replica = self.replica.to_string();
-                    row.attempt += 1;
-                    row.lease = policy.lease;
-                    row.lease_until = now + policy.lease;
-                    return Ok(Claim::Granted(Ticket {
-                        service: service.to_owned(),
-                        tick: *running_tick,
-                        attempt: row.attempt,
-                    }));
-                }
-            }
+        match result {
+            Ok(Some(done)) => Box::pin(future::ready(Ok(done))),
+            Ok(None) => Box::pin(future::pending()),
+            Err(error) => Box::pin(future::ready(Err(error))),
         }
-        state.runs.insert(
-            (service.to_owned(), tick),
-            Row {
-                replica: self.replica.to_string(),
-                attempt: 1,
-                started: tick,
-                lease: policy.lease,
-                lease_until: now + policy.lease,
-                finished: None,
-                outcome: None,
-                error: None,
-            },
-        );
-        Ok(Claim::Granted(Ticket {
-            service: service.to_owned(),
-            tick,
-            attempt: 1,
-        }))
+    }
+}
+
+impl Row {
+    fn unfinished(&self) -> bool {
+        self.finished.is_none() && self.outcome.is_none()
     }
 }
 
@@ -187,38 +244,41 @@ impl Coordinator for InMemoryCoordinator {
         Box::pin(future::ready(self.claim_now(service, tick, policy)))
     }
 
-    fn renew<'a>(&'a self, ticket: &'a Ticket) -> BoxFuture<'a, Result<(), CoordinatorError>> {
-        let result = self.available().map(|mut state| {
-            if state.crashed.contains(&*self.replica) {
-                return;
-            }
-            if let Some(row) = state.runs.get_mut(&(ticket.service.clone(), ticket.tick)) {
-                if row.replica == *self.replica {
-                    row.lease_until = Instant::now() + row.lease;
-                }
-            }
-        });
-        Box::pin(future::ready(result))
+    fn renew<'a>(&'a self, ticket: &'a Ticket) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
+        self.fenced(ticket, Row::unfinished, |row| {
+            row.lease_until = Instant::now() + row.lease;
+        })
     }
 
     fn finish<'a>(
         &'a self,
         ticket: &'a Ticket,
         run: &'a FinishedRun,
-    ) -> BoxFuture<'a, Result<(), CoordinatorError>> {
-        let result = self.available().map(|mut state| {
-            if state.crashed.contains(&*self.replica) {
-                return;
-            }
-            if let Some(row) = state.runs.get_mut(&(ticket.service.clone(), ticket.tick)) {
+    ) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
+        self.fenced(
+            ticket,
+            |_| true,
+            move |row| {
                 let (outcome, error) = outcome_parts(&run.outcome);
                 row.started = run.started;
                 row.finished = Some(run.finished);
                 row.outcome = Some(outcome.to_owned());
                 row.error = error.map(str::to_owned);
-            }
-        });
-        Box::pin(future::ready(result))
+                row.lease_until = row.lease_until.min(Instant::now());
+            },
+        )
+    }
+
+    fn release<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
+        self.fenced(ticket, Row::unfinished, move |row| {
+            row.outcome = Some("skipped".to_owned());
+            row.error = Some(reason.to_owned());
+            row.lease_until = row.lease_until.min(Instant::now());
+        })
     }
 
     fn history<'a>(

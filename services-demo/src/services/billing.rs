@@ -8,8 +8,9 @@ use scheduler::background_service;
 static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
 
 /// Every three seconds; every other attempt the "provider" times out, which shows failure alerts —
-/// and that a failing job keeps its schedule.
-#[background_service(interval = 3, name = "payment-sync")]
+/// and that a failing job keeps its schedule. A failed attempt is retried once, half a second or so
+/// later, as attempt 2 of the same tick (and that one gets through).
+#[background_service(interval = 3, retries = 1, retry_backoff = 0.5, name = "payment-sync")]
 async fn sync_payments() -> anyhow::Result<()> {
     let attempt = ATTEMPTS.fetch_add(1, Ordering::Relaxed) + 1;
     tokio::task::yield_now().await;

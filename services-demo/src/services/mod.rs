@@ -3,4 +3,5 @@
 mod billing;
 mod cache;
 mod health;
+mod reports;
 mod storage;

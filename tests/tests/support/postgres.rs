@@ -9,7 +9,8 @@
 //! [`Setup`] turns on TLS with a given certificate, replaces `pg_hba.conf` and sets the superuser's
 //! password, for the TLS tests.
 //!
-//! Shared by `tests/tests/cluster_postgres.rs`, `tests/tests/cluster_postgres_tls.rs` and
+//! Shared by `tests/tests/cluster_postgres.rs`, `tests/tests/cluster_postgres_tls.rs`,
+//! `tests/tests/cluster_faults.rs`, `tests/tests/cluster_scale.rs` and
 //! `services-demo/tests/cluster.rs`.
 
 #![allow(
@@ -44,7 +45,7 @@ pub(crate) struct Setup<'a> {
     pub(crate) hba: Option<&'a str>,
     /// The `postgres` user's password.
     pub(crate) password: Option<&'a str>,
-    /// More server options (`-c name=value …`), with `tls`.
+    /// More server options (`-c name=value …`).
     pub(crate) options: &'a str,
 }
 
@@ -149,6 +150,8 @@ impl Postgres {
                 " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key {}",
                 setup.options
             );
+        } else if !setup.options.is_empty() {
+            server.settings = format!(" {}", setup.options);
         }
         // A free port now may be taken by the time the server binds it: try a few.
         for attempt in 1..=3 {

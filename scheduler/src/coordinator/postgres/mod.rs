@@ -2,13 +2,24 @@
 //! the one replica whose claim on (service, tick) was granted.
 //!
 //! # Why `tokio-postgres` (and not `sqlx`)
-//! The coordinator needs a dozen fixed statements on one connection per replica. `tokio-postgres`
+//! The coordinator needs a few fixed statements on two connections per replica. `tokio-postgres`
 //! is the async driver of the long-standing rust-postgres project: pure Rust, no proc macros, no
 //! compile-time query checking that wants a database (or offline data) at build time, and no pool
 //! or multi-database layers we would not use. The `postgres` feature adds about 50 crates to
 //! `scheduler`'s build (the wire protocol, `socket2`, a few hashes); `sqlx` brings its macros, its
 //! runtime and driver layers on top. For a feature that users switch on in an app that
 //! may already have another driver, a short build matters more than an ORM-ish API.
+//!
+//! # Why two connections, and no pool crate
+//! Renewals must never wait behind claims (a lease renewed late is a run another replica may take
+//! over), so they have a connection of their own; claims share the other. `tokio-postgres` pipelines
+//! the calls made on one connection, so a burst of claims costs no round trip per claim, and the
+//! server runs one replica's claims one after another (one server process), which with one
+//! advisory-locked statement each is well under a millisecond (3000 claims a second from three
+//! replicas in the scale test). A pool (`deadpool-postgres`, `bb8`) would add a crate and its own
+//! connection set-up, when the TLS negotiation of `sslmode` (`allow`/`prefer` fall-backs, the
+//! certificate checks of `tls.rs`) needs the connection attempts made here; two fixed connections
+//! give the separation a pool would, without it.
 //!
 //! TLS (see `tls.rs` for the choice of crates) adds 18 crates more: rustls, `ring`, webpki, the
 //! system's CA reader and the small DER/X.509 readers `tokio-postgres-rustls` uses for SCRAM
@@ -22,13 +33,17 @@ mod tls;
 mod url;
 
 use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::{try_join_all, BoxFuture};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::Mutex;
 use tokio::time::{timeout, Instant};
 use tokio_postgres::config::SslMode as WireMode;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use self::tls::{Probe, SharedProbe};
@@ -40,7 +55,7 @@ use super::{
 };
 
 /// The schema version this code creates and understands.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 /// `pg_advisory_xact_lock` key for schema changes (ASCII "Schedulr").
 const MIGRATION_LOCK: i64 = 0x5363_6865_6475_6c72;
 /// First key of the two-key `pg_advisory_xact_lock` that serializes claims of one service ("SCHD").
@@ -52,16 +67,15 @@ const DEFAULT_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
 const LONGEST_INTERVAL: Duration = Duration::from_secs(1000 * 366 * 24 * 3600);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-const FIRST_RECONNECT: Duration = Duration::from_millis(100);
-const LONGEST_RECONNECT: Duration = Duration::from_secs(5);
 
 /// Replicas coordinated through a PostgreSQL table (feature `postgres`).
 ///
 /// Each replica of the app builds one with its own name; they share nothing but the database.
-/// Construction does no I/O: the connection is opened on first use, and reopened (with backoff)
-/// whenever it drops. While the database is unreachable every call fails, and the manager pauses
-/// coordinated runs, reports it in [`ServiceStatus::coordinator_error`](crate::ServiceStatus), and
-/// resumes by itself.
+/// Construction does no I/O: the connections are opened on first use, and reopened by the next
+/// call whenever one drops (see [Connections](#connections)). While the database is unreachable
+/// every call fails, and the manager pauses coordinated runs, retries them with backoff, reports
+/// it in [`ServiceStatus::coordinator_error`](crate::ServiceStatus), and resumes by itself; the
+/// end of a run is retried until it is recorded.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -117,19 +131,28 @@ const LONGEST_RECONNECT: Duration = Duration::from_secs(5);
 /// ```
 ///
 /// # How a claim works
-/// Everything happens in the database, in one transaction per claim:
+/// One round trip: `SELECT * FROM <table>_claim(service, tick, replica, lease, at_least_once)`, a
+/// PL/pgSQL function created with the table. In its one transaction it:
 ///
-/// 1. `pg_advisory_xact_lock(<class>, hashtext('<table>/<service>'))`: claims of one service are
-///    serialized across the cluster (a hash collision between two services only serializes them
-///    too). The lock is taken in its own statement, so the next statement's snapshot sees every
-///    claim committed before it.
-/// 2. The row of (service, tick) if there is one, and the service's unfinished rows with whether
-///    their lease is alive. Then exactly the rules of
-///    [`InMemoryCoordinator`](crate::InMemoryCoordinator): that tick already has a row → `Taken`; an
-///    unfinished run with a live lease → `Busy`; an expired one is marked `abandoned`
-///    ([`Delivery::AtMostOnce`]) or taken over ([`Delivery::AtLeastOnce`]: this replica, attempt
-///    + 1, a new lease, granted for the old tick).
-/// 3. Otherwise `INSERT … ON CONFLICT (service, tick) DO NOTHING RETURNING attempt`: granted.
+/// 1. takes `pg_advisory_xact_lock(<class>, hashtext('<table>/<service>'))`: claims of one service
+///    are serialized across the cluster (a hash collision between two services only serializes
+///    them too). Each statement after it sees every claim committed before it (a volatile
+///    function's statements each take a new snapshot);
+/// 2. applies [`decide`](crate::coordinator::decide), the rule
+///    [`InMemoryCoordinator`](crate::InMemoryCoordinator) applies, to the row of (service, tick) and
+///    the service's unfinished rows, in tick order, with the database's clock as "now";
+/// 3. marks expired rows `abandoned`, takes one over (attempt + 1), grants a retry its own failed
+///    row again (attempt + 1), or inserts the tick's row, as the rule says. A runner's renewal or report that lands between the rule's reading of a row and
+///    its update is not overwritten: the update re-checks the lease and the row, and a row that came
+///    alive again answers `Busy`.
+///
+/// # Connections
+/// Each coordinator keeps two connections: one for claims (and history), one for renewals, reports
+/// and releases, so that a lease is never renewed late because claims queue ahead of it. Calls on
+/// one connection are pipelined (sent without waiting for the previous answer). When a connection
+/// breaks, the next call on it reconnects at once; calls that were waiting while an attempt failed
+/// get that attempt's error, so an outage costs one attempt per wave of calls rather than one per
+/// call, and no call is refused on the strength of a failure that ended before it was made.
 ///
 /// # Time and clock skew
 /// Leases use the **database's** clock (`clock_timestamp()`), never a replica's: a lease set by one
@@ -155,7 +178,8 @@ const LONGEST_RECONNECT: Duration = Duration::from_secs(5);
 ///     lease_until timestamptz NOT NULL,   -- database time
 ///     started_at  timestamptz,            -- the runner's report (claim time until then)
 ///     finished_at timestamptz,
-///     outcome     text,                   -- ok | failed | panicked | aborted | abandoned
+///     outcome     text,                   -- ok | failed | panicked | aborted | timed_out
+///                                         -- | abandoned | skipped
 ///     error       text,
 ///     PRIMARY KEY (service, tick)
 /// );
@@ -166,8 +190,9 @@ const LONGEST_RECONNECT: Duration = Duration::from_secs(5);
 /// ```
 /// [`prepare`](Coordinator::prepare) creates it (and every call does, until that worked once)
 /// inside a transaction holding `pg_advisory_xact_lock`, so replicas starting together do not race.
-/// The table's comment carries a schema version for future migrations; a table with a newer version
-/// than this code knows is refused rather than misused. Rows whose tick is older than the
+/// The claim function `<table>_claim` is created (or replaced) with it. The table's comment carries a
+/// schema version (2: the claim function and fenced reports); a table with a newer version than this
+/// code knows is refused rather than misused, and a replica of an older version refuses this one. Rows whose tick is older than the
 /// [history horizon](PostgresCoordinator::history_horizon) are deleted, at most once a minute, after
 /// a run is recorded (never a run that is still going).
 pub struct PostgresCoordinator {
@@ -178,7 +203,13 @@ pub struct PostgresCoordinator {
     table: Table,
     horizon: Duration,
     timeout: Duration,
-    link: Mutex<Link>,
+    /// Claims and history.
+    claims: Mutex<Link>,
+    /// Renewals, reports and releases: never queued behind a claim.
+    leases: Mutex<Link>,
+    /// The schema was created (or checked) by one of the connections.
+    schema_ready: AtomicBool,
+    last_prune: std::sync::Mutex<Option<Instant>>,
 }
 
 /// `tokio-postgres`'s words for a server that answered "no" to the TLS request.
@@ -197,28 +228,33 @@ struct Failed {
     server_refused: bool,
 }
 
-/// The connection and what goes with it; one operation at a time holds it.
+/// One connection slot. The lock is held only to look at it, or while (re)connecting, so that one
+/// attempt serves every call waiting for it; operations run on a shared `Arc<Conn>`, pipelined.
 struct Link {
-    conn: Option<Conn>,
-    schema_ready: bool,
-    backoff: Duration,
-    retry_at: Option<(Instant, String)>,
-    last_prune: Option<Instant>,
+    conn: Option<Arc<Conn>>,
+    /// The last failed attempt: when it ended, and why it failed.
+    failed: Option<(Instant, String)>,
+}
+
+impl Link {
+    const fn new() -> Link {
+        Link {
+            conn: None,
+            failed: None,
+        }
+    }
 }
 
 struct Conn {
     client: Client,
-    statements: Option<Statements>,
+    statements: Statements,
 }
 
 struct Statements {
-    lock: Statement,
-    rows: Statement,
-    abandon: Statement,
-    take_over: Statement,
-    insert: Statement,
+    claim: Statement,
     renew: Statement,
     finish: Statement,
+    release: Statement,
     history: Statement,
     prune: Statement,
 }
@@ -261,6 +297,14 @@ impl Table {
         }
     }
 
+    /// The quoted, possibly qualified name of the object `<table><suffix>` (the claim function).
+    fn sql_with(&self, suffix: &str) -> String {
+        match &self.schema {
+            Some(schema) => format!("\"{schema}\".\"{}{suffix}\"", self.name),
+            None => format!("\"{}{suffix}\"", self.name),
+        }
+    }
+
     /// Unquoted, for lock keys and messages.
     fn plain(&self) -> String {
         match &self.schema {
@@ -298,13 +342,10 @@ impl PostgresCoordinator {
             },
             horizon: DEFAULT_HORIZON,
             timeout: DEFAULT_TIMEOUT,
-            link: Mutex::new(Link {
-                conn: None,
-                schema_ready: false,
-                backoff: FIRST_RECONNECT,
-                retry_at: None,
-                last_prune: None,
-            }),
+            claims: Mutex::new(Link::new()),
+            leases: Mutex::new(Link::new()),
+            schema_ready: AtomicBool::new(false),
+            last_prune: std::sync::Mutex::new(None),
         }
     }
 
@@ -371,66 +412,77 @@ impl PostgresCoordinator {
             .unwrap_or_default()
     }
 
-    /// The link, connected, with the schema in place and the statements prepared.
-    async fn session(&self) -> Result<MutexGuard<'_, Link>, CoordinatorError> {
+    /// The connection of `link`, opened (schema in place, statements prepared) if it was not.
+    async fn session(&self, link: &Mutex<Link>) -> Result<Arc<Conn>, CoordinatorError> {
         self.validate()?;
-        let mut link = self.link.lock().await;
-        if link
-            .conn
-            .as_ref()
-            .is_some_and(|conn| conn.client.is_closed())
-        {
+        let asked = Instant::now();
+        let mut link = link.lock().await;
+        if let Some(conn) = &link.conn {
+            if !conn.client.is_closed() {
+                return Ok(conn.clone());
+            }
             link.conn = None;
         }
-        if link.conn.is_none() {
-            if let Some((at, error)) = &link.retry_at {
-                if Instant::now() < *at {
-                    return Err(CoordinatorError::new(format!(
-                        "PostgreSQL unreachable: {error} (next attempt in {:?})",
-                        at.saturating_duration_since(Instant::now())
-                    )));
-                }
-            }
-            match timeout(self.timeout, self.open()).await {
-                Ok(Ok(conn)) => {
-                    link.conn = Some(conn);
-                    link.retry_at = None;
-                    link.backoff = FIRST_RECONNECT;
-                }
-                failed => {
-                    let error = match failed {
-                        Ok(Err(error)) => self.secret().scrub(error),
-                        _ => format!("no connection within {:?}", self.timeout),
-                    };
-                    let backoff = link.backoff;
-                    link.backoff = (backoff * 2).min(LONGEST_RECONNECT);
-                    link.retry_at = Some((Instant::now() + backoff, error.clone()));
-                    return Err(CoordinatorError::new(format!(
-                        "PostgreSQL unreachable: {error}"
-                    )));
-                }
+        // An attempt that ended after this call began (the calls that waited while it ran) answers
+        // for this call too: one attempt per wave of calls, however long an attempt takes. An
+        // older failure is never returned: this call tries.
+        if let Some((ended, error)) = &link.failed {
+            if *ended >= asked {
+                return Err(CoordinatorError::new(error.clone()));
             }
         }
-        let ready = link.schema_ready;
-        let conn = link.conn.as_mut().expect("connected above");
-        let setup = async {
-            if !ready {
-                migrate(&mut conn.client, &self.table).await?;
+        match self.open_session().await {
+            Ok(conn) => {
+                let conn = Arc::new(conn);
+                link.conn = Some(conn.clone());
+                link.failed = None;
+                Ok(conn)
             }
-            if conn.statements.is_none() {
-                let statements = Statements::prepare(&conn.client, &self.table).await;
-                conn.statements = Some(statements.map_err(|e| describe(&e))?);
+            Err(error) => {
+                link.failed = Some((Instant::now(), error.clone()));
+                Err(CoordinatorError::new(error))
             }
-            Ok::<(), String>(())
+        }
+    }
+
+    /// A new connection with the schema in place and the statements prepared, or the error.
+    async fn open_session(&self) -> Result<Conn, String> {
+        let mut client = match timeout(self.timeout, self.open()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => {
+                return Err(format!(
+                    "PostgreSQL unreachable: {}",
+                    self.secret().scrub(error)
+                ))
+            }
+            Err(_) => {
+                return Err(format!(
+                    "PostgreSQL unreachable: no connection within {:?}",
+                    self.timeout
+                ))
+            }
         };
-        let result = timeout(self.timeout, setup).await;
-        settle_text(&mut link, "schema", self.timeout, result)?;
-        link.schema_ready = true;
-        Ok(link)
+        let setup = async {
+            if !self.schema_ready.load(Ordering::Acquire) {
+                migrate(&mut client, &self.table).await?;
+                self.schema_ready.store(true, Ordering::Release);
+            }
+            Statements::prepare(&client, &self.table)
+                .await
+                .map_err(|e| describe(&e))
+        };
+        match timeout(self.timeout, setup).await {
+            Ok(Ok(statements)) => Ok(Conn { client, statements }),
+            Ok(Err(error)) => Err(format!("PostgreSQL schema: {error}")),
+            Err(_) => Err(format!(
+                "PostgreSQL schema: no answer within {:?}",
+                self.timeout
+            )),
+        }
     }
 
     /// A new connection, with TLS as `sslmode` says (see [TLS](PostgresCoordinator#tls)).
-    async fn open(&self) -> Result<Conn, String> {
+    async fn open(&self) -> Result<Client, String> {
         let Some(target) = &self.target else {
             return Err("no connection string".to_owned());
         };
@@ -470,7 +522,7 @@ impl PostgresCoordinator {
     }
 
     /// One connection attempt; `Ok` says whether TLS is in use.
-    async fn attempt(&self, target: &Target, wire: WireMode) -> Result<(Conn, bool), Failed> {
+    async fn attempt(&self, target: &Target, wire: WireMode) -> Result<(Client, bool), Failed> {
         let probe = SharedProbe::default();
         let fail = |message: String| Failed {
             message: target.secret.scrub(message),
@@ -501,11 +553,36 @@ impl PostgresCoordinator {
                 tracing::warn!(%replica, %error, "PostgreSQL connection lost");
             }
         });
-        let conn = Conn {
-            client,
-            statements: None,
+        Ok((client, encrypted))
+    }
+
+    /// Runs one operation on `link`'s connection, within the timeout. On any failure the
+    /// connection is dropped, so the next call opens a fresh one (a timed-out or broken connection
+    /// may be in any state).
+    async fn on<T, F, Fut>(
+        &self,
+        link: &Mutex<Link>,
+        what: &str,
+        operation: F,
+    ) -> Result<T, CoordinatorError>
+    where
+        F: FnOnce(Arc<Conn>) -> Fut,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let conn = self.session(link).await?;
+        let error = match timeout(self.timeout, operation(conn.clone())).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => describe(&error),
+            Err(_) => format!("no answer within {:?}", self.timeout),
         };
-        Ok((conn, encrypted))
+        let mut link = link.lock().await;
+        if link.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+            link.conn = None;
+        }
+        Err(CoordinatorError::new(format!(
+            "PostgreSQL {what}: {}",
+            self.secret().scrub(error)
+        )))
     }
 
     async fn claim_now(
@@ -514,70 +591,112 @@ impl PostgresCoordinator {
         tick: DateTime<Utc>,
         policy: ClaimPolicy,
     ) -> Result<Claim, CoordinatorError> {
-        let mut link = self.session().await?;
-        let lock_key = format!("{}/{service}", self.table.plain());
-        let conn = link.conn.as_mut().expect("a session is connected");
-        let result = timeout(
-            self.timeout,
-            claim_in(conn, &lock_key, &self.replica, service, tick, policy),
-        )
-        .await;
-        settle(&mut link, "claim", self.timeout, result)
+        // A longer lease would not fit an interval; 1000 years is forever here too.
+        let lease = millis(policy.lease.min(LONGEST_INTERVAL));
+        let at_least_once = policy.delivery == Delivery::AtLeastOnce;
+        let retry = policy.attempt > 1;
+        let row = self
+            .on(&self.claims, "claim", |conn| async move {
+                let replica: &str = &self.replica;
+                conn.client
+                    .query_one(
+                        &conn.statements.claim,
+                        &[&service, &tick, &replica, &lease, &at_least_once, &retry],
+                    )
+                    .await
+            })
+            .await?;
+        let answer = || -> Result<Claim, tokio_postgres::Error> {
+            let verdict: &str = row.try_get("verdict")?;
+            let holder: Option<String> = row.try_get("holder")?;
+            let holder = holder.unwrap_or_else(|| "unknown".to_owned());
+            let held_tick: Option<DateTime<Utc>> = row.try_get("held_tick")?;
+            let attempt: Option<i32> = row.try_get("held_attempt")?;
+            Ok(match (verdict, held_tick) {
+                ("granted", Some(held)) => Claim::Granted(Ticket {
+                    service: service.to_owned(),
+                    tick: held,
+                    attempt: attempt.and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
+                }),
+                ("busy", Some(held)) => Claim::Busy {
+                    replica: holder,
+                    tick: held,
+                },
+                _ => Claim::Taken { replica: holder },
+            })
+        };
+        answer().map_err(|error| {
+            CoordinatorError::new(format!("PostgreSQL claim: {}", describe(&error)))
+        })
     }
 
-    async fn renew_now(&self, ticket: &Ticket) -> Result<(), CoordinatorError> {
-        let mut link = self.session().await?;
-        let conn = link.conn.as_ref().expect("a session is connected");
-        let statement = &conn.statements().renew;
-        let result = timeout(
-            self.timeout,
-            conn.client
-                .execute(statement, &[&ticket.service, &ticket.tick, &self.replica]),
-        )
-        .await;
-        settle(&mut link, "renew", self.timeout, result).map(drop)
+    /// Runs one fenced update (renew, finish, release) on the leases connection: whether it
+    /// changed the row.
+    async fn fenced(
+        &self,
+        what: &str,
+        ticket: &Ticket,
+        statement: fn(&Statements) -> &Statement,
+        more: &[&(dyn ToSql + Sync)],
+    ) -> Result<bool, CoordinatorError> {
+        let attempt = i32::try_from(ticket.attempt).unwrap_or(i32::MAX);
+        let replica: &str = &self.replica;
+        let changed = self
+            .on(&self.leases, what, |conn| async move {
+                let mut params: Vec<&(dyn ToSql + Sync)> =
+                    vec![&ticket.service, &ticket.tick, &replica, &attempt];
+                params.extend_from_slice(more);
+                conn.client
+                    .execute(statement(&conn.statements), &params)
+                    .await
+            })
+            .await?;
+        Ok(changed > 0)
     }
 
-    async fn finish_now(&self, ticket: &Ticket, run: &FinishedRun) -> Result<(), CoordinatorError> {
-        let mut link = self.session().await?;
-        let conn = link.conn.as_ref().expect("a session is connected");
+    async fn finish_now(
+        &self,
+        ticket: &Ticket,
+        run: &FinishedRun,
+    ) -> Result<bool, CoordinatorError> {
         let (outcome, error) = outcome_parts(&run.outcome);
-        let result = timeout(
-            self.timeout,
-            conn.client.execute(
-                &conn.statements().finish,
-                &[
-                    &ticket.service,
-                    &ticket.tick,
-                    &run.started,
-                    &run.finished,
-                    &outcome,
-                    &error,
-                ],
-            ),
-        )
-        .await;
-        settle(&mut link, "finish", self.timeout, result)?;
-
-        if link
-            .last_prune
-            .is_none_or(|last| last.elapsed() >= PRUNE_EVERY)
-        {
-            link.last_prune = Some(Instant::now());
-            let horizon = millis(self.horizon);
-            let conn = link.conn.as_ref().expect("a session is connected");
-            let result = timeout(
-                self.timeout,
-                conn.client.execute(&conn.statements().prune, &[&horizon]),
+        let recorded = self
+            .fenced(
+                "finish",
+                ticket,
+                |s| &s.finish,
+                &[&run.started, &run.finished, &outcome, &error],
             )
-            .await;
-            match settle(&mut link, "prune", self.timeout, result) {
-                Ok(0) => {}
-                Ok(pruned) => tracing::debug!(pruned, "old runs pruned"),
-                Err(error) => tracing::warn!(%error, "old runs not pruned"),
+            .await?;
+        self.prune().await;
+        Ok(recorded)
+    }
+
+    /// Deletes rows past the horizon, at most once a minute (after a report).
+    async fn prune(&self) {
+        {
+            let mut last = self
+                .last_prune
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|last| last.elapsed() < PRUNE_EVERY) {
+                return;
             }
+            *last = Some(Instant::now());
         }
-        Ok(())
+        let horizon = millis(self.horizon);
+        let result = self
+            .on(&self.leases, "prune", |conn| async move {
+                conn.client
+                    .execute(&conn.statements.prune, &[&horizon])
+                    .await
+            })
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "old runs pruned"),
+            Err(error) => tracing::warn!(%error, "old runs not pruned"),
+        }
     }
 
     async fn history_now(
@@ -585,16 +704,14 @@ impl PostgresCoordinator {
         service: &str,
         limit: usize,
     ) -> Result<Vec<RunRecord>, CoordinatorError> {
-        let mut link = self.session().await?;
-        let conn = link.conn.as_ref().expect("a session is connected");
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let result = timeout(
-            self.timeout,
-            conn.client
-                .query(&conn.statements().history, &[&service, &limit]),
-        )
-        .await;
-        let rows = settle(&mut link, "history", self.timeout, result)?;
+        let rows = self
+            .on(&self.claims, "history", |conn| async move {
+                conn.client
+                    .query(&conn.statements.history, &[&service, &limit])
+                    .await
+            })
+            .await?;
         rows.iter()
             .map(|row| {
                 let attempt: i32 = row.try_get("attempt").map_err(|e| decode(&e))?;
@@ -613,48 +730,34 @@ impl PostgresCoordinator {
     }
 }
 
-impl Conn {
-    fn statements(&self) -> &Statements {
-        self.statements
-            .as_ref()
-            .expect("a session prepares its statements")
-    }
-}
-
 impl Statements {
     async fn prepare(client: &Client, table: &Table) -> Result<Statements, tokio_postgres::Error> {
         let t = table.sql();
-        let lease = "$4::bigint * interval '1 millisecond'";
+        let claim = table.sql_with("_claim");
+        // $1 service, $2 tick, $3 replica, $4 attempt: the fencing token of every update below.
+        let fence = "service = $1 AND tick = $2 AND replica = $3 AND attempt = $4";
         let unfinished = "finished_at IS NULL AND outcome IS NULL";
         let sql = [
-            "SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))".to_owned(),
             format!(
-                "SELECT tick, replica, {unfinished} AS unfinished, \
-                        lease_until > clock_timestamp() AS live \
-                 FROM {t} WHERE service = $1 AND (tick = $2 OR ({unfinished})) \
-                 ORDER BY tick FOR UPDATE"
-            ),
-            format!("UPDATE {t} SET outcome = 'abandoned' WHERE service = $1 AND tick = ANY($2)"),
-            format!(
-                "UPDATE {t} SET replica = $3, attempt = attempt + 1, lease = {lease}, \
-                    claimed_at = clock_timestamp(), started_at = clock_timestamp(), \
-                    lease_until = clock_timestamp() + {lease} \
-                 WHERE service = $1 AND tick = $2 RETURNING attempt"
-            ),
-            format!(
-                "INSERT INTO {t} (service, tick, replica, attempt, lease, claimed_at, started_at, \
-                    lease_until) \
-                 VALUES ($1, $2, $3, 1, {lease}, clock_timestamp(), clock_timestamp(), \
-                    clock_timestamp() + {lease}) \
-                 ON CONFLICT (service, tick) DO NOTHING RETURNING attempt"
+                "SELECT verdict, holder, held_tick, held_attempt \
+                 FROM {claim}($1::text, $2::timestamptz, $3::text, $4::bigint, $5::boolean, \
+                    $6::boolean)"
             ),
             format!(
                 "UPDATE {t} SET lease_until = clock_timestamp() + lease \
-                 WHERE service = $1 AND tick = $2 AND replica = $3"
+                 WHERE {fence} AND {unfinished}"
+            ),
+            // A report replaces an `abandoned` mark (the run did end, and this is how), never a
+            // takeover's row (another attempt).
+            format!(
+                "UPDATE {t} SET started_at = $5, finished_at = $6, outcome = $7, error = $8, \
+                    lease_until = least(lease_until, clock_timestamp()) \
+                 WHERE {fence}"
             ),
             format!(
-                "UPDATE {t} SET started_at = $3, finished_at = $4, outcome = $5, error = $6 \
-                 WHERE service = $1 AND tick = $2"
+                "UPDATE {t} SET outcome = 'skipped', error = $5, \
+                    lease_until = least(lease_until, clock_timestamp()) \
+                 WHERE {fence} AND {unfinished}"
             ),
             format!(
                 "SELECT service, tick, replica, attempt, coalesce(started_at, claimed_at) \
@@ -669,19 +772,16 @@ impl Statements {
         ];
         // Sent together: the client pipelines them, one round trip in all.
         let prepared = try_join_all(sql.iter().map(|sql| client.prepare(sql))).await?;
-        let Ok([lock, rows, abandon, take_over, insert, renew, finish, history, prune]) =
-            <[Statement; 9]>::try_from(prepared)
+        let Ok([claim, renew, finish, release, history, prune]) =
+            <[Statement; 6]>::try_from(prepared)
         else {
-            unreachable!("nine statements prepared")
+            unreachable!("six statements prepared")
         };
         Ok(Statements {
-            lock,
-            rows,
-            abandon,
-            take_over,
-            insert,
+            claim,
             renew,
             finish,
+            release,
             history,
             prune,
         })
@@ -743,101 +843,97 @@ async fn migrate(client: &mut Client, table: &Table) -> Result<(), String> {
         COMMENT ON TABLE {t} IS 'scheduler: one row per claimed (service, tick); \
             schema version {SCHEMA_VERSION}';"
     );
+    ddl.push_str(&claim_function(table));
     tx.batch_execute(&ddl).await.map_err(pg)?;
     tx.commit().await.map_err(pg)
 }
 
-/// The claim, in one transaction; see the module documentation.
-async fn claim_in(
-    conn: &mut Conn,
-    lock_key: &str,
-    replica: &str,
-    service: &str,
-    tick: DateTime<Utc>,
-    policy: ClaimPolicy,
-) -> Result<Claim, tokio_postgres::Error> {
-    let statements = conn
-        .statements
-        .as_ref()
-        .expect("a session prepares its statements");
-    // A longer lease would not fit an interval; 1000 years is forever here too.
-    let lease = millis(policy.lease.min(LONGEST_INTERVAL));
-    let tx = conn.client.transaction().await?;
-    tx.execute(&statements.lock, &[&CLAIM_LOCK_CLASS, &lock_key])
-        .await?;
-    let rows = tx.query(&statements.rows, &[&service, &tick]).await?;
-    let rows = rows
-        .iter()
-        .map(|row| {
-            Ok::<_, tokio_postgres::Error>((
-                row.try_get::<_, DateTime<Utc>>("tick")?,
-                row.try_get::<_, String>("replica")?,
-                row.try_get::<_, bool>("unfinished")?,
-                row.try_get::<_, bool>("live")?,
-            ))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some((_, holder, _, _)) = rows.iter().find(|(t, ..)| *t == tick) {
-        return Ok(Claim::Taken {
-            replica: holder.clone(),
-        });
-    }
-    let mut abandoned = Vec::new();
-    let mut answer = None;
-    for (running, holder, unfinished, live) in rows {
-        if !unfinished {
-            continue;
-        }
-        if live {
-            answer = Some(Claim::Busy {
-                replica: holder,
-                tick: running,
-            });
-            break;
-        }
-        match policy.delivery {
-            Delivery::AtMostOnce => abandoned.push(running),
-            Delivery::AtLeastOnce => {
-                // The row is locked (FOR UPDATE) and the service's claims are serialized.
-                let row = tx
-                    .query_one(
-                        &statements.take_over,
-                        &[&service, &running, &replica, &lease],
-                    )
-                    .await?;
-                let attempt: i32 = row.try_get(0)?;
-                answer = Some(Claim::Granted(Ticket {
-                    service: service.to_owned(),
-                    tick: running,
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                }));
-                break;
-            }
-        }
-    }
-    if !abandoned.is_empty() {
-        tx.execute(&statements.abandon, &[&service, &abandoned])
-            .await?;
-    }
-    let answer = match answer {
-        Some(answer) => answer,
-        None => match tx
-            .query_opt(&statements.insert, &[&service, &tick, &replica, &lease])
-            .await?
-        {
-            Some(_) => Claim::Granted(Ticket {
-                service: service.to_owned(),
-                tick,
-                attempt: 1,
-            }),
-            // Only possible if a replica claimed without the lock (an older or foreign writer).
-            None => Claim::Taken {
-                replica: String::from("unknown"),
-            },
-        },
-    };
-    tx.commit().await?;
-    Ok(answer)
+/// The claim, server side: [`decide`](crate::coordinator::decide) in PL/pgSQL (see "How a claim
+/// works" on [`PostgresCoordinator`]). Each branch names the line of the rule it mirrors.
+fn claim_function(table: &Table) -> String {
+    let t = table.sql();
+    let f = table.sql_with("_claim");
+    // Validated identifiers contain no quote, so the name is safe inside a literal.
+    let key = table.plain();
+    format!(
+        "
+CREATE OR REPLACE FUNCTION {f}(
+    p_service text, p_tick timestamptz, p_replica text, p_lease_ms bigint,
+    p_at_least_once boolean, p_retry boolean,
+    OUT verdict text, OUT holder text, OUT held_tick timestamptz, OUT held_attempt integer)
+LANGUAGE plpgsql VOLATILE AS $claim$
+DECLARE
+    lease_len interval := p_lease_ms * interval '1 millisecond';
+    now_ timestamptz;
+    found_ record;
+    row_ record;
+BEGIN
+    -- Claims of one service, one at a time across the cluster.
+    PERFORM pg_advisory_xact_lock({CLAIM_LOCK_CLASS}, hashtext('{key}/' || p_service));
+    now_ := clock_timestamp();
+    SELECT r.replica, r.outcome INTO found_ FROM {t} r
+        WHERE r.service = p_service AND r.tick = p_tick;
+    IF FOUND THEN
+        IF p_retry AND found_.replica = p_replica
+                AND found_.outcome IN ('failed', 'panicked', 'timed_out') THEN
+            -- A retry of this replica's failed run: granted again.
+            UPDATE {t} r SET attempt = r.attempt + 1, lease = lease_len, claimed_at = now_,
+                    started_at = now_, lease_until = now_ + lease_len, finished_at = NULL,
+                    outcome = NULL, error = NULL
+                WHERE r.service = p_service AND r.tick = p_tick
+                RETURNING r.attempt INTO held_attempt;
+            verdict := 'granted'; holder := p_replica; held_tick := p_tick; RETURN;
+        END IF;
+        -- The asked tick has a row: taken.
+        verdict := 'taken'; holder := found_.replica; RETURN;
+    END IF;
+    FOR row_ IN
+        SELECT r.tick, r.replica, r.lease_until FROM {t} r
+        WHERE r.service = p_service AND r.finished_at IS NULL AND r.outcome IS NULL
+        ORDER BY r.tick
+    LOOP
+        IF row_.lease_until > now_ THEN
+            -- A live lease: busy.
+            verdict := 'busy'; holder := row_.replica; held_tick := row_.tick; RETURN;
+        END IF;
+        IF p_at_least_once THEN
+            -- Expired, at least once: take it over.
+            UPDATE {t} r SET replica = p_replica, attempt = r.attempt + 1, lease = lease_len,
+                    claimed_at = now_, started_at = now_, lease_until = now_ + lease_len
+                WHERE r.service = p_service AND r.tick = row_.tick
+                  AND r.finished_at IS NULL AND r.outcome IS NULL AND r.lease_until <= now_
+                RETURNING r.attempt INTO held_attempt;
+            IF FOUND THEN
+                verdict := 'granted'; holder := p_replica; held_tick := row_.tick; RETURN;
+            END IF;
+        ELSE
+            -- Expired, at most once: abandoned.
+            UPDATE {t} r SET outcome = 'abandoned'
+                WHERE r.service = p_service AND r.tick = row_.tick
+                  AND r.finished_at IS NULL AND r.outcome IS NULL AND r.lease_until <= now_;
+        END IF;
+        IF NOT FOUND THEN
+            -- Its runner renewed or reported in between: busy if it is still going.
+            PERFORM 1 FROM {t} r WHERE r.service = p_service AND r.tick = row_.tick
+                AND r.finished_at IS NULL AND r.outcome IS NULL;
+            IF FOUND THEN
+                verdict := 'busy'; holder := row_.replica; held_tick := row_.tick; RETURN;
+            END IF;
+        END IF;
+    END LOOP;
+    -- Nothing in the way: insert, granted.
+    INSERT INTO {t} (service, tick, replica, attempt, lease, claimed_at, started_at, lease_until)
+        VALUES (p_service, p_tick, p_replica, 1, lease_len, now_, now_, now_ + lease_len)
+        ON CONFLICT (service, tick) DO NOTHING;
+    IF FOUND THEN
+        verdict := 'granted'; holder := p_replica; held_tick := p_tick; held_attempt := 1;
+    ELSE
+        -- Only a writer that claims without the lock (a foreign one) gets here.
+        verdict := 'taken'; holder := 'unknown';
+    END IF;
+END
+$claim$;"
+    )
 }
 
 /// A failed attempt in words: TLS refusals as the issue's user needs to read them.
@@ -867,37 +963,6 @@ fn explain(target: &Target, wire: WireMode, error: &tokio_postgres::Error, probe
     }
 }
 
-/// The result of an operation; on any failure the connection is dropped, so the next call opens a
-/// fresh one (a timed-out or broken connection may be in any state).
-fn settle<T>(
-    link: &mut Link,
-    what: &str,
-    limit: Duration,
-    result: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
-) -> Result<T, CoordinatorError> {
-    settle_text(
-        link,
-        what,
-        limit,
-        result.map(|r| r.map_err(|e| describe(&e))),
-    )
-}
-
-fn settle_text<T>(
-    link: &mut Link,
-    what: &str,
-    limit: Duration,
-    result: Result<Result<T, String>, tokio::time::error::Elapsed>,
-) -> Result<T, CoordinatorError> {
-    let error = match result {
-        Ok(Ok(value)) => return Ok(value),
-        Ok(Err(error)) => error,
-        Err(_) => format!("no answer within {limit:?}"),
-    };
-    link.conn = None;
-    Err(CoordinatorError::new(format!("PostgreSQL {what}: {error}")))
-}
-
 /// An error with its causes: `tokio-postgres` puts the server's message in the source.
 fn describe(error: &tokio_postgres::Error) -> String {
     let mut text = error.to_string();
@@ -923,7 +988,7 @@ impl Coordinator for PostgresCoordinator {
     }
 
     fn prepare(&self) -> BoxFuture<'_, Result<(), CoordinatorError>> {
-        Box::pin(async move { self.session().await.map(drop) })
+        Box::pin(async move { self.session(&self.claims).await.map(drop) })
     }
 
     fn claim<'a>(
@@ -935,16 +1000,27 @@ impl Coordinator for PostgresCoordinator {
         Box::pin(self.claim_now(service, tick, policy))
     }
 
-    fn renew<'a>(&'a self, ticket: &'a Ticket) -> BoxFuture<'a, Result<(), CoordinatorError>> {
-        Box::pin(self.renew_now(ticket))
+    fn renew<'a>(&'a self, ticket: &'a Ticket) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
+        Box::pin(self.fenced("renew", ticket, |s| &s.renew, &[]))
     }
 
     fn finish<'a>(
         &'a self,
         ticket: &'a Ticket,
         run: &'a FinishedRun,
-    ) -> BoxFuture<'a, Result<(), CoordinatorError>> {
+    ) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
         Box::pin(self.finish_now(ticket, run))
+    }
+
+    fn release<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
+        Box::pin(async move {
+            self.fenced("release", ticket, |s| &s.release, &[&reason])
+                .await
+        })
     }
 
     fn history<'a>(
@@ -965,10 +1041,12 @@ impl Coordinator for PostgresCoordinator {
                 "SELECT max(tick) AS tick FROM {} WHERE service = $1",
                 self.table.sql()
             );
-            let mut link = self.session().await?;
-            let conn = link.conn.as_ref().expect("a session is connected");
-            let result = timeout(self.timeout, conn.client.query_one(&sql, &[&service])).await;
-            let row = settle(&mut link, "last tick", self.timeout, result)?;
+            let sql = &sql;
+            let row = self
+                .on(&self.claims, "last tick", |conn| async move {
+                    conn.client.query_one(sql, &[&service]).await
+                })
+                .await?;
             row.try_get("tick").map_err(|e| decode(&e))
         })
     }
