@@ -159,6 +159,8 @@ impl Engine {
                 }),
                 Some(coordinator) => {
                     // Claims wait on the network, so they do not hold the dispatcher or a worker.
+                    // `Fire` comes from the dispatcher, a worker, a claim or the catch-up task
+                    // (never from a manager call, which may come from outside the runtime).
                     tokio::spawn(claim_then_queue(
                         self.clone(),
                         coordinator.clone(),
