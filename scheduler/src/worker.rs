@@ -204,8 +204,10 @@ fn take(
             let timeout = state.service.policies().and_then(|p| p.timeout);
             let job = state.service.job.clone();
             drop(state);
-            // Ticks a misfire while waiting for this worker skipped.
-            engine.skipped(slot, before, after);
+            if after != before {
+                // Ticks a misfire while waiting for this worker skipped.
+                engine.skipped(slot, before, after);
+            }
             Some((begun, job, timeout))
         }
         Begin::Not(next) => {
