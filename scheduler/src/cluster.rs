@@ -28,7 +28,6 @@ use crate::clock::Clock;
 use crate::coordinator::{Claim, ClaimPolicy, Coordinator, FinishedRun, Ticket};
 use crate::state::Slot;
 use crate::status::{HeldElsewhere, Outcome};
-use crate::Schedule;
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LONGEST_RETRY: Duration = Duration::from_secs(30);
@@ -153,20 +152,22 @@ async fn release(coordinator: &dyn Coordinator, ticket: &Ticket, reason: &str) {
 /// Claims `tick` for `slot` and decides whether it runs: `Some` to queue the run.
 ///
 /// Waits first for the service's own pending report, if any (its claim would keep the service
-/// `Busy`). Then claims, retrying with backoff while the coordinator is unreachable, until the tick
-/// after it is due. A claim that comes back granted after that — measured on the clock after the
-/// answer, so the time spent waiting and retrying counts — is released and the tick skipped:
-/// it is too late to run. `None` when this replica does not run it.
+/// `Busy`). Then claims, retrying with backoff while the coordinator is unreachable, until
+/// `give_up_at` — the tick after it, as a rule ([`SlotState::claim_deadline`] has the others). A
+/// claim that comes back granted after that — measured on the clock after the answer, so the time
+/// spent waiting and retrying counts — is released and the tick skipped: it is too late to run.
+/// `None` when this replica does not run it.
+///
+/// [`SlotState::claim_deadline`]: crate::state::SlotState::claim_deadline
 pub(crate) async fn claim(
     clock: &dyn Clock,
     coordinator: &Arc<dyn Coordinator>,
     slot: &Arc<Slot>,
-    schedule: &Schedule,
+    give_up_at: Option<DateTime<Utc>>,
     tick: DateTime<Utc>,
     policy: ClaimPolicy,
 ) -> Option<Held> {
     let name = &*slot.name;
-    let give_up_at = schedule.next_after(tick);
     let too_late = |now: DateTime<Utc>| give_up_at.is_some_and(|next| now >= next);
     while slot
         .lock()

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::coordinator::{ClaimPolicy, Coordinator};
 use crate::engine::{Engine, SUMMARY_EVERY};
 use crate::queue::Fire;
-use crate::state::{Fired, Phase, Slot};
+use crate::state::Next;
 use crate::timer::{Due, Wait};
 
 /// Starts the dispatcher of this start (`epoch`) on `handle`.
@@ -37,7 +36,7 @@ async fn dispatch(engine: Arc<Engine>, epoch: u64) {
         let now = engine.clock.now();
         let wait = engine.timer.take_due(now, &mut due);
         for entry in due.drain(..) {
-            fire(&engine, entry, &mut fires);
+            fire(&engine, entry, now, &mut fires);
         }
         engine.queue.push_all(&mut fires);
         match wait {
@@ -71,91 +70,29 @@ fn log_summary(engine: &Engine) {
     }
 }
 
-/// Moves one due service to the run queue (`Scheduled → Queued`), or, with a coordinator, to a claim.
-fn fire(engine: &Arc<Engine>, due: Due, out: &mut Vec<Fire>) {
+/// Moves one due service on (`Scheduled → Queued`, or held back for its jitter, or to its misfire
+/// policy); without a coordinator a queued run joins this wake-up's batch, with one it is claimed
+/// first.
+fn fire(engine: &Arc<Engine>, due: Due, now: DateTime<Utc>, out: &mut Vec<Fire>) {
     let Due {
         generation, slot, ..
     } = due;
-    let fired = slot.lock().fire(generation, &slot.name);
-    let (tick, generation) = match fired {
-        Fired::Stale => return,
-        Fired::Later { at, generation } => {
-            engine.timer.insert(slot, at, generation);
-            return;
-        }
-        Fired::Now { tick, generation } => (tick, generation),
+    let (next, before, after) = {
+        let mut state = slot.lock();
+        let before = state.tally();
+        let next = state.fire(generation, &slot.name, now);
+        (next, before, state.tally())
     };
-    match &engine.coordinator {
-        None => out.push(Fire {
+    if after != before {
+        // Misfired ticks.
+        engine.skipped(&slot, before, after);
+    }
+    match next {
+        Next::Fire { generation, .. } if engine.coordinator.is_none() => out.push(Fire {
             slot,
             generation,
             ticket: None,
         }),
-        Some(coordinator) => {
-            // Claims wait on the network, so they do not hold the dispatcher or a worker.
-            tokio::spawn(claim_then_queue(
-                engine.clone(),
-                coordinator.clone(),
-                slot,
-                generation,
-                tick,
-            ));
-        }
-    }
-}
-
-/// Claims `tick` for the queued service in `slot`, then queues its run, or puts the service back on
-/// its schedule when this replica does not run the tick.
-#[allow(clippy::single_match_else)] // granted or not: two cases, read as a table
-async fn claim_then_queue(
-    engine: Arc<Engine>,
-    coordinator: Arc<dyn Coordinator>,
-    slot: Arc<Slot>,
-    generation: u32,
-    tick: DateTime<Utc>,
-) {
-    let (schedule, delivery, attempt, before) = {
-        let state = slot.lock();
-        let attempt = match state.phase {
-            Phase::Queued { attempt, .. } => attempt,
-            _ => 1,
-        };
-        (
-            state.service.schedule.clone(),
-            state.service.delivery,
-            attempt,
-            state.tally(),
-        )
-    };
-    // A retry claims its own failed tick again, rather than find it taken (by itself).
-    let policy = ClaimPolicy {
-        attempt,
-        ..ClaimPolicy::new(engine.lease, delivery)
-    };
-    let claimed =
-        crate::cluster::claim(&*engine.clock, &coordinator, &slot, &schedule, tick, policy).await;
-    match claimed {
-        Some(held) => {
-            slot.lock().retarget(generation, held.ticket.tick);
-            engine.queue.push(Fire {
-                slot,
-                generation,
-                ticket: Some(Box::new(held)),
-            });
-            // Granted after a stop (whose clearing of the queue came first): nothing will run it,
-            // so it is dropped now, which releases the claim rather than leave its lease to run out.
-            if !engine.is_running() {
-                engine.queue.clear();
-            }
-        }
-        None => {
-            let (next, after) = {
-                let mut state = slot.lock();
-                let next = state.unqueue(generation, engine.clock.now(), 0);
-                (next, state.tally())
-            };
-            engine.apply(&slot, next);
-            engine.skipped(&slot, before, after);
-        }
+        next => engine.apply(&slot, next),
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! 1. [`Timer`] holds each scheduled service as one `(deadline, generation, slot)` entry.
 //! 2. [`dispatch`] (one task) sleeps until the earliest deadline, takes every entry due, and moves
-//!    each service `Scheduled → Queued` ([`SlotState::fire`]); with a coordinator it first claims the
-//!    tick ([`crate::cluster`]).
+//!    each service `Scheduled → Queued` ([`SlotState::fire`]), or, for a tick already late beyond
+//!    its grace, does what its misfire policy says (see [`crate::state`]); with a coordinator it
+//!    first claims the tick ([`crate::cluster`]).
 //! 3. The queued services go to the [`RunQueue`]; a fixed set of worker tasks
 //!    ([`crate::worker`]) takes them one at a time (`Queued → Running`), runs the job, records the
 //!    outcome, computes the next tick and puts the service back in the timer (`Running →
@@ -22,11 +23,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::coordinator::Coordinator;
+use crate::coordinator::{ClaimPolicy, Coordinator};
 use crate::event::{RunEvent, Tally};
 use crate::pool::Pool;
 use crate::queue::{Fire, RunQueue};
-use crate::state::{Next, Slot};
+use crate::state::{Next, Phase, Slot};
+use crate::state_file::StateFile;
 use crate::status::Failure;
 use crate::timer::Timer;
 
@@ -44,6 +46,8 @@ pub(crate) struct Engine {
     pub(crate) abort_grace: Duration,
     /// How many finished runs each service keeps in its local history.
     pub(crate) history_len: usize,
+    /// Where the last tick of each catch-up service is remembered without a coordinator.
+    pub(crate) state_file: Option<Arc<StateFile>>,
     pub(crate) timer: Timer,
     pub(crate) queue: RunQueue,
     pub(crate) pool: Pool,
@@ -95,6 +99,7 @@ impl Engine {
             lease,
             abort_grace,
             history_len,
+            state_file: None,
             timer: Timer::new(),
             queue: RunQueue::new(),
             pool: Pool::new(workers),
@@ -137,7 +142,7 @@ impl Engine {
     }
 
     /// Carries out what a transition of `slot` asked for.
-    pub(crate) fn apply(&self, slot: &Arc<Slot>, next: Next) {
+    pub(crate) fn apply(self: &Arc<Self>, slot: &Arc<Slot>, next: Next) {
         match next {
             Next::Nothing => {}
             Next::Timer { at, generation } => self.timer.insert(slot.clone(), at, generation),
@@ -146,6 +151,32 @@ impl Engine {
                 generation,
                 ticket: None,
             }),
+            Next::Fire { tick, generation } => match &self.coordinator {
+                None => self.queue.push(Fire {
+                    slot: slot.clone(),
+                    generation,
+                    ticket: None,
+                }),
+                Some(coordinator) => {
+                    // Claims wait on the network, so they do not hold the dispatcher or a worker.
+                    // `Fire` comes from the dispatcher, a worker, a claim or the catch-up task
+                    // (never from a manager call, which may come from outside the runtime).
+                    tokio::spawn(claim_then_queue(
+                        self.clone(),
+                        coordinator.clone(),
+                        slot.clone(),
+                        generation,
+                        tick,
+                    ));
+                }
+            },
+        }
+    }
+
+    /// Remembers that `service` started `tick`, for a catch-up after a restart (with a state file).
+    pub(crate) fn remember(&self, service: &str, tick: DateTime<Utc>) {
+        if let Some(file) = &self.state_file {
+            file.record(service, tick);
         }
     }
 
@@ -193,6 +224,62 @@ impl Engine {
                 return;
             }
             notified.await;
+        }
+    }
+}
+
+/// Claims `tick` for the queued service in `slot`, then queues its run, or puts the service back on
+/// its schedule when this replica does not run the tick.
+#[allow(clippy::single_match_else)] // granted or not: two cases, read as a table
+async fn claim_then_queue(
+    engine: Arc<Engine>,
+    coordinator: Arc<dyn Coordinator>,
+    slot: Arc<Slot>,
+    generation: u32,
+    tick: DateTime<Utc>,
+) {
+    let (deadline, delivery, attempt, before) = {
+        let state = slot.lock();
+        let attempt = match state.phase {
+            Phase::Queued { attempt, .. } => attempt,
+            _ => 1,
+        };
+        (
+            state.claim_deadline(tick),
+            state.service.delivery,
+            attempt,
+            state.tally(),
+        )
+    };
+    // A retry claims its own failed tick again, rather than find it taken (by itself).
+    let policy = ClaimPolicy {
+        attempt,
+        ..ClaimPolicy::new(engine.lease, delivery)
+    };
+    let claimed =
+        crate::cluster::claim(&*engine.clock, &coordinator, &slot, deadline, tick, policy).await;
+    match claimed {
+        Some(held) => {
+            slot.lock().retarget(generation, held.ticket.tick);
+            engine.queue.push(Fire {
+                slot,
+                generation,
+                ticket: Some(Box::new(held)),
+            });
+            // Granted after a stop (whose clearing of the queue came first): nothing will run it,
+            // so it is dropped now, which releases the claim rather than leave its lease to run out.
+            if !engine.is_running() {
+                engine.queue.clear();
+            }
+        }
+        None => {
+            let (next, after) = {
+                let mut state = slot.lock();
+                let next = state.unqueue(generation, engine.clock.now(), 0);
+                (next, state.tally())
+            };
+            engine.apply(&slot, next);
+            engine.skipped(&slot, before, after);
         }
     }
 }

@@ -71,6 +71,16 @@ pub enum Error {
     /// The manager has no coordinator, so there is no cluster to ask.
     #[error("this manager has no coordinator: there is no cluster-wide history")]
     NotCoordinated,
+    /// The [state file](crate::ServiceManagerBuilder::state_file) cannot be read, is not one the
+    /// manager wrote, or could never be written (its directory does not exist). The manager is not built: starting without it would silently skip the
+    /// catch-up it exists for. Fix the file, or remove it to start afresh.
+    #[error("state file {}: {reason}", path.display())]
+    StateFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, with the line where it is.
+        reason: String,
+    },
     /// `start` was called outside a tokio runtime.
     #[error("the service manager must be started from within a tokio runtime")]
     NoRuntime,
@@ -116,6 +126,11 @@ impl fmt::Debug for Error {
                 .finish(),
             Error::Config(config) => f.debug_tuple("Config").field(config).finish(),
             Error::Coordinator(error) => f.debug_tuple("Coordinator").field(error).finish(),
+            Error::StateFile { path, reason } => f
+                .debug_struct("StateFile")
+                .field("path", path)
+                .field("reason", reason)
+                .finish(),
             Error::NotCoordinated => f.write_str("NotCoordinated"),
             Error::NoRuntime => f.write_str("NoRuntime"),
         }

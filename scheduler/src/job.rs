@@ -46,23 +46,45 @@ type AsyncJobFn = dyn Fn(JobContext) -> BoxJobFuture + Send + Sync;
 type BlockingJobFn = dyn Fn(JobContext) -> Result<(), String> + Send + Sync;
 
 /// A job: a future run on the tokio runtime, or a closure run on tokio's blocking thread pool.
+///
+/// One pointer: every service holds one, and an idle service's size counts (see
+/// `state::tests::an_idle_service_stays_small`).
 #[derive(Clone)]
-pub(crate) enum Job {
-    Async(Arc<AsyncJobFn>),
-    Blocking(Arc<BlockingJobFn>),
+pub(crate) struct Job(Arc<JobKind>);
+
+/// What kind of function a job is.
+pub(crate) enum JobKind {
+    Async(Box<AsyncJobFn>),
+    Blocking(Box<BlockingJobFn>),
 }
 
 impl Job {
+    pub(crate) fn new(kind: JobKind) -> Self {
+        Job(Arc::new(kind))
+    }
+
+    pub(crate) fn kind(&self) -> &JobKind {
+        &self.0
+    }
+
+    /// Runs a blocking job on the calling thread (an async one cannot run there: an error).
+    pub(crate) fn run_blocking(&self, ctx: JobContext) -> Result<(), String> {
+        match &*self.0 {
+            JobKind::Blocking(job) => job(ctx),
+            JobKind::Async(_) => Err("an async job cannot run on the blocking pool".to_owned()),
+        }
+    }
+
     pub(crate) fn from_async<F, Fut, R>(job: F) -> Self
     where
         F: Fn(JobContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = R> + Send + 'static,
         R: IntoJobResult,
     {
-        Job::Async(Arc::new(move |ctx| {
+        Job::new(JobKind::Async(Box::new(move |ctx| {
             let run = job(ctx);
             Box::pin(async move { run.await.into_job_result() })
-        }))
+        })))
     }
 
     pub(crate) fn from_blocking<F, R>(job: F) -> Self
@@ -70,7 +92,9 @@ impl Job {
         F: Fn(JobContext) -> R + Send + Sync + 'static,
         R: IntoJobResult,
     {
-        Job::Blocking(Arc::new(move |ctx| job(ctx).into_job_result()))
+        Job::new(JobKind::Blocking(Box::new(move |ctx| {
+            job(ctx).into_job_result()
+        })))
     }
 }
 

@@ -166,6 +166,7 @@ mod send_check;
 mod service;
 // The state machine of one service.
 mod state;
+mod state_file;
 // Coordination across replicas.
 mod cluster;
 pub mod coordinator;

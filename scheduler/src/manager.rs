@@ -14,12 +14,13 @@ use crate::config::{self, Base, ConfigReload, ConfigSources, Effective, EnvSourc
 use crate::coordinator::{Coordinator, RunRecord};
 use crate::engine::{Engine, Hooks};
 use crate::error::Error;
-use crate::event::RunEvent;
+use crate::event::{RunEvent, Tally};
 use crate::policy::{Policies, ServicePolicies};
 use crate::pool::MAX_WORKERS;
 use crate::registry;
 use crate::service::Service;
 use crate::state::{Next, Phase as SlotPhase, RunNowRefusal, Slot, SlotState, Then};
+use crate::state_file::StateFile;
 use crate::status::{Failure, Origin, ServiceState, ServiceStatus};
 use crate::{dispatcher, worker, Schedule};
 
@@ -115,9 +116,43 @@ pub struct ServiceManagerBuilder {
     lease: Duration,
     abort_grace: Duration,
     history_len: usize,
+    state_file: Option<std::path::PathBuf>,
 }
 
 impl ServiceManagerBuilder {
+    /// Remembers, in the file at `path`, the last tick each service that asks for catch-up
+    /// ([`Service::misfire`] set explicitly to [`Misfire::Coalesce`](crate::Misfire::Coalesce) or
+    /// [`Misfire::All`](crate::Misfire::All)) started, so that after a restart the ticks missed
+    /// while the process was down are caught up by that policy. For single-node applications; with
+    /// a [`coordinator`](Self::coordinator) the cluster's history is used instead, and the file is
+    /// not read. Other services are not written.
+    ///
+    /// The catch-up happens when a service is scheduled by [`start`](ServiceManager::start), or
+    /// added to a started manager; not on a reload, a restart of the service or a resume.
+    ///
+    /// The file is read by [`build`](Self::build); a file that does not exist yet is an empty one
+    /// (its directory must exist). It is replaced atomically (written aside, synced, renamed)
+    /// after such a service starts a run, and when the manager stops; a write that fails is logged
+    /// once, and retried at the next run and at stop. A fixed period without an anchor of its own
+    /// keeps the grid of the remembered tick across the restart.
+    ///
+    /// ```no_run
+    /// # use scheduler::{Misfire, Schedule, Service, ServiceManager};
+    /// let manager = ServiceManager::builder()
+    ///     .state_file("/var/lib/my-app/scheduler.state")
+    ///     .build()?; // an unreadable or corrupt file is an error here
+    /// manager.add_service(
+    ///     "nightly-report",
+    ///     Service::new("0 3 * * *".parse::<Schedule>()?, |_ctx| async {})
+    ///         .misfire(Misfire::Coalesce), // runs once at start if 03:00 passed while down
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn state_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
     /// How many finished runs each service keeps for [`ServiceManager::history`] (and the admin
     /// page's sparkline): 10 by default, 0 to keep none. A service keeps nothing until it runs.
     pub fn history_len(mut self, runs: usize) -> Self {
@@ -164,8 +199,10 @@ impl ServiceManagerBuilder {
         self
     }
 
-    /// Called with every failed run (an `Err` or a panic), after it is logged: the place to raise an
-    /// alert. It runs on the service's task, so it should be quick; a panic in it is caught and logged.
+    /// Called with every failed run (an `Err`, a panic or a [timeout](Service::timeout)), after it
+    /// is logged: the place to raise an alert. A blocking job that ignores its timeout is reported
+    /// when its grace ends, not when (or if) its thread returns. It runs on the service's task, so
+    /// it should be quick; a panic in it is caught and logged.
     ///
     /// ```
     /// # use scheduler::ServiceManager;
@@ -274,7 +311,8 @@ impl ServiceManagerBuilder {
     /// # Errors
     /// [`Error::DuplicateService`] when two registered services share a name;
     /// [`Error::Config`] listing every problem of the configuration;
-    /// [`Error::InvalidOption`] for `max_concurrent_jobs(0)` or an impossibly large pool.
+    /// [`Error::InvalidOption`] for `max_concurrent_jobs(0)` or an impossibly large pool;
+    /// [`Error::StateFile`] when the [state file](Self::state_file) cannot be read or is corrupt.
     pub fn build(mut self) -> Result<ServiceManager, Error> {
         let mut bases = BTreeMap::new();
         if self.registered {
@@ -305,8 +343,12 @@ impl ServiceManagerBuilder {
                 reason: format!("{max_concurrent_jobs} is out of range 1-{MAX_WORKERS}"),
             });
         }
+        let state_file = match self.state_file.take() {
+            Some(path) => Some(Arc::new(StateFile::load(path)?)),
+            None => None,
+        };
         let sources = std::mem::take(&mut self.config);
-        let manager = self.assemble(max_concurrent_jobs);
+        let manager = self.assemble(max_concurrent_jobs, state_file);
         let applied: BTreeMap<String, Effective> = match loaded {
             Some(loaded) => loaded.services,
             None => bases
@@ -332,18 +374,24 @@ impl ServiceManagerBuilder {
         Ok(manager)
     }
 
-    fn assemble(self, max_concurrent_jobs: usize) -> ServiceManager {
+    fn assemble(
+        self,
+        max_concurrent_jobs: usize,
+        state_file: Option<Arc<StateFile>>,
+    ) -> ServiceManager {
+        let mut engine = Engine::new(
+            self.clock,
+            self.hooks,
+            self.coordinator,
+            self.lease,
+            self.abort_grace,
+            self.history_len,
+            max_concurrent_jobs,
+        );
+        engine.state_file = state_file;
         ServiceManager {
             inner: Arc::new(Inner {
-                engine: Arc::new(Engine::new(
-                    self.clock,
-                    self.hooks,
-                    self.coordinator,
-                    self.lease,
-                    self.abort_grace,
-                    self.history_len,
-                    max_concurrent_jobs,
-                )),
+                engine: Arc::new(engine),
                 state: Mutex::new(ManagerState {
                     phase: Phase::Built,
                     services: BTreeMap::new(),
@@ -359,7 +407,7 @@ impl ServiceManagerBuilder {
 impl ServiceManager {
     /// A manager with no services and default settings.
     pub fn new() -> Self {
-        ServiceManager::builder().assemble(cpu_count())
+        ServiceManager::builder().assemble(cpu_count(), None)
     }
 
     /// A manager with every `#[background_service]` linked into the binary, from any crate.
@@ -383,6 +431,7 @@ impl ServiceManager {
             lease: DEFAULT_LEASE,
             abort_grace: DEFAULT_ABORT_GRACE,
             history_len: DEFAULT_HISTORY,
+            state_file: None,
         }
     }
 
@@ -438,19 +487,41 @@ impl ServiceManager {
         }
         let now = engine.clock.now();
         let anchor = engine.anchor(now);
+        let mut remembered_elsewhere = Vec::new();
+        let mut skips = Vec::new();
         for slot in state.services.values() {
             let next = {
                 let mut service = slot.lock();
                 match service.phase {
                     SlotPhase::NotStarted | SlotPhase::Stopped => {
-                        schedule_afresh(&mut service, now, anchor, true)
+                        let started =
+                            schedule_catching_up(engine, &slot.name, &mut service, now, anchor);
+                        if let Some(generation) = started.ask {
+                            remembered_elsewhere.push((slot.clone(), generation));
+                        }
+                        if started.after != started.before {
+                            skips.push((slot.clone(), started.before, started.after));
+                        }
+                        started.next
                     }
                     _ => Next::Nothing,
                 }
             };
             engine.apply(slot, next);
         }
+        if let (Some(coordinator), false) = (&engine.coordinator, remembered_elsewhere.is_empty()) {
+            handle.spawn(catch_up_from_history(
+                engine.clone(),
+                coordinator.clone(),
+                remembered_elsewhere,
+            ));
+        }
         announce(&state.services);
+        drop(state);
+        // Outside the manager's lock: an event hook may call back into the manager.
+        for (slot, before, after) in skips {
+            engine.skipped(&slot, before, after);
+        }
         Ok(())
     }
 
@@ -512,11 +583,26 @@ impl ServiceManager {
             name.clone(),
             SlotState::new(effective.service, effective.origin, effective.enabled),
         ));
+        let mut skipped = None;
         if let (Some((now, anchor)), true) = (scheduling, effective.enabled) {
-            let next = schedule_afresh(&mut slot.lock(), now, anchor, true);
-            engine.apply(&slot, next);
+            let started = schedule_catching_up(engine, &name, &mut slot.lock(), now, anchor);
+            engine.apply(&slot, started.next);
+            if let (Some(generation), Some(coordinator), Phase::Running(handle)) =
+                (started.ask, &engine.coordinator, &state.phase)
+            {
+                handle.spawn(catch_up_from_history(
+                    engine.clone(),
+                    coordinator.clone(),
+                    vec![(slot.clone(), generation)],
+                ));
+            }
+            skipped = Some((started.before, started.after));
         }
-        state.services.insert(name, slot);
+        state.services.insert(name, slot.clone());
+        drop(state);
+        if let Some((before, after)) = skipped {
+            engine.skipped(&slot, before, after);
+        }
     }
 
     /// Reads the configuration sources again and applies what changed: every service whose effective
@@ -717,6 +803,9 @@ impl ServiceManager {
                 }
             }
         }
+        if let Some(file) = &engine.state_file {
+            file.flush().await;
+        }
         tracing::info!(runs_waited_for = in_flight, "service manager stopped");
     }
 
@@ -806,7 +895,9 @@ impl ServiceManager {
     /// Starts one run of a service now, outside its schedule (its [`JobContext::trigger`] is
     /// [`Trigger::Manual`]); it takes a worker like any run. The schedule is not moved: a tick that
     /// comes during the run is skipped as usual. A paused service runs once and stays paused; a
-    /// finished one runs once more.
+    /// finished one runs once more. A retry waiting for its backoff is replaced by the manual run
+    /// (counted in [`ServiceStatus::retries_dropped`]), and a tick waiting for its jitter is skipped
+    /// as a tick during a run is.
     ///
     /// [`JobContext::trigger`]: crate::JobContext::trigger
     /// [`Trigger::Manual`]: crate::Trigger::Manual
@@ -818,21 +909,29 @@ impl ServiceManager {
     pub fn run_now(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
         let now = self.engine().clock.now();
-        let result = {
+        let (result, before, after) = {
             let mut service = slot.lock();
             let was_scheduled = matches!(
                 service.phase,
                 SlotPhase::Scheduled { .. } | SlotPhase::Waiting { .. }
             );
+            let before = service.tally();
             let result = service.run_now(now);
             if was_scheduled && result.is_ok() {
                 self.engine().timer.forget_one();
             }
-            result.map_err(|refusal| (refusal, service.state()))
+            let after = service.tally();
+            (
+                result.map_err(|refusal| (refusal, service.state())),
+                before,
+                after,
+            )
         };
         match result {
             Ok(next) => {
                 self.engine().apply(&slot, next);
+                // A pending retry the manual run replaced.
+                self.engine().skipped(&slot, before, after);
                 tracing::info!(service = name, "manual run requested");
                 Ok(())
             }
@@ -962,6 +1061,79 @@ fn schedule_afresh(
         return Next::Nothing;
     }
     next
+}
+
+/// A service scheduled as it starts: what to do next, and what the catch-up skipped.
+struct Starting {
+    next: Next,
+    /// The generation to catch up under once the coordinator has answered (which takes a task:
+    /// see [`catch_up_from_history`]).
+    ask: Option<u32>,
+    before: Tally,
+    after: Tally,
+}
+
+/// Schedules a service that starts (with the manager, or added to a started one), catching up the
+/// ticks missed since the tick the state file remembers.
+fn schedule_catching_up(
+    engine: &Engine,
+    name: &str,
+    service: &mut SlotState,
+    now: chrono::DateTime<chrono::Utc>,
+    anchor: chrono::DateTime<chrono::Utc>,
+) -> Starting {
+    let before = service.tally();
+    let next = schedule_afresh(service, now, anchor, true);
+    let generation = service.generation;
+    let (next, ask) = match (&engine.coordinator, &engine.state_file) {
+        (Some(_), _) if service.catches_up_restarts() => (next, Some(generation)),
+        (None, Some(file)) => {
+            let caught_up = file
+                .last_tick(name)
+                .and_then(|last| service.catch_up_from(name, generation, last, now, true));
+            (caught_up.unwrap_or(next), None)
+        }
+        _ => (next, None),
+    };
+    Starting {
+        next,
+        ask,
+        before,
+        after: service.tally(),
+    }
+}
+
+/// At start with a coordinator: asks it for the last tick of each service that catches up after a
+/// restart, and hands the ticks missed since to the service's misfire policy (if the service is still
+/// as the start scheduled it: `generation`).
+async fn catch_up_from_history(
+    engine: Arc<Engine>,
+    coordinator: Arc<dyn Coordinator>,
+    slots: Vec<(Arc<Slot>, u32)>,
+) {
+    for (slot, generation) in slots {
+        match coordinator.last_tick(&slot.name).await {
+            Ok(Some(last)) => {
+                let now = engine.clock.now();
+                let (before, next, after) = {
+                    let mut state = slot.lock();
+                    let before = state.tally();
+                    let next = state.catch_up_from(&slot.name, generation, last, now, false);
+                    (before, next, state.tally())
+                };
+                if let Some(next) = next {
+                    engine.timer.forget_one();
+                    engine.apply(&slot, next);
+                }
+                engine.skipped(&slot, before, after);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(service = %slot.name, %error,
+                    "coordinator unreachable at start: ticks missed while down are not caught up");
+            }
+        }
+    }
 }
 
 /// Logs the services at start: one line each, and a warning when there are none.

@@ -33,28 +33,72 @@ pub(crate) struct Policies {
 /// What a service does with ticks that could not start on time: the process was suspended, the
 /// wall clock jumped, the pool was saturated, the coordinator was unreachable, or the process was
 /// down. A tick is *misfired* when its run could not start within the service's
-/// [`misfire_grace`](crate::Service::misfire_grace) after the tick.
+/// [`misfire_grace`](crate::Service::misfire_grace) (1 s by default) after the tick (after the
+/// tick plus its [jitter](crate::Service::jitter), if any). The policy then decides, at once, for
+/// every tick due from the misfired one up to now; each tick it does not run is counted in
+/// [`ServiceStatus::skipped_misfire`](crate::ServiceStatus::skipped_misfire).
 ///
 /// ```text
 /// a 10 s period, the process suspended from t=5 to t=37 (ticks 10, 20, 30 missed), grace 1 s:
-/// Skip      ──0──────[suspended]──────────40──   10, 20, 30 counted as skipped (misfire)
-/// Coalesce  ──0──────[suspended]──37──────40──   one run at 37 for the three; 2 counted as skipped
-/// All(10)   ──0──────[suspended]──37,37,37─40──  10, 20 and 30 run one after another, then 40
+/// Skip      ──0──────[suspended]────────────40──  10, 20, 30 counted; the next run is tick 40
+/// Coalesce  ──0──────[suspended]──37────────40──  one run at 37 with tick 30 (JobContext::tick);
+///                                                 10 and 20 counted
+/// All(10)   ──0──────[suspended]──37─┬─┬────40──  ticks 10, 20, 30, one after another, each with
+///                                    10 20 30     its own tick, never overlapping; then tick 40
 /// ```
+///
+/// A saturated pool: a due service that waits for a worker longer than its grace is misfired when
+/// a worker takes it, with the ticks that came meanwhile:
+///
+/// ```text
+/// max_concurrent_jobs = 1, a 25 s job from 0, a service every 10 s, grace 1 s:
+/// 0 ── other job ────────────────────────── 25 ── 30
+///           10: due, waits for the worker   └ the worker takes it: tick 10 is 15 s late
+/// Coalesce  runs tick 20 at 25 (10 counted), then 30
+/// Skip      20 is late too: nothing runs (10, 20 counted), then 30
+/// All(10)   runs 10, then 20, at 25, then 30
+/// grace 20s not misfired: runs tick 10 at 25; 20 passed during the wait, an ordinary skip
+/// ```
+///
+/// With a coordinator, the policy decides which ticks are claimed; a claim must be granted in time
+/// — before the next tick is due; with `Skip`, within the grace; for a tick of a catch-up, before
+/// the tick after the catch-up — or its tick is given up (the coordinator unreachable meanwhile)
+/// and counted in [`ServiceStatus::skipped_late`](crate::ServiceStatus::skipped_late). A tick
+/// claimed in time runs even if it then waits for a worker beyond its grace.
+///
+/// **After a restart.** Ticks missed while the process was down can only be caught up if the last
+/// tick is remembered: with a [`Coordinator`](crate::Coordinator), its history
+/// ([`Coordinator::last_tick`](crate::Coordinator::last_tick)); without one, the manager's
+/// [state file](crate::ServiceManagerBuilder::state_file). Only a service whose policy is set
+/// *explicitly* to `Coalesce` or `All` asks for it, so that restarting an application never runs
+/// jobs nobody asked to be caught up. At start, the ticks after the remembered one up to now are
+/// misfired ticks, handled as above.
+///
+/// Paused time is not misfire: after [`resume`](crate::ServiceManager::resume) the service goes
+/// on at its next tick, and the ticks of the pause count as paused. Nor are ticks that pass while
+/// a run of the service goes on (even a run the process was suspended in): they are skipped as
+/// the service was busy, and the next tick to come runs.
 ///
 /// The default is [`Coalesce`](Misfire::Coalesce), as Quartz's "smart policy" does for a repeating
 /// trigger: nothing the schedule promised is dropped silently (a periodic job still runs after a
-/// suspend), and a backlog never turns into a burst.
+/// suspend, unlike with `APScheduler`'s 1 s grace, which drops it), and a backlog never turns into a
+/// burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Misfire {
-    /// Count each misfired tick as skipped and run at the next tick on the schedule.
+    /// Count each misfired tick as skipped and run at the next tick on the schedule. (Of the ticks
+    /// due, the latest still runs if it is within its own grace, which only happens with a period
+    /// shorter than the grace.)
     Skip,
-    /// Run once, at once, for all the misfired ticks; the others are counted as skipped.
+    /// Run once, at once, for all the misfired ticks, as the latest of them; the others are counted
+    /// as skipped.
     #[default]
     Coalesce,
     /// Run each misfired tick, one after another (never overlapping), the most recent `limit` of
-    /// them; older ones are counted as skipped.
+    /// them, each with its own [`JobContext::tick`](crate::JobContext::tick); older ones are
+    /// counted as skipped. Ticks that come while the catch-up runs are skipped as during any run,
+    /// so a catch-up is bounded. A failed catch-up run is not retried while more of the catch-up
+    /// is due (the next tick wins, as over any retry). `limit: 0` runs none of them.
     All {
         /// How many missed ticks are run at the most.
         limit: u32,

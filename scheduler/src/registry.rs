@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::job::{BoxJobFuture, Job, JobContext};
+use crate::job::{BoxJobFuture, Job, JobContext, JobKind};
 use crate::policy::{Misfire, Policies};
 use crate::service::Service;
 use crate::Schedule;
@@ -104,8 +104,8 @@ impl Registration {
             source,
         })?;
         let job = match self.job {
-            RegisteredJob::Async(f) => Job::Async(std::sync::Arc::new(f)),
-            RegisteredJob::Blocking(f) => Job::Blocking(std::sync::Arc::new(f)),
+            RegisteredJob::Async(f) => Job::new(JobKind::Async(Box::new(f))),
+            RegisteredJob::Blocking(f) => Job::new(JobKind::Blocking(Box::new(f))),
         };
         let mut service = Service::from_job(schedule, job).on_start(self.on_start);
         service.policies = self.policies.to_policies();

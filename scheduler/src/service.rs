@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::job::{IntoJobResult, Job, JobContext};
+use crate::job::{IntoJobResult, Job, JobContext, JobKind};
 use crate::policy::{Misfire, Policies};
 use crate::Schedule;
 
@@ -180,7 +180,22 @@ impl Service {
     /// [`Misfire::Coalesce`] for ticks missed while the manager runs, and no catch-up of ticks missed
     /// while the process was down. Set explicitly to `Coalesce` or `All`, it also asks for catch-up
     /// after a restart, where the manager remembers the last tick (a coordinator's history, or the
-    /// manager's state file).
+    /// manager's [state file](crate::ServiceManagerBuilder::state_file)).
+    ///
+    /// ```
+    /// # use scheduler::{Misfire, Schedule, Service};
+    /// # use std::time::Duration;
+    /// // Hourly aggregation: every missed hour matters, but at most a day of them.
+    /// let aggregate = Service::new("0 * * * *".parse::<Schedule>()?, |ctx| async move {
+    ///     let _hour = ctx.tick(); // the hour this run is for, also in a catch-up
+    /// })
+    /// .misfire(Misfire::All { limit: 24 })
+    /// .misfire_grace(Duration::from_secs(30));
+    /// # Ok::<(), scheduler::ScheduleError>(())
+    /// ```
+    ///
+    /// A service with [`on_start`](Self::on_start) does not catch up after a restart: its start
+    /// run already runs at once.
     #[must_use]
     pub fn misfire(mut self, misfire: Misfire) -> Self {
         self.policies_mut().misfire = Some(misfire);
@@ -235,9 +250,9 @@ impl fmt::Debug for Service {
             .field("start_paused", &self.start_paused)
             .field(
                 "job",
-                &match self.job {
-                    Job::Async(_) => "async",
-                    Job::Blocking(_) => "blocking",
+                &match self.job.kind() {
+                    JobKind::Async(_) => "async",
+                    JobKind::Blocking(_) => "blocking",
                 },
             )
             .finish()

@@ -17,15 +17,17 @@
 //! | transition | from | to | made by |
 //! |---|---|---|---|
 //! | schedule | `NotStarted`, `Stopped`, `Finished` | `Scheduled` (`Queued` for `on_start`), or `Finished` when no tick is left | the manager: `start`, `add_service`, `restart_service` |
-//! | fire | `Scheduled` (same generation) | `Queued` | the timer |
-//! | begin | `Queued` (same generation) | `Running` | a worker |
-//! | end | `Running` | `Scheduled`, `Finished`, `Stopped`, `Paused` or `Disabled`, as `then` says | the worker that ran it |
+//! | fire | `Scheduled` (same generation) | `Queued`; `Waiting` for its jitter; or, when the tick is misfired, as its misfire policy says | the timer |
+//! | fire | `Waiting` (same generation) | `Queued` (or the misfire policy, when it is late beyond grace) | the timer |
+//! | catch up | `Scheduled` as the start left it | as the misfire policy says for the ticks since the remembered one | the manager at start (state file), or a task asking the coordinator |
+//! | begin | `Queued` (same generation) | `Running`; or, for a tick that waited for a worker beyond its grace, as the misfire policy says | a worker |
+//! | end | `Running` | `Scheduled`, `Finished`, `Stopped`, `Paused` or `Disabled`, as `then` says; `Queued` for the next tick of a catch-up | the worker that ran it |
 //! | stop | any but `Running`, `Disabled` | `Stopped` | the manager |
 //! | stop | `Running` | `Running { then: Stop }` | the manager |
 //! | pause | `Scheduled`, `Queued` | `Paused` | the manager |
 //! | pause | `Running` | `Running { then: Pause }` | the manager |
 //! | resume | `Paused` / `Running { then: Pause }` | `Scheduled` / `Running { then: Continue }` | the manager |
-//! | run now | `Scheduled`, `Paused`, `Finished` | `Queued` (manual) | the manager |
+//! | run now | `Scheduled`, `Waiting`, `Paused`, `Finished` | `Queued` (manual; a pending retry is dropped and counted) | the manager |
 //! | reload | `Scheduled`, `Queued` | `Scheduled` with the new definition | the manager |
 //! | reload | `Running` | `Running`, the new definition scheduled when the run ends | the manager |
 //! | disable | any | `Disabled` (`Running { then: Disable }` while running) | the manager (configuration) |
@@ -40,15 +42,46 @@
 //!   left only by the worker that ran it, when the job has returned (or, for a blocking job that was
 //!   abandoned after its grace period, when its thread has returned).
 //! - A reload keeps the counters: they describe the service's name, not one definition.
+//! - A tick is counted at most once: it runs, or it is counted in exactly one of `skipped` (the
+//!   service was busy), `skipped_paused`, `skipped_misfire`, `skipped_late` or `claimed_elsewhere`.
+//!
+//! # Misfires
+//!
+//! A tick is *misfired* when its run cannot start within the service's grace after it was meant to
+//! start (its tick plus its jitter). Three places notice:
+//!
+//! - **fire**: the timer hands over a tick that is already late (the process was suspended, the
+//!   wall clock jumped forward; the dispatcher re-reads the clock every second).
+//! - **begin**: a worker takes a tick that waited in the run queue beyond its grace (a saturated
+//!   pool). Only a tick's first run on the grid is checked: a retry, a catch-up run, a manual or a
+//!   start run is late by design; and a tick claimed from a coordinator runs (the claim decided:
+//!   see [`SlotState::claim_deadline`] for how late a claim may be granted).
+//! - **catch up**: at start, the ticks after the last one the manager remembers (state file, or the
+//!   coordinator's history) up to now, for a service that asked for catch-up.
+//!
+//! Then the policy takes every tick due, from the misfired one up to now, at once, and the others
+//! are counted in `skipped_misfire`:
+//!
+//! ```text
+//! ticks due: d1 (misfired) … dn ≤ now
+//! Skip       dn runs if it is not late itself (a period shorter than the grace), else none
+//! Coalesce   dn runs, now
+//! All(k)     d(n-k+1) … dn run one after another (Resume::CatchUp), then the grid after dn
+//! ```
+//!
+//! The ticks that pass while a catch-up runs are ordinary skips (the service was busy), so a
+//! catch-up is bounded by the ticks due when it began. Paused time is never misfire: a resume goes
+//! on at the next tick to come, and the ticks of the pause count in `skipped_paused`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 
 use crate::cancel::CancelToken;
 use crate::event::Tally;
 use crate::meter::Meter;
+use crate::policy::{Misfire, DEFAULT_MISFIRE_GRACE};
 use crate::service::Service;
 use crate::status::{Origin, Outcome, ServiceState, ServiceStatus, Trigger};
 use crate::Schedule;
@@ -120,6 +153,10 @@ pub(crate) enum Resume {
     /// At exactly this tick, however late: a coordinator's takeover of an older tick, after which the
     /// tick that was asked for is claimed.
     Exactly(DateTime<Utc>),
+    /// A catch-up ([`Misfire::All`]) is under way: run this missed tick at once, then the ticks
+    /// after it up to the catch-up's end ([`Stats::catch_up_until`], kept there so that every
+    /// service's `Phase` stays small), then go on as `After` the last of them.
+    CatchUp(DateTime<Utc>),
 }
 
 /// What the worker knows of a run that ended, for the record.
@@ -189,6 +226,9 @@ pub(crate) struct Stats {
     pub(crate) failures: u64,
     pub(crate) skipped: u64,
     pub(crate) skipped_paused: u64,
+    pub(crate) skipped_misfire: u64,
+    /// Where the latest catch-up ([`Resume::CatchUp`]) ends: it runs the missed ticks up to here.
+    pub(crate) catch_up_until: Option<DateTime<Utc>>,
     pub(crate) claimed_elsewhere: u64,
     pub(crate) retries_dropped: u64,
     pub(crate) coordinator_error: Option<String>,
@@ -209,6 +249,8 @@ static NO_STATS: Stats = Stats {
     failures: 0,
     skipped: 0,
     skipped_paused: 0,
+    skipped_misfire: 0,
+    catch_up_until: None,
     claimed_elsewhere: 0,
     retries_dropped: 0,
     coordinator_error: None,
@@ -240,6 +282,33 @@ pub(crate) enum Next {
     Timer { at: DateTime<Utc>, generation: u32 },
     /// Put `(slot, generation)` in the run queue.
     Queue { generation: u32 },
+    /// Put `(slot, generation)` in the run queue to run `tick` of the schedule: with a coordinator,
+    /// once this replica has claimed it.
+    Fire {
+        tick: DateTime<Utc>,
+        generation: u32,
+    },
+}
+
+/// What [`SlotState::begin`] found.
+#[derive(Debug)]
+pub(crate) enum Begin {
+    /// The run begins.
+    Run(Started),
+    /// No run: the item was stale, or its tick misfired while it waited for a worker and the
+    /// misfire policy does not run it now; carry out `Next`.
+    Not(Next),
+}
+
+/// A run that begins.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) tick: DateTime<Utc>,
+    pub(crate) trigger: Trigger,
+    pub(crate) attempt: u32,
+    pub(crate) cancel: CancelToken,
+    /// Whether the manager remembers the tick (for a catch-up after a restart).
+    pub(crate) remember: bool,
 }
 
 // Each transition reads as a table of cases, so `match` over `Option` stays even for two arms.
@@ -303,55 +372,328 @@ impl SlotState {
         }
     }
 
-    /// The timer found `(slot, generation)` due: queue the tick, or hold it back for its jitter;
-    /// nothing if the entry is stale.
-    pub(crate) fn fire(&mut self, generation: u32, name: &str) -> Fired {
+    /// The timer found `(slot, generation)` due at `now`: queue the tick, hold it back for its
+    /// jitter, or hand it to the misfire policy when it is late beyond its grace; nothing if the
+    /// entry is stale.
+    pub(crate) fn fire(&mut self, generation: u32, name: &str, now: DateTime<Utc>) -> Next {
         if self.generation != generation {
-            return Fired::Stale;
+            return Next::Nothing;
         }
-        let (tick, trigger, attempt) = match self.phase {
-            Phase::Scheduled { next } => {
-                let delay = self
-                    .service
-                    .policies()
-                    .map_or(Duration::ZERO, |p| p.start_delay(name, next));
-                if !delay.is_zero() {
-                    if let Some(at) = add(next, delay) {
-                        self.phase = Phase::Waiting {
-                            at,
-                            tick: next,
-                            trigger: Trigger::Schedule,
-                            attempt: 1,
-                        };
-                        return Fired::Later { at, generation };
-                    }
+        match self.phase {
+            Phase::Scheduled { next } => self.arrive(name, next, now),
+            Phase::Waiting {
+                at,
+                tick,
+                attempt: 1,
+                ..
+            } => {
+                if self.is_late(at, now) {
+                    return self.misfired(name, tick, now);
                 }
-                (next, Trigger::Schedule, 1)
+                self.queue(tick, Trigger::Schedule, 1, Resume::After(tick))
             }
             Phase::Waiting {
+                at,
                 tick,
                 trigger,
                 attempt,
-                ..
-            } => (tick, trigger, attempt),
-            _ => return Fired::Stale,
-        };
+            } => {
+                let overtaken = self
+                    .service
+                    .schedule
+                    .next_after(tick)
+                    .filter(|next| *next <= now && self.is_late(at, now));
+                match overtaken {
+                    // A retry held up (a suspend) past the next tick: the next tick wins, as it
+                    // does over a retry that would come after it.
+                    Some(next) => {
+                        self.stats_mut().retries_dropped += 1;
+                        self.arrive(name, next, now)
+                    }
+                    None => self.queue(tick, trigger, attempt, Resume::After(tick)),
+                }
+            }
+            _ => Next::Nothing,
+        }
+    }
+
+    /// Tick `tick` of the schedule has come (at `now`): queue its run, hold it back for its
+    /// jitter, or, if it is late beyond its grace, apply the misfire policy.
+    fn arrive(&mut self, name: &str, tick: DateTime<Utc>, now: DateTime<Utc>) -> Next {
+        let start = self.start_of(name, tick);
+        if self.is_late(start, now) {
+            return self.misfired(name, tick, now);
+        }
+        if start > now {
+            let generation = self.bump();
+            self.phase = Phase::Waiting {
+                at: start,
+                tick,
+                trigger: Trigger::Schedule,
+                attempt: 1,
+            };
+            return Next::Timer {
+                at: start,
+                generation,
+            };
+        }
+        self.queue(tick, Trigger::Schedule, 1, Resume::After(tick))
+    }
+
+    /// Queues a run of `tick` (a retry keeps the trigger of the run it retries).
+    fn queue(
+        &mut self,
+        tick: DateTime<Utc>,
+        trigger: Trigger,
+        attempt: u32,
+        resume: Resume,
+    ) -> Next {
+        let generation = self.bump();
         self.phase = Phase::Queued {
             tick,
             trigger,
             attempt,
-            resume: Resume::After(tick),
+            resume,
             then: Then::Continue,
         };
-        Fired::Now { tick, generation }
+        Next::Fire { tick, generation }
     }
 
-    /// A worker takes the queued tick: the run begins at `now`, unless the item is stale.
+    /// When the run of `tick` is meant to start: the tick, plus its jitter.
+    fn start_of(&self, name: &str, tick: DateTime<Utc>) -> DateTime<Utc> {
+        match self.service.policies() {
+            Some(policies) if policies.jitter.is_some() => {
+                add(tick, policies.start_delay(name, tick)).unwrap_or(tick)
+            }
+            _ => tick,
+        }
+    }
+
+    /// Whether a run meant to start at `start` that has not started by `now` is misfired.
+    fn is_late(&self, start: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        // Every tick goes through here: on time, it costs one comparison.
+        if now <= start {
+            return false;
+        }
+        let grace = self
+            .service
+            .policies()
+            .and_then(|p| p.misfire_grace)
+            .unwrap_or(DEFAULT_MISFIRE_GRACE);
+        u128::from(nanos_between(start, now)) > grace.as_nanos()
+    }
+
+    /// Until when a claim of `tick` may be granted for the tick still to run (with a coordinator):
+    /// until the next tick is due, as a rule; with `Skip`, only within the grace; for a tick of a
+    /// catch-up (old by design), until the tick after the catch-up.
+    pub(crate) fn claim_deadline(&self, tick: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let schedule = &self.service.schedule;
+        let catching_up = self
+            .stats
+            .as_ref()
+            .and_then(|stats| stats.catch_up_until)
+            .filter(|until| tick <= *until);
+        if let Some(until) = catching_up {
+            return schedule.next_after(until);
+        }
+        let next = schedule.next_after(tick);
+        let skip = self
+            .service
+            .policies()
+            .filter(|policies| policies.misfire == Some(Misfire::Skip))
+            .and_then(|policies| {
+                add(
+                    tick,
+                    policies.misfire_grace.unwrap_or(DEFAULT_MISFIRE_GRACE),
+                )
+            });
+        match (skip, next) {
+            (Some(skip), Some(next)) => Some(skip.min(next)),
+            (skip, next) => skip.or(next),
+        }
+    }
+
+    /// Whether the misfire policy would do anything but run `tick`, late as it is: with `Skip`, or
+    /// when a later tick is due too. A queue that drains slowly (many services due at once) makes
+    /// ticks late without changing what runs, and then costs nothing more.
+    fn misfire_matters(&self, tick: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let policy = self.service.policies().and_then(|p| p.misfire);
+        policy == Some(Misfire::Skip)
+            || self
+                .service
+                .schedule
+                .next_after(tick)
+                .is_some_and(|next| next <= now)
+    }
+
+    /// Whether the service asked for catch-up after a restart: an explicit `Coalesce` or `All`.
+    pub(crate) fn catches_up_restarts(&self) -> bool {
+        matches!(
+            self.service.policies().and_then(|p| p.misfire),
+            Some(Misfire::Coalesce | Misfire::All { .. })
+        )
+    }
+
+    /// The ticks of the schedule from `first` to `now` are due, and the first of them is misfired:
+    /// the misfire policy decides which of them run (see [`Misfire`] and the module docs), the
+    /// others are counted in `skipped_misfire`.
+    fn misfired(&mut self, name: &str, first: DateTime<Utc>, now: DateTime<Utc>) -> Next {
+        let schedule = &self.service.schedule;
+        let just_after = now
+            .checked_add_signed(TimeDelta::nanoseconds(1))
+            .unwrap_or(now);
+        // The ticks in [first, now], and the first after them.
+        let (due, after) = catch_up(schedule, Some(first), just_after);
+        let due = due.max(1);
+        let policy = self
+            .service
+            .policies()
+            .and_then(|p| p.misfire)
+            .unwrap_or_default();
+        let (runs, start) = match policy {
+            Misfire::Skip => {
+                // The latest due tick still runs if it is not late itself (a short period).
+                let latest = nth_tick(schedule, first, due - 1);
+                let on_time =
+                    latest.filter(|latest| !self.is_late(self.start_of(name, *latest), now));
+                (u64::from(on_time.is_some()), on_time)
+            }
+            Misfire::Coalesce => (1, nth_tick(schedule, first, due - 1)),
+            Misfire::All { limit } => {
+                let runs = due.min(u64::from(limit));
+                let oldest = (runs > 0).then(|| nth_tick(schedule, first, due - runs));
+                (runs, oldest.flatten())
+            }
+        };
+        let skipped = due - runs.min(due);
+        if skipped > 0 {
+            tracing::warn!(service = name, first = %first, due, skipped, ?policy,
+                "misfired: ticks could not start within their grace");
+        } else {
+            tracing::debug!(service = name, first = %first, due, ?policy,
+                "misfired: late ticks run as the policy says");
+        }
+        self.stats_mut().skipped_misfire += skipped;
+        match start {
+            Some(tick) if runs > 1 => {
+                // The ticks due are those up to now: the catch-up ends there.
+                self.stats_mut().catch_up_until = Some(now);
+                let resume = match self.service.schedule.next_after(tick) {
+                    Some(next) => Resume::CatchUp(next),
+                    None => Resume::After(tick),
+                };
+                self.queue(tick, Trigger::Schedule, 1, resume)
+            }
+            Some(tick) => {
+                let start = self.start_of(name, tick);
+                if start > now {
+                    let generation = self.bump();
+                    self.phase = Phase::Waiting {
+                        at: start,
+                        tick,
+                        trigger: Trigger::Schedule,
+                        attempt: 1,
+                    };
+                    return Next::Timer {
+                        at: start,
+                        generation,
+                    };
+                }
+                self.queue(tick, Trigger::Schedule, 1, Resume::After(tick))
+            }
+            None => self.schedule_at(after),
+        }
+    }
+
+    /// Puts the service on its schedule at `next` (`None`: no tick is left, it is finished).
+    fn schedule_at(&mut self, next: Option<DateTime<Utc>>) -> Next {
+        let generation = self.bump();
+        match next {
+            Some(next) => {
+                self.phase = Phase::Scheduled { next };
+                Next::Timer {
+                    at: next,
+                    generation,
+                }
+            }
+            None => {
+                self.phase = Phase::Finished;
+                Next::Nothing
+            }
+        }
+    }
+
+    /// Catch-up after a restart: the manager remembers `last` as the last tick this service started
+    /// before the restart, so the ticks after it up to `now` were missed while the process was down,
+    /// and are handed to the misfire policy. Only for a service that asked for catch-up, and only
+    /// while it is still scheduled as the start left it (`generation`); `reanchor` keeps an
+    /// unanchored fixed period on the grid of `last` rather than restarting it from the start.
+    pub(crate) fn catch_up_from(
+        &mut self,
+        name: &str,
+        generation: u32,
+        last: DateTime<Utc>,
+        now: DateTime<Utc>,
+        reanchor: bool,
+    ) -> Option<Next> {
+        if self.generation != generation
+            || !matches!(self.phase, Phase::Scheduled { .. })
+            || !self.catches_up_restarts()
+        {
+            return None;
+        }
+        let reanchored = reanchor && self.auto_anchor && self.service.schedule.period().is_some();
+        if reanchored {
+            self.service.schedule = self.service.schedule.clone().anchored_at(last);
+        }
+        match self.service.schedule.next_after(last) {
+            Some(first) if first <= now => Some(self.arrive(name, first, now)),
+            _ if reanchored => {
+                let next = self.service.schedule.first_tick(now);
+                Some(self.schedule_at(next))
+            }
+            _ => None,
+        }
+    }
+
+    /// A worker takes the queued item at `now`: the run begins, unless the item is stale, or its
+    /// tick misfired while it waited for the worker (a saturated pool) and the misfire policy says
+    /// otherwise. A tick this replica `claimed` from a coordinator always runs: its claim is
+    /// recorded.
     pub(crate) fn begin(
         &mut self,
         generation: u32,
+        name: &str,
         now: DateTime<Utc>,
-    ) -> Option<(DateTime<Utc>, Trigger, u32, CancelToken)> {
+        claimed: bool,
+    ) -> Begin {
+        if self.generation != generation {
+            return Begin::Not(Next::Nothing);
+        }
+        let Phase::Queued {
+            tick,
+            trigger,
+            attempt,
+            resume,
+            ..
+        } = self.phase
+        else {
+            return Begin::Not(Next::Nothing);
+        };
+        // Only a tick's first run on the grid: a retry, a catch-up run, a takeover, a manual or a
+        // start run is late by design.
+        let fresh = trigger == Trigger::Schedule && attempt == 1 && resume == Resume::After(tick);
+        if fresh
+            && !claimed
+            && self.is_late(self.start_of(name, tick), now)
+            && self.misfire_matters(tick, now)
+        {
+            let next = self.misfired(name, tick, now);
+            if !matches!(self.phase, Phase::Queued { .. }) {
+                return Begin::Not(next);
+            }
+            // The policy runs a tick now: this worker runs it, rather than queueing it again.
+        }
         let Phase::Queued {
             tick,
             trigger,
@@ -360,11 +702,8 @@ impl SlotState {
             then,
         } = self.phase
         else {
-            return None;
+            return Begin::Not(Next::Nothing);
         };
-        if self.generation != generation {
-            return None;
-        }
         let cancel = CancelToken::default();
         self.phase = Phase::Running(Run {
             cancel: cancel.clone(),
@@ -375,7 +714,13 @@ impl SlotState {
         });
         self.stats_mut().last_start = Some(now);
         self.stats_mut().last_trigger = Some(trigger);
-        Some((tick, trigger, attempt, cancel))
+        Begin::Run(Started {
+            tick,
+            trigger,
+            attempt,
+            cancel,
+            remember: trigger == Trigger::Schedule && attempt == 1 && self.catches_up_restarts(),
+        })
     }
 
     /// Replaces the tick the queued item will run (a coordinator's takeover of an older tick).
@@ -404,6 +749,16 @@ impl SlotState {
     fn resume_schedule(&mut self, resume: Resume, now: DateTime<Utc>) -> Next {
         let next = match resume {
             Resume::Exactly(at) => Some(at),
+            Resume::CatchUp(next) => {
+                let until = self.stats.as_ref().and_then(|stats| stats.catch_up_until);
+                let resume = match self.service.schedule.next_after(next) {
+                    Some(after) if until.is_some_and(|until| after <= until) => {
+                        Resume::CatchUp(after)
+                    }
+                    _ => Resume::After(next),
+                };
+                return self.queue(next, Trigger::Schedule, 1, resume);
+            }
             Resume::From(_) | Resume::After(_) => {
                 let from = self.pending(resume);
                 let (skipped, next) = catch_up(&self.service.schedule, from, now);
@@ -411,20 +766,7 @@ impl SlotState {
                 next
             }
         };
-        let generation = self.bump();
-        match next {
-            Some(next) => {
-                self.phase = Phase::Scheduled { next };
-                Next::Timer {
-                    at: next,
-                    generation,
-                }
-            }
-            None => {
-                self.phase = Phase::Finished;
-                Next::Nothing
-            }
-        }
+        self.schedule_at(next)
     }
 
     /// The worker's run ended at `now` with `outcome`: record it and move on as `then` says.
@@ -485,7 +827,7 @@ impl SlotState {
     /// The tick a resume points at.
     fn pending(&self, resume: Resume) -> Option<DateTime<Utc>> {
         match resume {
-            Resume::Exactly(at) => Some(at),
+            Resume::Exactly(at) | Resume::CatchUp(at) => Some(at),
             Resume::From(from) => from,
             Resume::After(after) => self.service.schedule.next_after(after),
         }
@@ -505,7 +847,11 @@ impl SlotState {
             return None;
         }
         let at = add(now, policies.backoff(&run.name, run.tick, attempt + 1))?;
-        let (_, next_tick) = catch_up(&self.service.schedule, self.pending(resume), now);
+        let next_tick = match resume {
+            // The next missed tick of a catch-up is due now: it wins.
+            Resume::CatchUp(next) => Some(next),
+            _ => catch_up(&self.service.schedule, self.pending(resume), now).1,
+        };
         if next_tick.is_some_and(|next| at >= next) {
             self.stats_mut().retries_dropped += 1;
             return None;
@@ -546,14 +892,15 @@ impl SlotState {
         stats.last_outcome = Some(outcome);
     }
 
-    /// A blocking run whose grace ran out: it counts as aborted now, though its thread goes on.
-    pub(crate) fn abandon(&mut self, run: &RunFacts) {
+    /// A blocking run whose grace ran out: it ends now with `outcome` (aborted or timed out) for
+    /// the record, though its thread goes on (and keeps its worker) until it returns.
+    pub(crate) fn abandon(&mut self, outcome: Outcome, run: &RunFacts) {
         let Phase::Running(running) = &mut self.phase else {
             return;
         };
         if !running.abandoned {
             running.abandoned = true;
-            self.record(Outcome::Aborted, run);
+            self.record(outcome, run);
         }
     }
 
@@ -579,6 +926,11 @@ impl SlotState {
                 None
             }
         }
+    }
+
+    /// Whether the run in progress was abandoned (its outcome is already recorded).
+    pub(crate) fn was_abandoned(&self) -> bool {
+        matches!(&self.phase, Phase::Running(run) if run.abandoned)
     }
 
     /// Whether the run in progress (if any) still holds the caller of a stop: it has neither
@@ -612,8 +964,10 @@ impl SlotState {
                 // A queued tick has not begun: it is put back, and counts as skipped while paused.
                 let pending = match (*trigger, *resume) {
                     (_, Resume::Exactly(at)) => Some(at),
+                    // The rest of a catch-up is dropped too: its ticks count as skipped while paused.
                     (Trigger::Schedule, _) => Some(*tick),
                     (Trigger::Start | Trigger::Manual, Resume::From(from)) => from,
+                    (Trigger::Start | Trigger::Manual, Resume::CatchUp(next)) => Some(next),
                     (Trigger::Start | Trigger::Manual, Resume::After(after)) => {
                         self.service.schedule.next_after(after)
                     }
@@ -663,7 +1017,17 @@ impl SlotState {
     pub(crate) fn run_now(&mut self, now: DateTime<Utc>) -> Result<Next, RunNowRefusal> {
         let (resume, then) = match self.phase {
             Phase::Scheduled { next } => (Resume::From(Some(next)), Then::Continue),
-            Phase::Waiting { tick, .. } => (Resume::After(tick), Then::Continue),
+            Phase::Waiting { tick, attempt, .. } => {
+                if attempt > 1 {
+                    // The manual run takes the place of the pending retry, which is dropped.
+                    self.stats_mut().retries_dropped += 1;
+                    (Resume::After(tick), Then::Continue)
+                } else {
+                    // A tick held back by its jitter: the manual run comes first, and the tick,
+                    // passed during it, is skipped as any tick during a run is.
+                    (Resume::From(Some(tick)), Then::Continue)
+                }
+            }
             Phase::Finished => (Resume::From(None), Then::Continue),
             Phase::Paused { pending } => (Resume::From(pending), Then::Pause),
             Phase::Queued { .. } | Phase::Running(_) => return Err(RunNowRefusal::AlreadyRunning),
@@ -770,7 +1134,7 @@ impl SlotState {
             .map_or_else(Tally::default, |stats| Tally {
                 overlap: stats.skipped,
                 paused: stats.skipped_paused,
-                misfire: 0,
+                misfire: stats.skipped_misfire,
                 claimed_elsewhere: stats.claimed_elsewhere,
                 late: stats.skipped_late,
                 retry_dropped: stats.retries_dropped,
@@ -797,24 +1161,11 @@ impl SlotState {
             pending_report: stats.pending_report,
             skipped_late: stats.skipped_late,
             skipped_paused: stats.skipped_paused,
+            skipped_misfire: stats.skipped_misfire,
             retries_dropped: stats.retries_dropped,
             last_trigger: stats.last_trigger,
         }
     }
-}
-
-/// What [`SlotState::fire`] did with a due timer entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fired {
-    /// The entry was stale: nothing to do.
-    Stale,
-    /// The tick is queued under `generation`.
-    Now {
-        tick: DateTime<Utc>,
-        generation: u32,
-    },
-    /// The run starts later (jitter): put the slot back in the timer at `at`.
-    Later { at: DateTime<Utc>, generation: u32 },
 }
 
 fn add(at: DateTime<Utc>, delay: Duration) -> Option<DateTime<Utc>> {
@@ -893,6 +1244,35 @@ pub(crate) fn catch_up(
     (skipped, next)
 }
 
+/// `now - start` in nanoseconds (0 if `now` is earlier): from the times of day when both are on
+/// the same day, as nearly always, which is cheaper than calendar arithmetic on every tick.
+fn nanos_between(start: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
+    let (start, now) = (start.naive_utc(), now.naive_utc());
+    if start.date() == now.date() {
+        // At most 86 401 s of nanoseconds: far within a u64.
+        let of_day = |t: chrono::NaiveTime| {
+            u64::from(t.num_seconds_from_midnight()) * 1_000_000_000 + u64::from(t.nanosecond())
+        };
+        return of_day(now.time()).saturating_sub(of_day(start.time()));
+    }
+    (now - start).to_std().map_or(0, |between| {
+        u64::try_from(between.as_nanos()).unwrap_or(u64::MAX)
+    })
+}
+
+/// The tick `n` ticks after `first` on the schedule (`first` itself for 0).
+fn nth_tick(schedule: &Schedule, first: DateTime<Utc>, n: u64) -> Option<DateTime<Utc>> {
+    if let Some(period) = schedule.period() {
+        let nanos = period.as_nanos().checked_mul(u128::from(n))?;
+        return first.checked_add_signed(TimeDelta::nanoseconds(i64::try_from(nanos).ok()?));
+    }
+    let mut at = Some(first);
+    for _ in 0..n {
+        at = schedule.next_after(at?);
+    }
+    at
+}
+
 /// Ticks of a cron schedule in `[from, until)`, counted one by one: cron ticks are whole seconds, so a
 /// gap would have to last days for this to take noticeable time; past a cap it stops counting.
 fn count_ticks(schedule: &Schedule, from: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
@@ -909,6 +1289,31 @@ fn count_ticks(schedule: &Schedule, from: DateTime<Utc>, until: DateTime<Utc>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lateness_is_measured_the_same_within_a_day_and_across_midnight() {
+        use chrono::TimeZone;
+        let at = |d, h, m, s, ns| {
+            Utc.with_ymd_and_hms(2024, 1, d, h, m, s).unwrap() + TimeDelta::nanoseconds(ns)
+        };
+        let cases = [
+            (at(1, 10, 0, 0, 0), at(1, 10, 0, 1, 500), 1_000_000_500),
+            (
+                at(1, 23, 59, 59, 900_000_000),
+                at(2, 0, 0, 0, 100),
+                100_000_100,
+            ),
+            (at(1, 10, 0, 1, 0), at(1, 10, 0, 0, 0), 0),
+            (
+                at(1, 0, 0, 0, 0),
+                at(3, 0, 0, 0, 0),
+                2 * 86_400 * 1_000_000_000,
+            ),
+        ];
+        for (start, now, nanos) in cases {
+            assert_eq!(nanos_between(start, now), nanos, "{start} → {now}");
+        }
+    }
 
     /// Every idle service is one `Slot` (behind an `Arc`) plus a timer entry: keep it small (issue 9's
     /// target is 400 B of RSS per idle service, all costs included).

@@ -203,6 +203,11 @@ pub struct ServiceStatus {
     pub skipped_late: u64,
     /// Ticks skipped because the service was paused when they came.
     pub skipped_paused: u64,
+    /// Misfired ticks that did not run: ticks that could not start within the service's
+    /// [`misfire_grace`](crate::Service::misfire_grace) (a suspend, a clock jump, a saturated pool,
+    /// an unreachable coordinator, or the process being down) and that its
+    /// [`Misfire`](crate::Misfire) policy did not run.
+    pub skipped_misfire: u64,
     /// Retries not made because the next tick came first.
     pub retries_dropped: u64,
     /// Why the running (or last) run was started.
@@ -232,7 +237,7 @@ pub struct Failure {
     pub service: String,
     /// The tick the run belonged to.
     pub tick: DateTime<Utc>,
-    /// How it failed: [`Outcome::Failed`] or [`Outcome::Panicked`].
+    /// How it failed: [`Outcome::Failed`], [`Outcome::Panicked`] or [`Outcome::TimedOut`].
     pub outcome: Outcome,
     /// How long it ran.
     pub duration: Duration,

@@ -10,10 +10,11 @@
 //! ```text
 //! Queued ──begin──▶ Running ── job returns / panics ──────────────────────────▶ end: record, next tick
 //!                      │
-//!                      └─ cancelled (stop, deadline) ── grace ── returns ──────▶ end (aborted)
-//!                                                         └── still running: async → dropped, end (aborted)
-//!                                                                           blocking → abandoned (aborted),
-//!                                                                           end when its thread returns
+//!                      └─ cancelled (stop, deadline,  ── grace ── returns ──────▶ end (aborted / timed out)
+//!                         or its timeout)                 └── still running: async → dropped, end
+//!                                                                           blocking → abandoned: recorded
+//!                                                                           now (aborted / timed out), end
+//!                                                                           when its thread returns
 //! ```
 
 use std::any::Any;
@@ -32,9 +33,9 @@ use tracing::Instrument;
 use crate::cancel::CancelToken;
 use crate::engine::Engine;
 use crate::event::RunEvent;
-use crate::job::{Job, JobContext};
+use crate::job::{Job, JobContext, JobKind};
 use crate::queue::Fire;
-use crate::state::{Next, RunFacts, Slot};
+use crate::state::{Begin, Next, RunFacts, Slot, Started};
 use crate::status::{Failure, Outcome, Trigger};
 
 /// Spawns workers until there are as many as the pool's target.
@@ -139,30 +140,28 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         }
     }
     let now = engine.clock.now();
-    let (tick, trigger, attempt, cancel, job, timeout) = {
-        let mut state = slot.lock();
-        let Some((tick, trigger, attempt, cancel)) = state.begin(generation, now) else {
-            return;
-        };
-        let timeout = state.service.policies().and_then(|p| p.timeout);
-        (
-            tick,
-            trigger,
-            attempt,
-            cancel,
-            state.service.job.clone(),
-            timeout,
-        )
+    let Some((begun, job, timeout)) = take(engine, &slot, generation, now, ticket.is_some()) else {
+        return;
     };
+    let Started {
+        tick,
+        trigger,
+        attempt,
+        cancel,
+        remember,
+    } = begun;
+    if remember {
+        engine.remember(&slot.name, tick);
+    }
     started(engine, &slot, tick, trigger, attempt, now);
     let ctx = JobContext::new(slot.name.clone(), tick, trigger, attempt, cancel.clone());
     let span = tracing::info_span!("service_run", service = %slot.name, tick = %LogTime(tick),
         %trigger, attempt);
-    let began = tokio::time::Instant::now();
+    let monotonic_start = tokio::time::Instant::now();
     let limits = Limits {
         cancel: &cancel,
         timeout,
-        began,
+        began: monotonic_start,
         started_at: now,
     };
     let execute = execute(engine, &slot, job, ctx, &limits, span.clone());
@@ -171,12 +170,11 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         Some(held) => Box::pin(crate::cluster::renewing(execute, held)).await,
         None => execute.await,
     };
-    let duration = began.elapsed();
-    let end = TimeDelta::from_std(duration)
-        .ok()
-        .and_then(|took| now.checked_add_signed(took))
-        .unwrap_or(now);
-    span.in_scope(|| report(engine, &slot.name, tick, &outcome, duration));
+    let duration = monotonic_start.elapsed();
+    // An abandoned run was reported when it was abandoned.
+    if !slot.lock().was_abandoned() {
+        span.in_scope(|| report(engine, &slot.name, tick, &outcome, duration));
+    }
     let facts = RunFacts {
         name: slot.name.clone(),
         tick,
@@ -185,22 +183,83 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         duration,
         keep: engine.history_len,
     };
+    conclude(engine, &slot, ticket, &facts, attempt, outcome);
+}
+
+/// A worker takes a queued item at `now`: the run that begins, with its job and time limit; `None`
+/// when none does (a stale item, or a tick its misfire policy does not run now).
+fn take(
+    engine: &Arc<Engine>,
+    slot: &Arc<Slot>,
+    generation: u32,
+    now: DateTime<Utc>,
+    claimed: bool,
+) -> Option<(Started, Job, Option<Duration>)> {
+    let mut state = slot.lock();
+    let before = state.tally();
+    let begun = state.begin(generation, &slot.name, now, claimed);
+    let after = state.tally();
+    match begun {
+        Begin::Run(begun) => {
+            let timeout = state.service.policies().and_then(|p| p.timeout);
+            let job = state.service.job.clone();
+            drop(state);
+            if after != before {
+                // Ticks a misfire while waiting for this worker skipped.
+                engine.skipped(slot, before, after);
+            }
+            Some((begun, job, timeout))
+        }
+        Begin::Not(next) => {
+            drop(state);
+            engine.apply(slot, next);
+            engine.skipped(slot, before, after);
+            None
+        }
+    }
+}
+
+/// A run ended with `outcome`: records it, moves the service on, and reports it (metrics, events,
+/// the coordinator).
+fn conclude(
+    engine: &Arc<Engine>,
+    slot: &Arc<Slot>,
+    ticket: Option<Box<crate::cluster::Held>>,
+    facts: &RunFacts,
+    attempt: u32,
+    outcome: Outcome,
+) {
+    let RunFacts {
+        tick,
+        trigger,
+        started: now,
+        duration,
+        ..
+    } = *facts;
+    let end = TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|took| now.checked_add_signed(took))
+        .unwrap_or(now);
     let (before, next, after) = {
         let mut state = slot.lock();
         if let Some(held) = &ticket {
             crate::cluster::report_pending(state.stats_mut(), &held.ticket);
         }
         let before = state.tally();
-        let next = state.end(outcome.clone(), &facts, end);
+        let next = state.end(outcome.clone(), facts, end);
         (before, next, state.tally())
     };
     let next_tick = match next {
         Next::Timer { at, .. } => Some(at),
+        // The next run of a catch-up, at once.
+        Next::Fire { .. } => Some(end),
         Next::Queue { .. } | Next::Nothing => None,
     };
     slot.meter
         .finished(&slot.name, &outcome, duration, end, next_tick);
-    engine.apply(&slot, next);
+    // With a coordinator, the next claim of the service (a catch-up's next run is claimed at once)
+    // waits for this run's report, which is pending until `finish` lands.
+    engine.apply(slot, next);
     engine.run_ended();
     engine.emit(|| RunEvent::Finished {
         service: slot.name.clone(),
@@ -210,7 +269,7 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         outcome: outcome.clone(),
         duration,
     });
-    engine.skipped(&slot, before, after);
+    engine.skipped(slot, before, after);
     if let Some(held) = ticket {
         tokio::spawn(crate::cluster::finish(*held, now, end, outcome));
     }
@@ -274,11 +333,11 @@ async fn execute(
     };
     let id = slot_id(slot);
     let (ctx_tick, ctx_trigger) = (ctx.tick(), ctx.trigger());
-    match job {
-        Job::Async(job) => {
+    match job.kind() {
+        JobKind::Async(async_job) => {
             let run = InRun {
                 id,
-                job: AssertUnwindSafe(job(ctx)).catch_unwind(),
+                job: AssertUnwindSafe(async_job(ctx)).catch_unwind(),
             };
             let mut run = std::pin::pin!(run.instrument(span));
             // Most jobs finish on their first poll: they need no cancellation future at all.
@@ -298,10 +357,14 @@ async fn execute(
                 }
             }
         }
-        Job::Blocking(job) => {
+        JobKind::Blocking(_) => {
+            let job = job.clone();
+            let run_span = span.clone();
             let thread = tokio::task::spawn_blocking(move || {
                 let _scope = RunScope::enter(id);
-                span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| job(ctx))))
+                span.in_scope(|| {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| job.run_blocking(ctx)))
+                })
             });
             let mut thread = std::pin::pin!(thread);
             let joined = |joined: Result<_, tokio::task::JoinError>| match joined {
@@ -322,19 +385,26 @@ async fn execute(
                         outcome
                     } else {
                         // Given up on: the stop no longer waits, but the thread keeps its slot.
-                        slot.lock().abandon(&RunFacts {
+                        // The run ends now for the record, the counters and the failure hook, as
+                        // it will when the thread returns: timed out or aborted.
+                        let outcome = cut_short(cancel);
+                        let duration = began.elapsed();
+                        slot.lock().abandon(outcome.clone(), &RunFacts {
                             name: slot.name.clone(),
                             tick: ctx_tick,
                             trigger: ctx_trigger,
                             started: started_at,
-                            duration: began.elapsed(),
+                            duration,
                             keep: engine.history_len,
                         });
                         engine.run_ended();
-                        tracing::warn!(service = %slot.name,
-                            "blocking job still running after its abort grace; its slot stays taken until it returns");
+                        run_span.in_scope(|| {
+                            report(engine, &slot.name, ctx_tick, &outcome, duration);
+                            tracing::warn!("blocking job still running after its abort grace; \
+                                its slot stays taken until it returns");
+                        });
                         let _ = thread.as_mut().await;
-                        cut_short(cancel)
+                        outcome
                     }
                 }
             }

@@ -597,3 +597,34 @@ async fn claim_latency_against_a_local_server() {
         percentile(&mut finishes, 99),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_tick_is_the_latest_one_claimed_as_in_memory() {
+    let Some(server) = Postgres::launch("last_tick") else {
+        return;
+    };
+    let memory = InMemoryCoordinator::new();
+    let pg = PostgresCoordinator::connect(&server.url(), "a");
+    let base = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let t = |s: i64| base + TimeDelta::seconds(s);
+    let policy = ClaimPolicy::new(Duration::from_secs(30), Delivery::AtMostOnce);
+    for coordinator in [&memory as &dyn Coordinator, &pg] {
+        coordinator.prepare().await.unwrap();
+        assert_eq!(coordinator.last_tick("s").await.unwrap(), None);
+        for tick in [t(10), t(30), t(20)] {
+            let Claim::Granted(ticket) = coordinator.claim("s", tick, policy).await.unwrap() else {
+                panic!("{tick} not granted");
+            };
+            let run = FinishedRun {
+                started: tick,
+                finished: tick,
+                outcome: Outcome::Succeeded,
+            };
+            assert!(coordinator.finish(&ticket, &run).await.unwrap());
+        }
+        coordinator.claim("other", t(40), policy).await.unwrap();
+        assert_eq!(coordinator.last_tick("s").await.unwrap(), Some(t(30)));
+        assert_eq!(coordinator.last_tick("other").await.unwrap(), Some(t(40)));
+        assert_eq!(coordinator.last_tick("none").await.unwrap(), None);
+    }
+}

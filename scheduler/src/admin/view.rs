@@ -144,6 +144,8 @@ pub struct ServiceView {
     pub skipped: u64,
     /// Ticks skipped because the service was paused.
     pub skipped_paused: u64,
+    /// Misfired ticks its misfire policy did not run.
+    pub skipped_misfire: u64,
     /// Retries not made because the next tick came first.
     pub retries_dropped: u64,
     /// Why the running (or last) run started: `schedule`, `start` (`on_start`) or `manual`.
@@ -183,6 +185,7 @@ impl ServiceView {
             failures: 0,
             skipped: 0,
             skipped_paused: 0,
+            skipped_misfire: 0,
             retries_dropped: 0,
             last_trigger: None,
             claimed_elsewhere: 0,
@@ -228,6 +231,7 @@ impl From<&ServiceStatus> for ServiceView {
             failures: status.failures,
             skipped: status.skipped,
             skipped_paused: status.skipped_paused,
+            skipped_misfire: status.skipped_misfire,
             retries_dropped: status.retries_dropped,
             last_trigger: status.last_trigger.as_ref().map(ToString::to_string),
             claimed_elsewhere: status.claimed_elsewhere,

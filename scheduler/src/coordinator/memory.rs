@@ -309,4 +309,19 @@ impl Coordinator for InMemoryCoordinator {
         });
         Box::pin(future::ready(result))
     }
+
+    fn last_tick<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, CoordinatorError>> {
+        let result = self.available().map(|state| {
+            state
+                .runs
+                .keys()
+                .filter(|(s, _)| s == service)
+                .map(|(_, tick)| *tick)
+                .max()
+        });
+        Box::pin(future::ready(result))
+    }
 }

@@ -115,6 +115,17 @@ pub trait Coordinator: Send + Sync + 'static {
         service: &'a str,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<RunRecord>, CoordinatorError>>;
+
+    /// The latest tick of `service` any replica claimed, as far as the history goes back; `None`
+    /// when it has none. At start, the manager catches up the ticks after it for services that ask
+    /// for it ([`Service::misfire`](crate::Service::misfire)). The default knows no history.
+    fn last_tick<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, CoordinatorError>> {
+        let _ = service;
+        Box::pin(futures_util::future::ready(Ok(None)))
+    }
 }
 
 /// How to claim: the lease, and what to do with abandoned ticks.

@@ -1030,6 +1030,26 @@ impl Coordinator for PostgresCoordinator {
     ) -> BoxFuture<'a, Result<Vec<RunRecord>, CoordinatorError>> {
         Box::pin(self.history_now(service, limit))
     }
+
+    fn last_tick<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, CoordinatorError>> {
+        Box::pin(async move {
+            // Rows older than the history horizon are pruned: a longer outage is not caught up.
+            let sql = format!(
+                "SELECT max(tick) AS tick FROM {} WHERE service = $1",
+                self.table.sql()
+            );
+            let sql = &sql;
+            let row = self
+                .on(&self.claims, "last tick", |conn| async move {
+                    conn.client.query_one(sql, &[&service]).await
+                })
+                .await?;
+            row.try_get("tick").map_err(|e| decode(&e))
+        })
+    }
 }
 
 impl std::fmt::Debug for PostgresCoordinator {
