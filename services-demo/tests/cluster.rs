@@ -60,6 +60,9 @@ fn start(url: &str, name: &str) -> Replica {
         .env("SCHEDULER_SERVICE__HEARTBEAT__INTERVAL", "1")
         .env("SCHEDULER_SERVICE__CACHE_WARM_UP__INTERVAL", "1")
         .env("SCHEDULER_SERVICE__CACHE_WARM_UP__ON_START", "false")
+        // The demo retries payment-sync's failures as attempt 2 of a tick; off here, so that every
+        // attempt above 1 in the table could only be a takeover, which at-most-once never makes.
+        .env("SCHEDULER_SERVICE__PAYMENT_SYNC__RETRIES", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
