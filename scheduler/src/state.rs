@@ -1205,6 +1205,20 @@ impl Slot {
         self.lock().generation == generation
     }
 
+    /// Like [`is_current`](Self::is_current), but never waits for the lock: `true` when the lock is
+    /// taken. For the timer's compaction, which runs while the manager holds some slot's lock (the
+    /// caller's own, whose stale entry is in the heap): waiting there would deadlock, and keeping an
+    /// entry only delays its removal to when it is popped.
+    pub(crate) fn is_current_or_busy(&self, generation: u32) -> bool {
+        match self.state.try_lock() {
+            Ok(state) => state.generation == generation,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                poisoned.into_inner().generation == generation
+            }
+            Err(std::sync::TryLockError::WouldBlock) => true,
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
         // Only our own bookkeeping runs under this lock, never a job; the state stays consistent
         // even if a panic interrupted it, since every transition writes the phase last.

@@ -121,12 +121,15 @@ impl Timer {
     }
 
     /// Notes that one entry went stale; compacts the heap when most of it is.
+    ///
+    /// Callers hold a slot's lock (the slot whose entry just went stale), so the compaction must not
+    /// wait for any slot's lock: an entry whose slot is locked is kept, and dropped when popped.
     pub(crate) fn forget_one(&self) {
         let mut heap = self.heap();
         heap.stale += 1;
         if heap.stale > 1024 && heap.stale * 2 > heap.entries.len() {
             heap.entries
-                .retain(|due| due.slot.is_current(due.generation));
+                .retain(|due| due.slot.is_current_or_busy(due.generation));
             heap.stale = 0;
         }
     }

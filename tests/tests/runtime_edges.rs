@@ -605,3 +605,34 @@ async fn the_local_history_keeps_the_latest_runs_newest_first() {
     assert_eq!((history[0].tick, history[2].tick), (secs(40), secs(20)));
     assert_eq!(history[0].trigger, Some(Trigger::Schedule));
 }
+
+/// Every pause, run-now or reload leaves a stale timer entry, and past a thousand of them the timer
+/// compacts its heap, while the manager holds the slot's lock: the compaction must not wait for it.
+#[tokio::test(start_paused = true)]
+async fn thousands_of_pauses_and_run_nows_never_hang_the_timer() {
+    let manager = manager();
+    let (hourly, _, runs) = worker(every(3600), Duration::ZERO);
+    manager.add_service("hourly", hourly);
+    manager.add_service("minutely", Service::new(every(60), |_ctx| async {}));
+    manager.start().unwrap();
+    for _ in 0..3000 {
+        manager.pause("hourly").unwrap();
+        manager.resume("hourly").unwrap();
+    }
+    for _ in 0..1500 {
+        manager.run_now("hourly").unwrap();
+        tokio::task::yield_now().await; // the manual run ends before the next is asked for
+        while manager.service("hourly").unwrap().state != scheduler::ServiceState::Idle {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1500);
+    tokio::time::sleep(Duration::from_secs(3601)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1501,
+        "and the grid still holds"
+    );
+    assert_eq!(manager.service("minutely").unwrap().runs, 60);
+    manager.stop().await;
+}
