@@ -79,7 +79,8 @@
 //!   jobs run at once (default: the number of CPUs); a due service waits for a slot.
 //! - **Failures never stop the schedule**: a job that returns `Err` or panics is logged with
 //!   `tracing` (service, tick, error, duration), passed to the
-//!   [`on_failure`](ServiceManagerBuilder::on_failure) hook, and runs again at its next tick.
+//!   [`on_failure`](ServiceManagerBuilder::on_failure) hook, and runs again at its next tick (or
+//!   sooner, as a retry of the same tick, with [`Service::retries`]).
 //! - **Stopping**: [`ServiceManager::stop_service`] unschedules one service and then
 //!   [waits](StopMode::Wait) for its run or [aborts](StopMode::Abort) it (cooperatively: the
 //!   context is cancelled, then after [`abort_grace`](ServiceManagerBuilder::abort_grace) the job is

@@ -221,9 +221,10 @@ impl ServiceManagerBuilder {
     /// e.g. to feed an audit log or a metrics system of your own (the `metrics` feature already
     /// reports the same facts through the `metrics` facade).
     ///
-    /// It is called on the scheduler's own tasks and outside every lock, so it may call back into
-    /// the manager; it should be quick, since the run it reports on waits for it. A panic in it is
-    /// caught and logged.
+    /// It is called outside every lock, so it may call back into the manager: on the scheduler's
+    /// tasks for runs and ticks, and on the caller's thread for what a call of the manager itself
+    /// causes (the ticks a [`resume`](ServiceManager::resume) counts as skipped, say). It should be
+    /// quick, since the run it reports on waits for it. A panic in it is caught and logged.
     ///
     /// ```
     /// # use scheduler::{RunEvent, ServiceManager};
@@ -854,21 +855,33 @@ impl ServiceManager {
         let Ok(slot) = self.slot(name) else {
             return false;
         };
+        if !self.resume_slot(&slot, true) {
+            return false;
+        }
+        tracing::info!(service = name, "service resumed by configuration");
+        true
+    }
+
+    /// Resumes `slot` on its grid, reporting the ticks skipped while it was paused; with
+    /// `only_if_paused`, nothing happens (and `false` is returned) unless it is paused or pausing.
+    fn resume_slot(&self, slot: &Arc<Slot>, only_if_paused: bool) -> bool {
         let now = self.engine().clock.now();
-        let next = {
-            let mut service = slot.lock();
-            let paused = match &service.phase {
+        let (before, next, after) = {
+            let mut state = slot.lock();
+            let paused = match &state.phase {
                 SlotPhase::Paused { .. } => true,
                 SlotPhase::Running(run) => run.then == Then::Pause,
                 _ => false,
             };
-            if !paused {
+            if only_if_paused && !paused {
                 return false;
             }
-            service.resume(now)
+            let before = state.tally();
+            let next = state.resume(now);
+            (before, next, state.tally())
         };
-        self.engine().apply(&slot, next);
-        tracing::info!(service = name, "service resumed by configuration");
+        self.engine().apply(slot, next);
+        self.engine().skipped(slot, before, after);
         true
     }
 
@@ -879,15 +892,7 @@ impl ServiceManager {
     /// [`Error::UnknownService`].
     pub fn resume(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
-        let now = self.engine().clock.now();
-        let (before, next, after) = {
-            let mut state = slot.lock();
-            let before = state.tally();
-            let next = state.resume(now);
-            (before, next, state.tally())
-        };
-        self.engine().apply(&slot, next);
-        self.engine().skipped(&slot, before, after);
+        self.resume_slot(&slot, false);
         tracing::info!(service = name, "service resumed");
         Ok(())
     }

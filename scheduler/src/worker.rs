@@ -128,14 +128,17 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
     if let Some(held) = &ticket {
         if slot.is_current(generation) && !held.still_held().await {
             // The claim is dropped on return, which releases it (or finds it lost): skipped.
-            let next = {
+            let (before, next, after) = {
                 let mut state = slot.lock();
+                let before = state.tally();
                 if state.generation == generation {
                     state.stats_mut().skipped_late += 1;
                 }
-                state.unqueue(generation, engine.clock.now(), 0)
+                let next = state.unqueue(generation, engine.clock.now(), 0);
+                (before, next, state.tally())
             };
             engine.apply(&slot, next);
+            engine.skipped(&slot, before, after);
             return;
         }
     }
@@ -257,10 +260,8 @@ fn conclude(
     };
     slot.meter
         .finished(&slot.name, &outcome, duration, end, next_tick);
-    // With a coordinator, the next claim of the service (a catch-up's next run is claimed at once)
-    // waits for this run's report, which is pending until `finish` lands.
-    engine.apply(slot, next);
-    engine.run_ended();
+    // Reported before the next run can be queued (a catch-up's next run, a retry without backoff),
+    // so that the hook never hears of a run's successor before its end.
     engine.emit(|| RunEvent::Finished {
         service: slot.name.clone(),
         tick,
@@ -270,6 +271,10 @@ fn conclude(
         duration,
     });
     engine.skipped(slot, before, after);
+    // With a coordinator, the next claim of the service (a catch-up's next run is claimed at once)
+    // waits for this run's report, which is pending until `finish` lands.
+    engine.apply(slot, next);
+    engine.run_ended();
     if let Some(held) = ticket {
         tokio::spawn(crate::cluster::finish(*held, now, end, outcome));
     }
