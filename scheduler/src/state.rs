@@ -488,12 +488,7 @@ impl SlotState {
     /// catch-up (old by design), until the tick after the catch-up.
     pub(crate) fn claim_deadline(&self, tick: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let schedule = &self.service.schedule;
-        let catching_up = self
-            .stats
-            .as_ref()
-            .and_then(|stats| stats.catch_up_until)
-            .filter(|until| tick <= *until);
-        if let Some(until) = catching_up {
+        if let Some(until) = self.catch_up_of(tick) {
             return schedule.next_after(until);
         }
         let next = schedule.next_after(tick);
@@ -511,6 +506,14 @@ impl SlotState {
             (Some(skip), Some(next)) => Some(skip.min(next)),
             (skip, next) => skip.or(next),
         }
+    }
+
+    /// The end of the catch-up `tick` belongs to, if it is one of its ticks (old by design).
+    fn catch_up_of(&self, tick: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.stats
+            .as_ref()
+            .and_then(|stats| stats.catch_up_until)
+            .filter(|until| tick <= *until)
     }
 
     /// Whether the misfire policy would do anything but run `tick`, late as it is: with `Skip`, or
@@ -681,8 +684,14 @@ impl SlotState {
             return Begin::Not(Next::Nothing);
         };
         // Only a tick's first run on the grid: a retry, a catch-up run, a takeover, a manual or a
-        // start run is late by design.
-        let fresh = trigger == Trigger::Schedule && attempt == 1 && resume == Resume::After(tick);
+        // start run is late by design. The last tick of a catch-up resumes `After` itself as a
+        // grid tick does, but is as old as the others: were it checked, the ticks that came during
+        // the catch-up would start another one, and runs as long as the period would never get
+        // back to the grid.
+        let fresh = trigger == Trigger::Schedule
+            && attempt == 1
+            && resume == Resume::After(tick)
+            && self.catch_up_of(tick).is_none();
         if fresh
             && !claimed
             && self.is_late(self.start_of(name, tick), now)

@@ -797,3 +797,66 @@ async fn a_service_added_to_a_started_manager_catches_up_too() {
     manager.stop().await;
     let _ = std::fs::remove_file(&path);
 }
+
+/// Every 10 s with `All { limit: 10 }`, each run taking `work`; at 5.5 the machine sleeps for
+/// 31 s, and the dispatcher re-reads the clock at 6, when it reads 37: ticks 10, 20 and 30 are
+/// misfired, and caught up one after another. Returns the status and the runs at 95.
+async fn a_catch_up_of_runs_taking(
+    work: Duration,
+) -> (ServiceStatus, Vec<(DateTime<Utc>, DateTime<Utc>)>) {
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = JumpingClock {
+        base: TokioClock::starting_at(t0()),
+        offset_ms: offset.clone(),
+    };
+    let manager = ServiceManager::builder()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let (service, starts) = logged(every(10), clock, work, Some(Misfire::All { limit: 10 }));
+    manager.add_service("svc", service);
+    manager.start().unwrap();
+    sleep(Duration::from_millis(5_500)).await;
+    offset.store(31_000, Ordering::SeqCst);
+    sleep(Duration::from_millis(58_500)).await; // the clock reads 95
+    let status = manager.service("svc").unwrap();
+    manager.stop().await;
+    (status, taken(&starts))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_tick_of_a_catch_up_does_not_start_another_catch_up() {
+    // 5 s runs: 10, 20 and 30 from 37, 5 s apart; 40 and 50, due while the catch-up ran, are
+    // skipped as the service was busy, and the grid goes on at 60.
+    let (status, starts) = a_catch_up_of_runs_taking(Duration::from_secs(5)).await;
+    assert_eq!(
+        starts,
+        [
+            (secs(10), secs(37)),
+            (secs(20), secs(42)),
+            (secs(30), secs(47)),
+            (secs(60), secs(60)),
+            (secs(70), secs(70)),
+            (secs(80), secs(80)),
+            (secs(90), secs(90)),
+        ]
+    );
+    assert_eq!((status.skipped, status.skipped_misfire), (2, 0));
+
+    // Runs longer than the period: the catch-up still ends with tick 30 (61 to 73); 40 to 70 are
+    // skipped, 80 runs on the grid (to 92), 90 is skipped during it, and 100 is next.
+    let (status, starts) = a_catch_up_of_runs_taking(Duration::from_secs(12)).await;
+    assert_eq!(
+        starts,
+        [
+            (secs(10), secs(37)),
+            (secs(20), secs(49)),
+            (secs(30), secs(61)),
+            (secs(80), secs(80)),
+        ]
+    );
+    assert_eq!(
+        (status.skipped, status.skipped_misfire, status.next_fire),
+        (5, 0, Some(secs(100)))
+    );
+}
