@@ -24,7 +24,7 @@
 //! | end | `Running` | `Scheduled`, `Finished`, `Stopped`, `Paused` or `Disabled`, as `then` says; `Queued` for the next tick of a catch-up | the worker that ran it |
 //! | stop | any but `Running`, `Disabled` | `Stopped` | the manager |
 //! | stop | `Running` | `Running { then: Stop }` | the manager |
-//! | pause | `Scheduled`, `Queued` | `Paused` | the manager |
+//! | pause | `Scheduled`, `Waiting`, `Queued` | `Paused` (a pending retry is dropped and counted) | the manager |
 //! | pause | `Running` | `Running { then: Pause }` | the manager |
 //! | resume | `Paused` / `Running { then: Pause }` | `Scheduled` / `Running { then: Continue }` | the manager |
 //! | run now | `Scheduled`, `Waiting`, `Paused`, `Finished` | `Queued` (manual; a pending retry is dropped and counted) | the manager |
@@ -957,9 +957,28 @@ impl SlotState {
                 self.phase = Phase::Paused { pending };
                 true
             }
-            Phase::Waiting { tick, .. } => {
-                // The delayed run has not begun: it counts as skipped while paused.
-                let pending = Some(*tick);
+            Phase::Waiting { tick, attempt, .. } => {
+                let pending = if *attempt > 1 {
+                    // A retry of a tick that ran: the pause drops it (as a manual run would), and
+                    // the pause begins at the tick after it, where the retry would have resumed.
+                    let after = *tick;
+                    self.stats_mut().retries_dropped += 1;
+                    self.service.schedule.next_after(after)
+                } else {
+                    // The delayed run has not begun: it counts as skipped while paused.
+                    Some(*tick)
+                };
+                self.bump();
+                self.phase = Phase::Paused { pending };
+                true
+            }
+            Phase::Queued {
+                attempt, resume, ..
+            } if *attempt > 1 => {
+                // A retry waiting for a worker: dropped, as one waiting for its backoff is.
+                let resume = *resume;
+                self.stats_mut().retries_dropped += 1;
+                let pending = self.pending(resume);
                 self.bump();
                 self.phase = Phase::Paused { pending };
                 true

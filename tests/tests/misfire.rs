@@ -860,3 +860,91 @@ async fn the_last_tick_of_a_catch_up_does_not_start_another_catch_up() {
         (5, 0, Some(secs(100)))
     );
 }
+
+/// `flaky` (every 60 s) fails its first run, tick 60, and retries after 10 s. With `hog`, on a
+/// single worker, busy from 62 to 92, the retry (due at 70) waits for the worker instead of for
+/// its backoff (in [65, 70)). Returns the manager and the skip events the hook receives.
+fn a_failed_tick_with_a_retry(hog: bool) -> (ServiceManager, Arc<Mutex<Vec<(SkipReason, u64)>>>) {
+    let skips = Arc::new(Mutex::new(Vec::new()));
+    let sink = skips.clone();
+    let manager = ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .max_concurrent_jobs(1)
+        .on_event(move |event| {
+            if let RunEvent::Skipped { reason, ticks, .. } = event {
+                sink.lock().unwrap().push((*reason, *ticks));
+            }
+        })
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    manager.add_service(
+        "flaky",
+        Service::new(every(60), move |_ctx| {
+            let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    Err("first call fails")
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .retries(3)
+        .retry_backoff(Duration::from_secs(10), Duration::from_secs(10)),
+    );
+    if hog {
+        manager.add_service(
+            "hog",
+            Service::new(every(62), |_ctx| sleep(Duration::from_secs(30))),
+        );
+    }
+    (manager, skips)
+}
+
+#[tokio::test(start_paused = true)]
+async fn pausing_a_pending_retry_drops_it_and_the_tick_that_ran_is_not_skipped() {
+    for hog in [false, true] {
+        let (manager, skips) = a_failed_tick_with_a_retry(hog);
+        manager.start().unwrap();
+        // Paused while the retry waits: for its backoff (62), or for the worker (80).
+        let (pause_at, waiting) = if hog {
+            (80, ServiceState::WaitingForSlot)
+        } else {
+            (62, ServiceState::Idle)
+        };
+        sleep(Duration::from_secs(pause_at)).await;
+        let status = manager.service("flaky").unwrap();
+        assert_eq!((status.state, status.runs), (waiting, 1), "hog: {hog}");
+        manager.pause("flaky").unwrap();
+        sleep(Duration::from_secs(100 - pause_at)).await;
+        manager.resume("flaky").unwrap();
+        let status = manager.service("flaky").unwrap();
+        assert_eq!(
+            (
+                status.skipped_paused,
+                status.retries_dropped,
+                status.next_fire
+            ),
+            (0, 1, Some(secs(120))),
+            "hog: {hog}: tick 60 ran, and its retry is dropped"
+        );
+        assert!(
+            !skips
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(reason, _)| *reason == SkipReason::Paused),
+            "hog: {hog}: {:?}",
+            skips.lock().unwrap()
+        );
+        sleep(Duration::from_secs(21)).await; // 121
+        let status = manager.service("flaky").unwrap();
+        assert_eq!(
+            (status.runs, status.failures),
+            (2, 1),
+            "hog: {hog}: tick 120 ran"
+        );
+        manager.stop().await;
+    }
+}
