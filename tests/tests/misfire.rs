@@ -948,3 +948,43 @@ async fn pausing_a_pending_retry_drops_it_and_the_tick_that_ran_is_not_skipped()
         manager.stop().await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_a_coordinator_the_state_file_is_neither_read_nor_written() {
+    let cluster = InMemoryCoordinator::new();
+    let path = state_path("coordinated");
+    std::fs::write(&path, "not a tick\treport\n").unwrap();
+    assert!(
+        ServiceManager::builder()
+            .coordinator(cluster.replica("a"))
+            .state_file(&path)
+            .build()
+            .is_ok(),
+        "the coordinator's history is the memory: a corrupt file is not read"
+    );
+    let nowhere = path.join("no-such-directory").join("state");
+    assert!(ServiceManager::builder()
+        .coordinator(cluster.replica("a"))
+        .state_file(&nowhere)
+        .build()
+        .is_ok());
+
+    // A valid file stays as it was, though a catch-up service runs.
+    let valid = "2024-01-01T00:00:00Z\tother\n";
+    std::fs::write(&path, valid).unwrap();
+    let clock = TokioClock::starting_at(t0());
+    let manager = ServiceManager::builder()
+        .clock(clock)
+        .coordinator(cluster.replica("a"))
+        .state_file(&path)
+        .build()
+        .unwrap();
+    let (report, starts) = logged(every(10), clock, Duration::ZERO, Some(Misfire::Coalesce));
+    manager.add_service("report", report);
+    manager.start().unwrap();
+    sleep(Duration::from_millis(20_500)).await;
+    manager.stop().await;
+    assert_eq!(taken(&starts), [(secs(10), secs(10)), (secs(20), secs(20))]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), valid);
+    let _ = std::fs::remove_file(&path);
+}
