@@ -861,10 +861,13 @@ async fn the_last_tick_of_a_catch_up_does_not_start_another_catch_up() {
     );
 }
 
+/// The skip events a hook received: (reason, ticks).
+type Skips = Arc<Mutex<Vec<(SkipReason, u64)>>>;
+
 /// `flaky` (every 60 s) fails its first run, tick 60, and retries after 10 s. With `hog`, on a
 /// single worker, busy from 62 to 92, the retry (due at 70) waits for the worker instead of for
 /// its backoff (in [65, 70)). Returns the manager and the skip events the hook receives.
-fn a_failed_tick_with_a_retry(hog: bool) -> (ServiceManager, Arc<Mutex<Vec<(SkipReason, u64)>>>) {
+fn a_failed_tick_with_a_retry(hog: bool) -> (ServiceManager, Skips) {
     let skips = Arc::new(Mutex::new(Vec::new()));
     let sink = skips.clone();
     let manager = ServiceManager::builder()
