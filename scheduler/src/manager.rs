@@ -125,7 +125,8 @@ impl ServiceManagerBuilder {
     /// [`Misfire::All`](crate::Misfire::All)) started, so that after a restart the ticks missed
     /// while the process was down are caught up by that policy. For single-node applications; with
     /// a [`coordinator`](Self::coordinator) the cluster's history is used instead, and the file is
-    /// not read. Other services are not written.
+    /// neither read nor written (nor checked: a corrupt one is no error then). Other services are
+    /// not written.
     ///
     /// The catch-up happens when a service is scheduled by [`start`](ServiceManager::start), or
     /// added to a started manager; not on a reload, a restart of the service or a resume.
@@ -313,7 +314,8 @@ impl ServiceManagerBuilder {
     /// [`Error::DuplicateService`] when two registered services share a name;
     /// [`Error::Config`] listing every problem of the configuration;
     /// [`Error::InvalidOption`] for `max_concurrent_jobs(0)` or an impossibly large pool;
-    /// [`Error::StateFile`] when the [state file](Self::state_file) cannot be read or is corrupt.
+    /// [`Error::StateFile`] when the [state file](Self::state_file) cannot be read or is corrupt
+    /// (without a coordinator).
     pub fn build(mut self) -> Result<ServiceManager, Error> {
         let mut bases = BTreeMap::new();
         if self.registered {
@@ -345,7 +347,13 @@ impl ServiceManagerBuilder {
             });
         }
         let state_file = match self.state_file.take() {
-            Some(path) => Some(Arc::new(StateFile::load(path)?)),
+            // With a coordinator its history is the memory: the file is neither read nor written.
+            Some(path) if self.coordinator.is_none() => Some(Arc::new(StateFile::load(path)?)),
+            Some(path) => {
+                tracing::info!(path = %path.display(),
+                    "a coordinator is set: the state file is not used");
+                None
+            }
             None => None,
         };
         let sources = std::mem::take(&mut self.config);

@@ -24,7 +24,7 @@
 //! | end | `Running` | `Scheduled`, `Finished`, `Stopped`, `Paused` or `Disabled`, as `then` says; `Queued` for the next tick of a catch-up | the worker that ran it |
 //! | stop | any but `Running`, `Disabled` | `Stopped` | the manager |
 //! | stop | `Running` | `Running { then: Stop }` | the manager |
-//! | pause | `Scheduled`, `Queued` | `Paused` | the manager |
+//! | pause | `Scheduled`, `Waiting`, `Queued` | `Paused` (a pending retry is dropped and counted) | the manager |
 //! | pause | `Running` | `Running { then: Pause }` | the manager |
 //! | resume | `Paused` / `Running { then: Pause }` | `Scheduled` / `Running { then: Continue }` | the manager |
 //! | run now | `Scheduled`, `Waiting`, `Paused`, `Finished` | `Queued` (manual; a pending retry is dropped and counted) | the manager |
@@ -488,12 +488,7 @@ impl SlotState {
     /// catch-up (old by design), until the tick after the catch-up.
     pub(crate) fn claim_deadline(&self, tick: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let schedule = &self.service.schedule;
-        let catching_up = self
-            .stats
-            .as_ref()
-            .and_then(|stats| stats.catch_up_until)
-            .filter(|until| tick <= *until);
-        if let Some(until) = catching_up {
+        if let Some(until) = self.catch_up_of(tick) {
             return schedule.next_after(until);
         }
         let next = schedule.next_after(tick);
@@ -511,6 +506,14 @@ impl SlotState {
             (Some(skip), Some(next)) => Some(skip.min(next)),
             (skip, next) => skip.or(next),
         }
+    }
+
+    /// The end of the catch-up `tick` belongs to, if it is one of its ticks (old by design).
+    fn catch_up_of(&self, tick: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.stats
+            .as_ref()
+            .and_then(|stats| stats.catch_up_until)
+            .filter(|until| tick <= *until)
     }
 
     /// Whether the misfire policy would do anything but run `tick`, late as it is: with `Skip`, or
@@ -681,8 +684,14 @@ impl SlotState {
             return Begin::Not(Next::Nothing);
         };
         // Only a tick's first run on the grid: a retry, a catch-up run, a takeover, a manual or a
-        // start run is late by design.
-        let fresh = trigger == Trigger::Schedule && attempt == 1 && resume == Resume::After(tick);
+        // start run is late by design. The last tick of a catch-up resumes `After` itself as a
+        // grid tick does, but is as old as the others: were it checked, the ticks that came during
+        // the catch-up would start another one, and runs as long as the period would never get
+        // back to the grid.
+        let fresh = trigger == Trigger::Schedule
+            && attempt == 1
+            && resume == Resume::After(tick)
+            && self.catch_up_of(tick).is_none();
         if fresh
             && !claimed
             && self.is_late(self.start_of(name, tick), now)
@@ -948,9 +957,28 @@ impl SlotState {
                 self.phase = Phase::Paused { pending };
                 true
             }
-            Phase::Waiting { tick, .. } => {
-                // The delayed run has not begun: it counts as skipped while paused.
-                let pending = Some(*tick);
+            Phase::Waiting { tick, attempt, .. } => {
+                let pending = if *attempt > 1 {
+                    // A retry of a tick that ran: the pause drops it (as a manual run would), and
+                    // the pause begins at the tick after it, where the retry would have resumed.
+                    let after = *tick;
+                    self.stats_mut().retries_dropped += 1;
+                    self.service.schedule.next_after(after)
+                } else {
+                    // The delayed run has not begun: it counts as skipped while paused.
+                    Some(*tick)
+                };
+                self.bump();
+                self.phase = Phase::Paused { pending };
+                true
+            }
+            Phase::Queued {
+                attempt, resume, ..
+            } if *attempt > 1 => {
+                // A retry waiting for a worker: dropped, as one waiting for its backoff is.
+                let resume = *resume;
+                self.stats_mut().retries_dropped += 1;
+                let pending = self.pending(resume);
                 self.bump();
                 self.phase = Phase::Paused { pending };
                 true

@@ -122,9 +122,21 @@ impl StateFile {
     }
 
     /// Writes what is not written yet, and waits for it (the manager is stopping).
+    ///
+    /// `dirty` alone cannot tell that nothing is left: a write in flight has cleared it, and may
+    /// still fail and set it again. Only a look under the `writing` lock can, so the flush returns
+    /// at once only when that lock is free and nothing is dirty; otherwise it waits on the blocking
+    /// pool for the write in flight, then writes what that one left.
+    ///
+    /// ```text
+    /// write in flight: lock ── dirty := false ── write ── (failed: dirty := true) ── unlock
+    /// flush:                          try_lock fails ── [blocking pool] lock … ── write if dirty
+    /// ```
     pub(crate) async fn flush(self: &Arc<Self>) {
-        if !self.dirty.load(Ordering::Acquire) {
-            return;
+        if let Ok(_idle) = self.writing.try_lock() {
+            if !self.dirty.load(Ordering::Acquire) {
+                return;
+            }
         }
         let file = self.clone();
         if tokio::task::spawn_blocking(move || file.write_if_dirty())
@@ -271,6 +283,35 @@ mod tests {
         let text = render(&ticks);
         assert!(text.starts_with(HEADER));
         assert_eq!(parse(&text).unwrap(), ticks);
+    }
+
+    /// A write in flight when the manager stops (here: the test holds its lock, and it has taken
+    /// the dirty flag): the flush waits for it, and writes again what it failed to write.
+    #[tokio::test]
+    async fn a_flush_waits_for_the_write_in_flight_and_writes_what_it_failed_to() {
+        use futures_util::FutureExt as _;
+        let path = std::env::temp_dir().join(format!(
+            "scheduler-state-file-{}-flush.state",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let file = Arc::new(StateFile::load(path.clone()).unwrap());
+        let tick = Utc.with_ymd_and_hms(2024, 1, 1, 3, 0, 0).unwrap();
+        file.ticks().insert("report".to_owned(), tick);
+        let in_flight = file.writing.lock().unwrap();
+        let mut flush = Box::pin(file.flush());
+        assert!(
+            (&mut flush).now_or_never().is_none(),
+            "the flush must wait for the write in flight"
+        );
+        // The write in flight fails: what it took is dirty again.
+        file.dirty.store(true, Ordering::Release);
+        drop(in_flight);
+        flush.await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(parse(&text).unwrap().get("report"), Some(&tick), "{text}");
+        assert!(!file.dirty.load(Ordering::Acquire));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

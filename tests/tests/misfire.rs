@@ -797,3 +797,197 @@ async fn a_service_added_to_a_started_manager_catches_up_too() {
     manager.stop().await;
     let _ = std::fs::remove_file(&path);
 }
+
+/// Every 10 s with `All { limit: 10 }`, each run taking `work`; at 5.5 the machine sleeps for
+/// 31 s, and the dispatcher re-reads the clock at 6, when it reads 37: ticks 10, 20 and 30 are
+/// misfired, and caught up one after another. Returns the status and the runs at 95.
+async fn a_catch_up_of_runs_taking(
+    work: Duration,
+) -> (ServiceStatus, Vec<(DateTime<Utc>, DateTime<Utc>)>) {
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = JumpingClock {
+        base: TokioClock::starting_at(t0()),
+        offset_ms: offset.clone(),
+    };
+    let manager = ServiceManager::builder()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let (service, starts) = logged(every(10), clock, work, Some(Misfire::All { limit: 10 }));
+    manager.add_service("svc", service);
+    manager.start().unwrap();
+    sleep(Duration::from_millis(5_500)).await;
+    offset.store(31_000, Ordering::SeqCst);
+    sleep(Duration::from_millis(58_500)).await; // the clock reads 95
+    let status = manager.service("svc").unwrap();
+    manager.stop().await;
+    (status, taken(&starts))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_tick_of_a_catch_up_does_not_start_another_catch_up() {
+    // 5 s runs: 10, 20 and 30 from 37, 5 s apart; 40 and 50, due while the catch-up ran, are
+    // skipped as the service was busy, and the grid goes on at 60.
+    let (status, starts) = a_catch_up_of_runs_taking(Duration::from_secs(5)).await;
+    assert_eq!(
+        starts,
+        [
+            (secs(10), secs(37)),
+            (secs(20), secs(42)),
+            (secs(30), secs(47)),
+            (secs(60), secs(60)),
+            (secs(70), secs(70)),
+            (secs(80), secs(80)),
+            (secs(90), secs(90)),
+        ]
+    );
+    assert_eq!((status.skipped, status.skipped_misfire), (2, 0));
+
+    // Runs longer than the period: the catch-up still ends with tick 30 (61 to 73); 40 to 70 are
+    // skipped, 80 runs on the grid (to 92), 90 is skipped during it, and 100 is next.
+    let (status, starts) = a_catch_up_of_runs_taking(Duration::from_secs(12)).await;
+    assert_eq!(
+        starts,
+        [
+            (secs(10), secs(37)),
+            (secs(20), secs(49)),
+            (secs(30), secs(61)),
+            (secs(80), secs(80)),
+        ]
+    );
+    assert_eq!(
+        (status.skipped, status.skipped_misfire, status.next_fire),
+        (5, 0, Some(secs(100)))
+    );
+}
+
+/// The skip events a hook received: (reason, ticks).
+type Skips = Arc<Mutex<Vec<(SkipReason, u64)>>>;
+
+/// `flaky` (every 60 s) fails its first run, tick 60, and retries after 10 s. With `hog`, on a
+/// single worker, busy from 62 to 92, the retry (due at 70) waits for the worker instead of for
+/// its backoff (in [65, 70)). Returns the manager and the skip events the hook receives.
+fn a_failed_tick_with_a_retry(hog: bool) -> (ServiceManager, Skips) {
+    let skips = Arc::new(Mutex::new(Vec::new()));
+    let sink = skips.clone();
+    let manager = ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .max_concurrent_jobs(1)
+        .on_event(move |event| {
+            if let RunEvent::Skipped { reason, ticks, .. } = event {
+                sink.lock().unwrap().push((*reason, *ticks));
+            }
+        })
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    manager.add_service(
+        "flaky",
+        Service::new(every(60), move |_ctx| {
+            let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    Err("first call fails")
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .retries(3)
+        .retry_backoff(Duration::from_secs(10), Duration::from_secs(10)),
+    );
+    if hog {
+        manager.add_service(
+            "hog",
+            Service::new(every(62), |_ctx| sleep(Duration::from_secs(30))),
+        );
+    }
+    (manager, skips)
+}
+
+#[tokio::test(start_paused = true)]
+async fn pausing_a_pending_retry_drops_it_and_the_tick_that_ran_is_not_skipped() {
+    for hog in [false, true] {
+        let (manager, skips) = a_failed_tick_with_a_retry(hog);
+        manager.start().unwrap();
+        // Paused while the retry waits: for its backoff (62), or for the worker (80).
+        let (pause_at, waiting) = if hog {
+            (80, ServiceState::WaitingForSlot)
+        } else {
+            (62, ServiceState::Idle)
+        };
+        sleep(Duration::from_secs(pause_at)).await;
+        let status = manager.service("flaky").unwrap();
+        assert_eq!((status.state, status.runs), (waiting, 1), "hog: {hog}");
+        manager.pause("flaky").unwrap();
+        sleep(Duration::from_secs(100 - pause_at)).await;
+        manager.resume("flaky").unwrap();
+        let status = manager.service("flaky").unwrap();
+        assert_eq!(
+            (
+                status.skipped_paused,
+                status.retries_dropped,
+                status.next_fire
+            ),
+            (0, 1, Some(secs(120))),
+            "hog: {hog}: tick 60 ran, and its retry is dropped"
+        );
+        assert!(
+            !skips
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(reason, _)| *reason == SkipReason::Paused),
+            "hog: {hog}: {:?}",
+            skips.lock().unwrap()
+        );
+        sleep(Duration::from_secs(21)).await; // 121
+        let status = manager.service("flaky").unwrap();
+        assert_eq!(
+            (status.runs, status.failures),
+            (2, 1),
+            "hog: {hog}: tick 120 ran"
+        );
+        manager.stop().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_coordinator_the_state_file_is_neither_read_nor_written() {
+    let cluster = InMemoryCoordinator::new();
+    let path = state_path("coordinated");
+    std::fs::write(&path, "not a tick\treport\n").unwrap();
+    assert!(
+        ServiceManager::builder()
+            .coordinator(cluster.replica("a"))
+            .state_file(&path)
+            .build()
+            .is_ok(),
+        "the coordinator's history is the memory: a corrupt file is not read"
+    );
+    let nowhere = path.join("no-such-directory").join("state");
+    assert!(ServiceManager::builder()
+        .coordinator(cluster.replica("a"))
+        .state_file(&nowhere)
+        .build()
+        .is_ok());
+
+    // A valid file stays as it was, though a catch-up service runs.
+    let valid = "2024-01-01T00:00:00Z\tother\n";
+    std::fs::write(&path, valid).unwrap();
+    let clock = TokioClock::starting_at(t0());
+    let manager = ServiceManager::builder()
+        .clock(clock)
+        .coordinator(cluster.replica("a"))
+        .state_file(&path)
+        .build()
+        .unwrap();
+    let (report, starts) = logged(every(10), clock, Duration::ZERO, Some(Misfire::Coalesce));
+    manager.add_service("report", report);
+    manager.start().unwrap();
+    sleep(Duration::from_millis(20_500)).await;
+    manager.stop().await;
+    assert_eq!(taken(&starts), [(secs(10), secs(10)), (secs(20), secs(20))]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), valid);
+    let _ = std::fs::remove_file(&path);
+}
