@@ -648,7 +648,7 @@ impl ServiceManager {
             }
             if effective.paused() && (changed || !was_paused) {
                 if let Ok(slot) = self.slot(&name) {
-                    let paused = self.pause_locked(&mut slot.lock());
+                    let (paused, _) = self.pause_slot(&slot);
                     if paused && !was_paused {
                         tracing::info!(service = %name, "service paused by configuration");
                         report.paused.push(name.clone());
@@ -826,13 +826,12 @@ impl ServiceManager {
     /// started, stopped, finished or disabled).
     pub fn pause(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
-        let mut service = slot.lock();
-        if self.pause_locked(&mut service) {
-            drop(service);
+        let (paused, state) = self.pause_slot(&slot);
+        if paused {
             tracing::info!(service = name, "service paused");
             return Ok(());
         }
-        match service.state() {
+        match state {
             // Already paused, or pausing when its run ends.
             ServiceState::Paused | ServiceState::Running => Ok(()),
             state => Err(Error::InvalidState {
@@ -841,6 +840,19 @@ impl ServiceManager {
                 state,
             }),
         }
+    }
+
+    /// Pauses `slot`, reporting what the pause skipped (a pending retry); whether it paused, and
+    /// the state it is in now.
+    fn pause_slot(&self, slot: &Arc<Slot>) -> (bool, ServiceState) {
+        let (paused, state, before, after) = {
+            let mut service = slot.lock();
+            let before = service.tally();
+            let paused = self.pause_locked(&mut service);
+            (paused, service.state(), before, service.tally())
+        };
+        self.engine().skipped(slot, before, after);
+        (paused, state)
     }
 
     /// Pauses the service behind `service` (its slot's lock); `false` when there is nothing to

@@ -941,6 +941,15 @@ async fn pausing_a_pending_retry_drops_it_and_the_tick_that_ran_is_not_skipped()
             "hog: {hog}: {:?}",
             skips.lock().unwrap()
         );
+        assert!(
+            skips
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(reason, _)| *reason == SkipReason::RetryDropped),
+            "hog: {hog}: the dropped retry is reported: {:?}",
+            skips.lock().unwrap()
+        );
         sleep(Duration::from_secs(21)).await; // 121
         let status = manager.service("flaky").unwrap();
         assert_eq!(
