@@ -424,6 +424,12 @@ impl SlotState {
         if self.is_late(start, now) {
             return self.misfired(name, tick, now);
         }
+        self.start_at(tick, start, now)
+    }
+
+    /// The run of `tick` starts at `start` (its jitter after the tick): queued now if that has come,
+    /// held back in the timer until then otherwise.
+    fn start_at(&mut self, tick: DateTime<Utc>, start: DateTime<Utc>, now: DateTime<Utc>) -> Next {
         if start > now {
             let generation = self.bump();
             self.phase = Phase::Waiting {
@@ -589,20 +595,7 @@ impl SlotState {
             }
             Some(tick) => {
                 let start = self.start_of(name, tick);
-                if start > now {
-                    let generation = self.bump();
-                    self.phase = Phase::Waiting {
-                        at: start,
-                        tick,
-                        trigger: Trigger::Schedule,
-                        attempt: 1,
-                    };
-                    return Next::Timer {
-                        at: start,
-                        generation,
-                    };
-                }
-                self.queue(tick, Trigger::Schedule, 1, Resume::After(tick))
+                self.start_at(tick, start, now)
             }
             None => self.schedule_at(after),
         }

@@ -16,9 +16,8 @@ mod coordinators;
 mod postgres;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use scheduler::coordinator::Coordinator;
@@ -27,9 +26,7 @@ use scheduler::{
 };
 
 use coordinators::{percentile, Wrapped};
-use postgres::Postgres;
-
-const DEADLINE: Duration = Duration::from_secs(40);
+use postgres::{wait_for, Postgres};
 
 /// One run, as its job recorded it (wall clock, the clock ticks are on).
 #[derive(Debug, Clone)]
@@ -75,25 +72,6 @@ fn job(log: &Log, replica: &str, service: &'static str, every: u64, work: u64) -
             }
         },
     )
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `DEADLINE`.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < until,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn ms(ms: i64) -> TimeDelta {

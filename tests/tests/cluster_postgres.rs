@@ -13,7 +13,6 @@
 mod postgres;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,9 +22,7 @@ use scheduler::{
     PostgresCoordinator, RunRecord, Schedule, Service, ServiceManager,
 };
 
-use postgres::Postgres;
-
-const DEADLINE: Duration = Duration::from_secs(40);
+use postgres::{wait_for, Postgres};
 
 type Ran = Arc<Mutex<Vec<(String, DateTime<Utc>)>>>;
 
@@ -44,25 +41,6 @@ fn replica(url: &str, name: &str, lease: Duration) -> ServiceManager {
         .lease(lease)
         .build()
         .unwrap()
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `DEADLINE`.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < until,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn history(observer: &PostgresCoordinator, service: &str) -> Vec<RunRecord> {

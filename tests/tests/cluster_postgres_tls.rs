@@ -15,7 +15,6 @@
 mod postgres;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,12 +23,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use scheduler::{Coordinator, PostgresCoordinator, Schedule, Service, ServiceManager};
 
-use postgres::{Postgres, Setup};
+use postgres::{wait_for, Postgres, Setup};
 
 /// (replica, tick) of each run.
 type Ran = Arc<Mutex<Vec<(String, DateTime<Utc>)>>>;
 
-const DEADLINE: Duration = Duration::from_secs(40);
 /// The TLS server's superuser password; distinctive, so that a leak cannot hide.
 const PASSWORD: &str = "Tls-Pa55word-never-shown";
 
@@ -158,25 +156,6 @@ async fn refused(url: &str, parts: &[&str]) -> String {
         assert!(error.contains(part), "{url}:\n{error}\nlacks: {part}");
     }
     error
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `DEADLINE`.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < until,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -343,3 +343,24 @@ fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
         .port()
 }
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after 40 s (reached
+/// only when what the test waits for never happens).
+pub(crate) async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(40);
+    let until = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
