@@ -1011,20 +1011,7 @@ impl SlotState {
             Phase::Paused { pending } => {
                 let (skipped, next) = catch_up(&self.service.schedule, *pending, now);
                 self.stats_mut().skipped_paused += skipped;
-                let generation = self.bump();
-                match next {
-                    Some(next) => {
-                        self.phase = Phase::Scheduled { next };
-                        Next::Timer {
-                            at: next,
-                            generation,
-                        }
-                    }
-                    None => {
-                        self.phase = Phase::Finished;
-                        Next::Nothing
-                    }
-                }
+                self.schedule_at(next)
             }
             Phase::Running(run) if run.then == Then::Pause => {
                 run.then = Then::Continue;
