@@ -173,6 +173,31 @@ impl Engine {
         }
     }
 
+    /// A manual run (`run_now`) queued under `generation`: with a coordinator it is claimed first,
+    /// like a tick of its own (the instant it was asked for), so that no replica starts a run of the
+    /// service while it goes, and it runs on no other. The claim is spawned on `handle`, since a
+    /// manager call may come from outside the runtime.
+    pub(crate) fn run_manual(
+        self: &Arc<Self>,
+        handle: &tokio::runtime::Handle,
+        slot: &Arc<Slot>,
+        generation: u32,
+        tick: DateTime<Utc>,
+    ) {
+        match &self.coordinator {
+            None => self.apply(slot, Next::Queue { generation }),
+            Some(coordinator) => {
+                handle.spawn(claim_then_queue(
+                    self.clone(),
+                    coordinator.clone(),
+                    slot.clone(),
+                    generation,
+                    tick,
+                ));
+            }
+        }
+    }
+
     /// Remembers that `service` started `tick`, for a catch-up after a restart (with a state file).
     pub(crate) fn remember(&self, service: &str, tick: DateTime<Utc>) {
         if let Some(file) = &self.state_file {

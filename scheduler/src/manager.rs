@@ -924,6 +924,11 @@ impl ServiceManager {
     /// (counted in [`ServiceStatus::retries_dropped`]), and a tick waiting for its jitter is skipped
     /// as a tick during a run is.
     ///
+    /// With a coordinator the manual run is claimed first, as a tick of its own (the instant it was
+    /// asked for): while it runs, no replica starts a run of the service, and if another replica is
+    /// running the service already, the manual run does not start (it is counted as skipped and
+    /// logged, as a tick would be).
+    ///
     /// [`JobContext::trigger`]: crate::JobContext::trigger
     /// [`Trigger::Manual`]: crate::Trigger::Manual
     ///
@@ -954,7 +959,16 @@ impl ServiceManager {
         };
         match result {
             Ok(next) => {
-                self.engine().apply(&slot, next);
+                let handle = match &self.state().phase {
+                    Phase::Running(handle) => Some(handle.clone()),
+                    Phase::Built | Phase::Stopped => None,
+                };
+                match (next, handle) {
+                    (Next::Queue { generation }, Some(handle)) => {
+                        self.engine().run_manual(&handle, &slot, generation, now);
+                    }
+                    (next, _) => self.engine().apply(&slot, next),
+                }
                 // A pending retry the manual run replaced.
                 self.engine().skipped(&slot, before, after);
                 tracing::info!(service = name, "manual run requested");

@@ -448,3 +448,50 @@ async fn a_claim_lost_while_waiting_for_a_worker_does_not_run() {
     assert_eq!(of_six, [&("b".to_owned(), secs(6))], "{runs:?}");
     assert_eq!(a.service("x").unwrap().skipped_late, 1);
 }
+
+/// A manual run is claimed like a tick: while it runs on one replica, no other replica starts the
+/// service's ticks, so runs never overlap across the cluster; and it is recorded as that replica's.
+#[tokio::test(start_paused = true)]
+async fn a_manual_run_holds_the_service_on_every_replica() {
+    let cluster = InMemoryCoordinator::new();
+    let ran = Ran::default();
+    let managers: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let manager = replica(&cluster, name);
+            // Every 60 s, 70 s runs.
+            manager.add_service("export", service(name, 60, 70, &ran));
+            manager.start().unwrap();
+            manager
+        })
+        .collect();
+    sleep(Duration::from_secs(5)).await;
+    managers[0].run_now("export").unwrap();
+    // 5: a's manual run begins (until 75); 60: the tick comes while it runs, on either replica.
+    sleep(Duration::from_secs(70)).await;
+    assert_eq!(
+        *ran.lock().unwrap(),
+        [("a".to_owned(), secs(5))],
+        "only the manual run, on a: b did not run tick 60 beside it"
+    );
+    let skipped: u64 = managers
+        .iter()
+        .map(|m| m.service("export").unwrap().skipped)
+        .sum();
+    assert!(skipped >= 1, "tick 60 is counted as skipped");
+    let history = managers[1].cluster_history("export", 10).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|r| r.tick == secs(5) && r.replica == "a"),
+        "the manual run is in the cluster's history: {history:?}"
+    );
+    // 120: the next tick runs once, somewhere.
+    sleep(Duration::from_secs(50)).await;
+    let ran = ran.lock().unwrap().clone();
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    assert_eq!(ran[1].1, secs(120));
+    for manager in &managers {
+        manager.stop_within(Duration::from_secs(1)).await;
+    }
+}
