@@ -1337,8 +1337,8 @@ mod tests {
         }
     }
 
-    /// Every idle service is one `Slot` (behind an `Arc`) plus a timer entry: keep it small (issue 9's
-    /// target is 400 B of RSS per idle service, all costs included).
+    /// Every idle service is one `Slot` (behind an `Arc`) plus a timer entry: keep it small (the
+    /// runtime's target is 400 B of RSS per idle service, all costs included).
     #[test]
     fn an_idle_service_stays_small() {
         let slot = std::mem::size_of::<Slot>();

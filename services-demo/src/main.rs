@@ -160,7 +160,8 @@ async fn main() -> anyhow::Result<()> {
         dashboard(&manager, address, chosen, metrics).await?;
     }
     let mut reload = OnSignal::hangup();
-    let mut pause_switch = OnSignal::user_defined1();
+    let mut pause_signal = OnSignal::user_defined1();
+    let mut export_switch = PauseSwitch::new(&manager, "report-export");
 
     let mut status = tokio::time::interval(options.status_every);
     status.tick().await; // the first tick is immediate; the table is more useful after some runs
@@ -175,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
                     resumed = ?report.resumed, "configuration reloaded"),
                 Err(error) => tracing::error!(%error, "configuration not reloaded; keeping the old one"),
             },
-            () = pause_switch.recv() => toggle_pause(&manager, "report-export"),
+            () = pause_signal.recv() => export_switch.flip(&manager),
             _ = status.tick() => println!("{}", table(&manager.services())),
         }
     }
@@ -306,18 +307,32 @@ impl OnSignal {
     }
 }
 
-/// Pauses `name` if it is not paused, resumes it if it is: an operator's switch.
-fn toggle_pause(manager: &ServiceManager, name: &str) {
-    let paused = manager
-        .service(name)
-        .is_some_and(|status| status.state == ServiceState::Paused);
-    let result = if paused {
-        manager.resume(name)
-    } else {
-        manager.pause(name)
-    };
-    if let Err(error) = result {
-        tracing::error!(service = name, %error, "cannot pause or resume");
+/// An operator's switch: each flip pauses `name`, or resumes it. It keeps its own position, since a
+/// service asked to pause during a run still shows as running until the run ends.
+struct PauseSwitch {
+    name: &'static str,
+    paused: bool,
+}
+
+impl PauseSwitch {
+    /// Starts where the service is (the configuration may start it paused).
+    fn new(manager: &ServiceManager, name: &'static str) -> Self {
+        let paused = manager
+            .service(name)
+            .is_some_and(|status| status.state == ServiceState::Paused);
+        PauseSwitch { name, paused }
+    }
+
+    fn flip(&mut self, manager: &ServiceManager) {
+        let result = if self.paused {
+            manager.resume(self.name)
+        } else {
+            manager.pause(self.name)
+        };
+        match result {
+            Ok(()) => self.paused = !self.paused,
+            Err(error) => tracing::error!(service = self.name, %error, "cannot pause or resume"),
+        }
     }
 }
 
