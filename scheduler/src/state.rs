@@ -346,8 +346,8 @@ impl SlotState {
             self.service.schedule = self.service.schedule.clone().anchored_at(anchor);
         }
         let first = self.service.schedule.first_tick(now);
-        let generation = self.bump();
         if on_start && self.service.on_start {
+            let generation = self.bump();
             self.phase = Phase::Queued {
                 tick: now,
                 trigger: Trigger::Start,
@@ -357,19 +357,7 @@ impl SlotState {
             };
             return Next::Queue { generation };
         }
-        match first {
-            Some(next) => {
-                self.phase = Phase::Scheduled { next };
-                Next::Timer {
-                    at: next,
-                    generation,
-                }
-            }
-            None => {
-                self.phase = Phase::Finished;
-                Next::Nothing
-            }
-        }
+        self.schedule_at(first)
     }
 
     /// The timer found `(slot, generation)` due at `now`: queue the tick, hold it back for its
