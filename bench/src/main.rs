@@ -8,6 +8,8 @@
 // Counts, nanoseconds and KiB convert to f64 for reporting; the values are far below 2^52.
 #![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 
+mod alloc;
+mod fleet;
 mod stats;
 mod systems;
 
@@ -23,11 +25,13 @@ const USAGE: &str = "\
 usage: scheduler-bench [--n 1000,10000,100000] [--rounds 3] [--warmup 2] [--measure 10]
                        [--systems floor,ours-every,ours-cron,peer] [--skip-idle] [--idle-only]
                        [--idle-secs 10] [--register-cap 120] [--no-metrics-bin PATH]
-         systems: floor, ours-every, ours-cron, peer (the default set), ours-prom (ours-every with a
-         Prometheus recorder), ours-every-nometrics (ours-every run by PATH, a build with
-         --no-default-features: needs --no-metrics-bin)
+                       [--threads 2]     (tokio worker threads of every child)
+         systems: floor, ours-every, ours-cron, peer (the default set), ours-blocking (ours-every
+         with blocking jobs), ours-prom (ours-every with a Prometheus recorder), ours-every-nometrics
+         (ours-every run by PATH, a build with --no-default-features: needs --no-metrics-bin),
+         ours-state (ours-every whose job takes its recorder as a State parameter)
        scheduler-bench run --system SYSTEM --n N [--warmup 2] [--measure 10] [--idle]
-                       [--register-cap 120]     (one measurement; prints one JSON line)";
+                       [--register-cap 120] [--threads 2]     (one measurement; prints one JSON line)";
 
 struct Options {
     ns: Vec<u64>,
@@ -40,17 +44,20 @@ struct Options {
     idle_secs: u64,
     register_cap: u64,
     no_metrics_bin: Option<std::path::PathBuf>,
+    threads: usize,
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = if args.first().map(String::as_str) == Some("run") {
         child(&args[1..])
+    } else if args.first().map(String::as_str) == Some("fleet") {
+        fleet::main(&args[1..])
     } else {
         parent(&args)
     };
     if let Err(message) = result {
-        eprintln!("scheduler-bench: {message}\n{USAGE}");
+        eprintln!("scheduler-bench: {message}\n{USAGE}\n{}", fleet::USAGE);
         std::process::exit(2);
     }
 }
@@ -80,6 +87,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         idle_secs: 10,
         register_cap: 120,
         no_metrics_bin: None,
+        threads: 2,
     };
     let mut i = 0;
     while i < args.len() {
@@ -106,10 +114,11 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--no-metrics-bin" => options.no_metrics_bin = Some(value(args, &mut i)?.into()),
+            "--threads" => options.threads = number(value(args, &mut i)?)?,
             "--skip-idle" => options.idle = false,
             "--idle-only" => options.fire = false,
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{USAGE}\n{}", fleet::USAGE);
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -135,6 +144,7 @@ fn child(args: &[String]) -> Result<(), String> {
         measure: 10,
         idle: false,
         register_cap: Duration::from_secs(120),
+        threads: 2,
     };
     let mut i = 0;
     while i < args.len() {
@@ -147,6 +157,7 @@ fn child(args: &[String]) -> Result<(), String> {
                 spec.register_cap = Duration::from_secs(number(value(args, &mut i)?)?);
             }
             "--idle" => spec.idle = true,
+            "--threads" => spec.threads = number(value(args, &mut i)?)?,
             other => return Err(format!("unknown argument {other:?}")),
         }
         i += 1;
@@ -188,6 +199,8 @@ fn run_child(
         &spec.measure.to_string(),
         "--register-cap",
         &spec.register_cap.as_secs().to_string(),
+        "--threads",
+        &spec.threads.to_string(),
     ]);
     if spec.idle {
         command.arg("--idle");
@@ -256,6 +269,7 @@ fn parent(args: &[String]) -> Result<(), String> {
                         },
                         idle,
                         register_cap: Duration::from_secs(options.register_cap),
+                        threads: options.threads,
                     };
                     let limit = Duration::from_secs(
                         options.register_cap + 2 * (spec.warmup + spec.measure) + 60,
@@ -266,12 +280,14 @@ fn parent(args: &[String]) -> Result<(), String> {
                         Ok(mut result) => {
                             result.system.clone_from(system);
                             eprintln!(
-                                "fires {}/{}, p99 {:.1} ms, CPU {:.3} s, register {:.3} s",
+                                "fires {}/{}, p99 {:.1} ms, CPU {:.3} s, register {:.3} s, allocs {} (dispatcher {})",
                                 result.fires,
                                 result.expected,
                                 result.late_p99_ms,
                                 result.cpu_secs,
-                                result.add_secs + result.start_secs
+                                result.add_secs + result.start_secs,
+                                result.allocations,
+                                result.dispatcher_allocations,
                             );
                             results.push(result);
                         }
@@ -302,6 +318,12 @@ struct Row {
     per_service_b: f64,
     register_ms: f64,
     capped: Option<(f64, f64)>,
+    /// Allocator calls per fire in the window: all, and the dispatcher's.
+    allocs_per_fire: f64,
+    dispatcher_allocs_per_fire: f64,
+    /// The dispatcher's allocator calls over the whole run.
+    dispatcher_allocs_run: f64,
+    allocations: f64,
 }
 
 fn range(values: &[f64]) -> (f64, f64) {
@@ -351,6 +373,18 @@ fn row(system: &str, runs: &[&RunResult]) -> Row {
         }),
         register_ms: med(&|r| (r.add_secs + r.start_secs) * 1000.0),
         capped,
+        allocs_per_fire: med(&|r| per_fire(r.allocations, r.fires)),
+        dispatcher_allocs_per_fire: med(&|r| per_fire(r.dispatcher_allocations, r.fires)),
+        dispatcher_allocs_run: med(&|r| r.dispatcher_allocations_run as f64),
+        allocations: med(&|r| r.allocations as f64),
+    }
+}
+
+fn per_fire(count: u64, fires: u64) -> f64 {
+    if fires == 0 {
+        f64::NAN
+    } else {
+        count as f64 / fires as f64
     }
 }
 
@@ -398,17 +432,17 @@ fn write_fire(out: &mut String, n: u64, rows: &[Row], floor: Option<&Row>) {
     );
     let _ = writeln!(
         out,
-        "| system | fires / expected | missed | late p50 ms | late p99 ms (range) | late max ms | CPU s / 1000 fires (range) | peak RSS MiB | RSS / service B | register ms | p99 × floor | CPU × floor | RSS / svc above floor B | register × floor |"
+        "| system | fires / expected | missed | late p50 ms | late p99 ms (range) | late max ms | CPU s / 1000 fires (range) | peak RSS MiB | RSS / service B | register ms | p99 × floor | CPU × floor | RSS / svc above floor B | register × floor | allocs / fire | dispatcher allocs / fire (whole run) |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in rows {
         let register = register_cell(r);
         let _ = writeln!(
             out,
-            "| {} | {:.0} / {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.1} | {:.4} ({:.4}–{:.4}) | {:.1} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} / {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.1} | {:.4} ({:.4}–{:.4}) | {:.1} | {:.0} | {} | {} | {} | {} | {} | {:.3} | {:.4} ({:.0}) |",
             r.system,
             r.fires,
             r.expected,
@@ -432,6 +466,9 @@ fn write_fire(out: &mut String, n: u64, rows: &[Row], floor: Option<&Row>) {
             } else {
                 ratio(r.register_ms, floor.map(|f| f.register_ms))
             },
+            r.allocs_per_fire,
+            r.dispatcher_allocs_per_fire,
+            r.dispatcher_allocs_run,
         );
     }
     out.push('\n');
@@ -454,14 +491,14 @@ fn write_idle(out: &mut String, n: u64, options: &Options, rows: &[Row], floor: 
     );
     let _ = writeln!(
         out,
-        "| system | idle CPU s | idle CPU × floor | peak RSS MiB | RSS / service B | RSS / svc above floor B | register ms | register × floor |"
+        "| system | idle CPU s | idle CPU × floor | peak RSS MiB | RSS / service B | RSS / svc above floor B | register ms | register × floor | allocs in the window |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let register = register_cell(r);
         let _ = writeln!(
             out,
-            "| {} | {:.4} | {} | {:.1} | {:.0} | {} | {} | {} |",
+            "| {} | {:.4} | {} | {:.1} | {:.0} | {} | {} | {} | {:.0} |",
             r.system,
             r.cpu_secs,
             ratio(r.cpu_secs, floor.map(|f| f.cpu_secs)),
@@ -477,6 +514,7 @@ fn write_idle(out: &mut String, n: u64, options: &Options, rows: &[Row], floor: 
             } else {
                 ratio(r.register_ms, floor.map(|f| f.register_ms))
             },
+            r.allocations,
         );
     }
     out.push('\n');

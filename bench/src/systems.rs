@@ -5,24 +5,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Timelike, Utc};
-use scheduler::{Schedule, Service, ServiceManager};
+use scheduler::{JobContext, Schedule, Service, ServiceManager, State};
 use serde::{Deserialize, Serialize};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
+use crate::alloc;
 use crate::stats::{self, next_whole_second, now_ns, Recorder, SECOND_NS};
 
 /// The systems under test.
-pub(crate) const SYSTEMS: [&str; 6] = [
+pub(crate) const SYSTEMS: [&str; 8] = [
     "floor",
     "ours-every",
     "ours-cron",
+    "ours-blocking",
     "peer",
     "ours-prom",
     "ours-every-nometrics",
+    "ours-state",
 ];
 
-/// The systems run by default; `ours-prom` (with a Prometheus recorder installed) and
-/// `ours-every-nometrics` (a build without the `metrics` feature, `--no-metrics-bin`) are asked for.
+/// The systems run by default; `ours-blocking` (`ours-every` with blocking jobs), `ours-prom` (with a
+/// Prometheus recorder installed), `ours-every-nometrics` (a build without the `metrics` feature,
+/// `--no-metrics-bin`) and `ours-state` (`ours-every` whose job takes its recorder as a `State`
+/// parameter) are asked for.
 pub(crate) const DEFAULT_SYSTEMS: [&str; 4] = ["floor", "ours-every", "ours-cron", "peer"];
 
 /// How long to wait after the window for late fires meant for it.
@@ -38,6 +43,8 @@ pub(crate) struct RunSpec {
     pub(crate) idle: bool,
     /// Stop registering the peer's jobs after this long.
     pub(crate) register_cap: Duration,
+    /// The runtime's worker threads.
+    pub(crate) threads: usize,
 }
 
 /// One run's results, the line a child prints.
@@ -67,12 +74,24 @@ pub(crate) struct RunResult {
     pub(crate) rss_before_kib: u64,
     pub(crate) rss_running_kib: u64,
     pub(crate) peak_rss_kib: u64,
+    /// Allocator calls over the same window as `cpu_secs`: all, and the dispatcher's.
+    #[serde(default)]
+    pub(crate) allocations: u64,
+    #[serde(default)]
+    pub(crate) dispatcher_allocations: u64,
+    /// The dispatcher's allocator calls over the whole run (its first wake-ups grow its buffers), which
+    /// shows the dispatcher was recognised even when it allocates nothing in the window.
+    #[serde(default)]
+    pub(crate) dispatcher_allocations_run: u64,
 }
 
-/// Runs one measurement on a fresh 2-worker runtime.
+/// Runs one measurement on a fresh runtime of `spec.threads` workers.
 pub(crate) fn run(spec: &RunSpec) -> Result<RunResult, String> {
+    if spec.threads == 0 {
+        return Err("--threads must be positive".to_owned());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(spec.threads)
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
@@ -125,7 +144,12 @@ async fn measure(spec: &RunSpec) -> Result<RunResult, String> {
     let started = Instant::now();
     match &running {
         Running::Floor => {}
-        Running::Ours(manager) => manager.start().map_err(|e| format!("start: {e}"))?,
+        Running::Ours(manager) => {
+            // The dispatcher is the first task `start` spawns: the one after this probe.
+            let probe = tokio::spawn(async {}).id();
+            manager.start().map_err(|e| format!("start: {e}"))?;
+            alloc::watch_dispatcher(alloc::task_number(probe) + 1);
+        }
         Running::Peer(scheduler) => scheduler
             .start()
             .await
@@ -133,28 +157,32 @@ async fn measure(spec: &RunSpec) -> Result<RunResult, String> {
     }
     let start_secs = started.elapsed().as_secs_f64();
 
-    let (cpu_secs, window_secs, rss_running_kib) = if spec.idle {
+    let (cpu_secs, window_secs, rss_running_kib, allocations) = if spec.idle {
         // Let every task reach its first sleep, then watch the process do nothing.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss = stats::rss_kib();
         let (cpu0, _) = stats::rusage();
+        let allocations0 = alloc::allocations();
         let from = Instant::now();
         tokio::time::sleep(Duration::from_secs(spec.measure)).await;
+        let allocations = alloc::allocations() - allocations0;
         let (cpu1, _) = stats::rusage();
-        (cpu1 - cpu0, from.elapsed().as_secs_f64(), rss)
+        (cpu1 - cpu0, from.elapsed().as_secs_f64(), rss, allocations)
     } else {
         // Sample half a second before the window's first and last-plus-one ticks: the CPU between
         // them is the steady cost of `measure` seconds of ticks.
         sleep_until_ns(window_start - SECOND_NS / 2).await;
         let rss = stats::rss_kib();
         let (cpu0, _) = stats::rusage();
+        let allocations0 = alloc::allocations();
         let from = Instant::now();
         sleep_until_ns(window_end - SECOND_NS / 2).await;
+        let allocations = alloc::allocations() - allocations0;
         let (cpu1, _) = stats::rusage();
         let window = from.elapsed().as_secs_f64();
         sleep_until_ns(window_end).await;
         tokio::time::sleep(GRACE).await;
-        (cpu1 - cpu0, window, rss)
+        (cpu1 - cpu0, window, rss, allocations)
     };
     let summary = recorder.summary();
     let peak_rss_kib = stats::peak_rss_kib();
@@ -183,6 +211,9 @@ async fn measure(spec: &RunSpec) -> Result<RunResult, String> {
         rss_before_kib,
         rss_running_kib,
         peak_rss_kib,
+        allocations: allocations.total,
+        dispatcher_allocations: allocations.dispatcher,
+        dispatcher_allocations_run: alloc::allocations().dispatcher,
     })
 }
 
@@ -214,7 +245,7 @@ async fn register(
             }
             Ok((Running::Floor, n, false))
         }
-        "ours-every" | "ours-cron" | "ours-prom" => {
+        "ours-every" | "ours-cron" | "ours-blocking" | "ours-prom" => {
             if spec.system == "ours-prom" {
                 install_prometheus()?;
             }
@@ -232,16 +263,21 @@ async fn register(
                 .map_err(|e| format!("build: {e}"))?;
             for i in 0..n {
                 let recorder = recorder.clone();
-                manager.add_service(
-                    format!("svc-{i}"),
+                let service = if spec.system == "ours-blocking" {
+                    Service::blocking(schedule.clone(), move |ctx| {
+                        recorder.record(tick_ns(ctx.tick()));
+                    })
+                } else {
                     Service::new(schedule.clone(), move |ctx| {
                         let recorder = recorder.clone();
                         async move { recorder.record(tick_ns(ctx.tick())) }
-                    }),
-                );
+                    })
+                };
+                manager.add_service(format!("svc-{i}"), service);
             }
             Ok((Running::Ours(manager), n, false))
         }
+        "ours-state" => register_with_state(spec, recorder),
         "peer" => {
             let scheduler = JobScheduler::new()
                 .await
@@ -282,6 +318,29 @@ async fn register(
             SYSTEMS.join(", ")
         )),
     }
+}
+
+/// `ours-every` with the recorder reached through `State` instead of a captured `Arc`: the same
+/// work per fire (one `Arc` clone), so the two should measure alike.
+fn register_with_state(
+    spec: &RunSpec,
+    recorder: &Arc<Recorder>,
+) -> Result<(Running, u64, bool), String> {
+    let n = spec.n;
+    let manager = ServiceManager::builder()
+        .state(recorder.clone())
+        .build()
+        .map_err(|e| format!("build: {e}"))?;
+    let schedule = Schedule::every(period(spec.idle)).map_err(|e| format!("schedule: {e}"))?;
+    for i in 0..n {
+        let job = |ctx: JobContext, recorder: State<Arc<Recorder>>| async move {
+            recorder.record(tick_ns(ctx.tick()));
+        };
+        manager
+            .try_add_service(format!("svc-{i}"), Service::from_fn(schedule.clone(), job))
+            .map_err(|e| format!("add: {e}"))?;
+    }
+    Ok((Running::Ours(manager), n, false))
 }
 
 /// Installs the Prometheus recorder, as an application exporting the metrics would.

@@ -128,6 +128,7 @@
 mod cron;
 mod error;
 mod every;
+pub mod policy_rules;
 mod schedule;
 pub mod suggest;
 mod zone;

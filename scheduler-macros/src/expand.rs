@@ -27,13 +27,25 @@ pub(crate) fn background_service(
     };
     let function = match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(function)) => Some(function),
+        Ok(Item::Impl(block)) => {
+            return match (crate::object::Object::parse(&block), errors, settings) {
+                (Ok(object), None, Some(settings)) => Ok(object.generate(item, &settings)),
+                (Err(error), mut errors, _) => {
+                    combine(&mut errors, error.clone());
+                    Err(errors.unwrap_or(error))
+                }
+                (Ok(_), Some(errors), _) => Err(errors),
+                (Ok(_), None, None) => unreachable!("no settings without an error"),
+            };
+        }
         Ok(_) => {
             combine(
                 &mut errors,
                 syn::Error::new(
                     Span::call_site(),
-                    "`#[background_service]` applies to functions only, such as \
-                     `async fn refresh_cache() -> anyhow::Result<()>`",
+                    "`#[background_service]` applies to functions, such as \
+                     `async fn refresh_cache() -> anyhow::Result<()>`, and to `impl` blocks with \
+                     a `job(&self, ..)` method",
                 ),
             );
             None
@@ -70,12 +82,38 @@ fn generate(
     settings: &Settings,
     callable: &Callable,
 ) -> TokenStream {
-    let ident = &function.sig.ident;
+    let (wrapper, job) = wrapper(function, callable);
+    // A `#[cfg]` below the attribute removes the function; the registration must go with it.
+    let cfgs: Vec<_> = function
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"))
+        .collect();
+    let fn_name = function.sig.ident.unraw().to_string();
+    let registration = registration(settings, &fn_name, &wrapper, &job);
+    // The scheduler hands each `State` over by value, so clippy's advice to borrow it (given for
+    // plain fns only) cannot be followed.
+    let allow = (!callable.state_types.is_empty() && !callable.is_async)
+        .then(|| quote!(#[allow(clippy::needless_pass_by_value)]));
+    quote! {
+        #allow
+        #item
+
+        #(#cfgs)*
+        #registration
+    }
+}
+
+/// The registration of a service: `wrapper` (items the job needs) and the `RegisteredJob` `job`,
+/// under the attribute's name or `default_name` after the module path.
+pub(crate) fn registration(
+    settings: &Settings,
+    default_name: &str,
+    wrapper: &TokenStream,
+    job: &TokenStream,
+) -> TokenStream {
     let name = settings.name.as_ref().map_or_else(
-        || {
-            let fn_name = ident.unraw().to_string();
-            quote!(::core::concat!(::core::module_path!(), "::", #fn_name))
-        },
+        || quote!(::core::concat!(::core::module_path!(), "::", #default_name)),
         |name| quote!(#name),
     );
     let timing = match &settings.timing {
@@ -95,6 +133,31 @@ fn generate(
     );
     let on_start = settings.on_start;
     let policies = policies(&settings.policies);
+    quote! {
+        const _: () = {
+            #wrapper
+
+            ::scheduler::__private::inventory::submit! {
+                ::scheduler::__private::Registration {
+                    name: #name,
+                    timing: #timing,
+                    time_zone: #time_zone,
+                    on_start: #on_start,
+                    policies: #policies,
+                    job: #job,
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                }
+            }
+        };
+    }
+}
+
+/// The wrapper the registration calls, and the `RegisteredJob` naming it: for a function with
+/// `State` parameters, a binder made by the runtime's `Handler`; otherwise a direct call, async or
+/// blocking.
+fn wrapper(function: &ItemFn, callable: &Callable) -> (TokenStream, TokenStream) {
+    let ident = &function.sig.ident;
     // Mixed-site hygiene keeps the parameter apart from the user's names (even a function `ctx`).
     let (param, args) = if callable.takes_context {
         let ctx = Ident::new("ctx", Span::mixed_site());
@@ -112,7 +175,27 @@ fn generate(
     };
     let mut callee = ident.clone();
     callee.set_span(result_span);
-    let (wrapper, job) = if callable.is_async {
+    if !callable.state_types.is_empty() {
+        // Resources are bound when the manager is built, through the runtime's `Handler`; each
+        // parameter's type is checked on its own token first, so a type that is no job parameter
+        // (say, axum's `State`) is reported there.
+        let checks = callable.state_types.iter().map(|ty| {
+            quote_spanned! {ty.span()=>
+                ::scheduler::__private::assert_job_param::<#ty>();
+            }
+        });
+        (
+            quote! {
+                fn __scheduler_job() -> ::scheduler::__private::Binder {
+                    #(#checks)*
+                    ::scheduler::__private::Binder::of(#callee)
+                }
+            },
+            quote!(::scheduler::__private::RegisteredJob::Handler(
+                __scheduler_job
+            )),
+        )
+    } else if callable.is_async {
         let run = quote_spanned! {result_span=>
             ::scheduler::__private::IntoJobResult::into_job_result(#callee(#args).await)
         };
@@ -149,32 +232,6 @@ fn generate(
                 __scheduler_job
             )),
         )
-    };
-    // A `#[cfg]` below the attribute removes the function; the registration must go with it.
-    let cfgs = function
-        .attrs
-        .iter()
-        .filter(|attr| attr.path().is_ident("cfg"));
-    quote! {
-        #item
-
-        #(#cfgs)*
-        const _: () = {
-            #wrapper
-
-            ::scheduler::__private::inventory::submit! {
-                ::scheduler::__private::Registration {
-                    name: #name,
-                    timing: #timing,
-                    time_zone: #time_zone,
-                    on_start: #on_start,
-                    policies: #policies,
-                    job: #job,
-                    file: ::core::file!(),
-                    line: ::core::line!(),
-                }
-            }
-        };
     }
 }
 
@@ -349,6 +406,25 @@ mod tests {
     }
 
     #[test]
+    fn state_parameters_go_through_the_handler() {
+        let out = expand(
+            quote!(interval = 60),
+            &quote!(
+                async fn sync(ctx: JobContext, db: State<Db>) {}
+            ),
+        );
+        assert!(
+            out.contains("RegisteredJob :: Handler (__scheduler_job)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("assert_job_param :: < State < Db > > ()"),
+            "{out}"
+        );
+        assert!(out.contains("Binder :: of (sync)"), "{out}");
+    }
+
+    #[test]
     fn rejects_other_items() {
         let error = background_service(
             quote!(interval = 1),
@@ -357,6 +433,6 @@ mod tests {
             ),
         )
         .unwrap_err();
-        assert!(error.to_string().contains("applies to functions only"));
+        assert!(error.to_string().contains("applies to functions, such as"));
     }
 }

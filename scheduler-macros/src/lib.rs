@@ -16,6 +16,9 @@
 //! #[background_service(interval = "0 9 * * MON-FRI", tz = "Europe/Berlin", name = "daily-report")]
 //! async fn report(ctx: JobContext) { }                         // optional context argument
 //!
+//! #[background_service(interval = 60)]                         // the app's resources, by type
+//! async fn sync(ctx: JobContext, db: State<PgPool>) -> anyhow::Result<()> { Ok(()) }
+//!
 //! #[background_service(once_after = 30)]                       // once, 30 s after start (0: at start)
 //! async fn migrate() -> anyhow::Result<()> { Ok(()) }
 //!
@@ -32,14 +35,16 @@
 //! `once_after`, `tz` without a cron interval, `on_start` with `once_after`, policies out of range
 //! or without the argument they shape (`misfire_limit` without `misfire = "all"`, `retry_backoff`
 //! without `retries`, a backoff cap below its base), `jitter` and the misfire policies on a
-//! one-shot service, unknown or duplicate arguments, and signatures the scheduler cannot call (generic, `unsafe`, methods, arguments other
-//! than one `JobContext`) are rejected. The return type is checked by the `IntoJobResult` trait: `()` or
+//! one-shot service, unknown or duplicate arguments, and signatures the scheduler cannot call (generic,
+//! `unsafe`, methods, parameters other than `JobContext` and `State<T>`, two `JobContext`s, more
+//! than 8 parameters) are rejected. The return type is checked by the `IntoJobResult` trait: `()` or
 //! `Result<(), E>` where `E: Display`.
 //!
 //! On an error the function is still emitted unchanged, so that the only error is the attribute's.
 
 mod args;
 mod expand;
+mod object;
 mod policies;
 mod validate;
 
@@ -70,9 +75,17 @@ use proc_macro::TokenStream;
 /// `timeout`, `retries` and the backoff apply to `once_after` services too; `jitter` and the
 /// misfire arguments do not (one run has no grid to spread around, and runs however late it comes).
 ///
-/// The function may be `async` or not (a plain `fn` runs on tokio's blocking thread pool), takes no
-/// argument or one `scheduler::JobContext`, and returns `()` or `Result<(), E>` where `E: Display`.
+/// The function may be `async` or not (a plain `fn` runs on tokio's blocking thread pool), takes
+/// at most one `scheduler::JobContext` and any number (up to 8 parameters in all) of
+/// `scheduler::State<T>` resources, in any order, and returns `()` or `Result<(), E>` where
+/// `E: Display`. Each `State<T>` is given to the manager with `ServiceManager::builder().state(value)`;
+/// a type nobody gave is an error from `build()` naming the service and the type.
 /// It stays callable as a normal function.
+///
+/// On an `impl` block (the object form), the block's `job(&self)` or `job(&self, ctx: JobContext)`
+/// method runs at each tick, on the object given to `ServiceManager::builder().state(object)`; the
+/// default name is the module path and the type's name. A trait impl, a generic block, a missing
+/// `job`, or a `job` taking `&mut self`, `self` or `State` parameters is an error.
 ///
 /// The future of an `async fn` must be `Send`: tokio's worker threads take turns running jobs, so a job
 /// may resume on another thread after any `.await`. Do not hold an `Rc`, a `RefCell` borrow or a

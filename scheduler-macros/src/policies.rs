@@ -2,7 +2,8 @@
 //! `jitter`, `misfire`, `misfire_limit`, `misfire_grace`) on their own, against each other, and
 //! against the service's timing.
 //!
-//! What each may be, and why:
+//! What each may be, what it needs and where it applies is `scheduler_core::policy_rules`'s table
+//! (the configuration reads the same one); this module words it as spanned errors:
 //!
 //! | argument | value | with `once_after` |
 //! |---|---|---|
@@ -18,12 +19,13 @@
 use std::time::Duration;
 
 use proc_macro2::Span;
+use scheduler_core::policy_rules::{self, Needs, PolicyKey};
 use scheduler_core::suggest;
 
 use crate::args::{combine, CountValue, MisfireValue, PolicyArgs, SecondsValue, MISFIRE_HELP};
 
 /// The backoff before the first retry when `retry_backoff` is left out; the runtime's default.
-const DEFAULT_BACKOFF_SECS: f64 = 1.0;
+const DEFAULT_BACKOFF_SECS: f64 = policy_rules::DEFAULT_RETRY_BACKOFF_SECS as f64;
 
 /// A checked misfire policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,15 +82,26 @@ pub(crate) fn check(args: PolicyArgs, one_shot: bool, errors: &mut Option<syn::E
         );
     }
     if let Some(retries) = &retries {
-        policies.retries = count(retries, "retries", 0, errors).unwrap_or(0);
+        policies.retries =
+            count(retries, "retries", PolicyKey::Retries.min_count(), errors).unwrap_or(0);
     }
     let base = retry_backoff.as_ref().and_then(|backoff| {
-        retry_only(backoff.keyword, "retry_backoff", retries.as_ref(), errors);
+        retry_only(
+            backoff.keyword,
+            PolicyKey::RetryBackoff,
+            retries.as_ref(),
+            errors,
+        );
         duration(backoff, "retry_backoff", Zero::Allowed, errors).map(|d| (d, backoff.seconds))
     });
     policies.retry_backoff = base.map(|(d, _)| d);
     if let Some(max) = &retry_backoff_max {
-        retry_only(max.keyword, "retry_backoff_max", retries.as_ref(), errors);
+        retry_only(
+            max.keyword,
+            PolicyKey::RetryBackoffMax,
+            retries.as_ref(),
+            errors,
+        );
         policies.retry_backoff_max = duration(max, "retry_backoff_max", Zero::Allowed, errors);
         if let Some(cap) = policies.retry_backoff_max {
             check_cap(max, cap, base, retry_backoff.is_some(), errors);
@@ -115,10 +128,17 @@ pub(crate) fn check(args: PolicyArgs, one_shot: bool, errors: &mut Option<syn::E
         let keyword = |value: &Option<SecondsValue>| value.as_ref().map(|v| v.keyword);
         reject_on_one_shot(
             [
-                (keyword(&jitter), "jitter"),
-                (misfire.as_ref().map(|m| m.keyword), "misfire"),
-                (misfire_limit.as_ref().map(|m| m.keyword), "misfire_limit"),
-                (keyword(&misfire_grace), "misfire_grace"),
+                (keyword(&timeout), PolicyKey::Timeout),
+                (retries.as_ref().map(|r| r.keyword), PolicyKey::Retries),
+                (keyword(&retry_backoff), PolicyKey::RetryBackoff),
+                (keyword(&retry_backoff_max), PolicyKey::RetryBackoffMax),
+                (keyword(&jitter), PolicyKey::Jitter),
+                (misfire.as_ref().map(|m| m.keyword), PolicyKey::Misfire),
+                (
+                    misfire_limit.as_ref().map(|m| m.keyword),
+                    PolicyKey::MisfireLimit,
+                ),
+                (keyword(&misfire_grace), PolicyKey::MisfireGrace),
             ],
             errors,
         );
@@ -154,7 +174,12 @@ fn misfire_policy(
         if let Some(message) = message {
             combine(errors, syn::Error::new(limit.keyword, message));
         }
-        count(limit, "misfire_limit", 1, errors)
+        count(
+            limit,
+            "misfire_limit",
+            PolicyKey::MisfireLimit.min_count(),
+            errors,
+        )
     });
     word.map(|word| match word {
         Misfire::All(_) => Misfire::All(limit),
@@ -162,12 +187,16 @@ fn misfire_policy(
     })
 }
 
-/// Reports each of `arguments` that was written (its keyword's span) as not applying to a one-shot
-/// service.
-fn reject_on_one_shot(arguments: [(Option<Span>, &str); 4], errors: &mut Option<syn::Error>) {
-    for (span, argument) in arguments {
+/// Reports each of `arguments` that was written (its keyword's span) and does not apply to a
+/// one-shot service ([`PolicyKey::applies_to_one_shot`]).
+fn reject_on_one_shot(arguments: [(Option<Span>, PolicyKey); 8], errors: &mut Option<syn::Error>) {
+    for (span, key) in arguments {
         let Some(span) = span else { continue };
-        let why = if argument == "jitter" {
+        if key.applies_to_one_shot() {
+            continue;
+        }
+        let argument = key.name();
+        let why = if key == PolicyKey::Jitter {
             "a one-shot service has one run, and no grid to spread it around; add the delay to \
              `once_after`"
         } else {
@@ -255,10 +284,14 @@ fn count(
 /// `retries = 0`) they would do nothing, which is a mistake worth pointing at.
 fn retry_only(
     keyword: Span,
-    argument: &str,
+    key: PolicyKey,
     retries: Option<&CountValue>,
     errors: &mut Option<syn::Error>,
 ) {
+    if key.rule().needs != Some(Needs::Retries) {
+        return;
+    }
+    let argument = key.name();
     let message = match retries {
         None => format!(
             "`{argument}` has no effect without `retries`: add `retries = <count>`, or remove \

@@ -38,6 +38,8 @@ pub(crate) struct Settings {
 pub(crate) struct Callable {
     /// Whether the function takes a `JobContext`.
     pub(crate) takes_context: bool,
+    /// The `State<T>` parameters' types, in order; none: the function is called directly.
+    pub(crate) state_types: Vec<Type>,
     /// Whether it is an `async fn`.
     pub(crate) is_async: bool,
 }
@@ -254,7 +256,7 @@ pub(crate) fn signature(sig: &Signature) -> syn::Result<Callable> {
         // The one error for a C-variadic function: its `unsafe` and its arguments follow from it.
         return Err(syn::Error::new_spanned(
             variadic,
-            "a background service cannot be variadic: it takes no argument or one `JobContext`",
+            "a background service cannot be variadic: it takes `JobContext` and `State<T>` parameters only",
         ));
     }
     let mut errors = None;
@@ -278,8 +280,17 @@ pub(crate) fn signature(sig: &Signature) -> syn::Result<Callable> {
             ),
         );
     }
-    let mut typed = 0;
-    for (index, input) in sig.inputs.iter().enumerate() {
+    let mut takes_context = false;
+    let mut state_types = Vec::new();
+    let typed = sig
+        .inputs
+        .iter()
+        .filter(|input| matches!(input, FnArg::Typed(_)))
+        .count();
+    if typed > MAX_PARAMETERS {
+        combine(&mut errors, too_many_parameters(&sig.inputs, typed));
+    }
+    for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => combine(
                 &mut errors,
@@ -289,75 +300,111 @@ pub(crate) fn signature(sig: &Signature) -> syn::Result<Callable> {
                      (outside any `impl` block)",
                 ),
             ),
-            FnArg::Typed(arg) if typed == 0 => {
-                typed += 1;
-                if !is_job_context(&arg.ty) {
-                    combine(&mut errors, wrong_argument(&arg.ty));
-                }
-            }
-            FnArg::Typed(_) => {
-                combine(&mut errors, too_many_arguments(&sig.inputs, index));
-                break;
-            }
+            FnArg::Typed(arg) => match parameter(&arg.ty) {
+                Ok(Parameter::Context) if takes_context => combine(
+                    &mut errors,
+                    syn::Error::new_spanned(
+                        &arg.ty,
+                        "a background service takes at most one `JobContext`: remove this one \
+                         (clone the first if you need two)",
+                    ),
+                ),
+                Ok(Parameter::Context) => takes_context = true,
+                Ok(Parameter::State(ty)) => state_types.push(*ty),
+                Err(error) => combine(&mut errors, error),
+            },
         }
     }
     match errors {
         Some(errors) => Err(errors),
         None => Ok(Callable {
-            takes_context: typed == 1,
+            takes_context,
+            state_types,
             is_async: sig.asyncness.is_some(),
         }),
     }
 }
 
-/// Whether `ty` names `JobContext` (by any path, such as `scheduler::JobContext`).
-fn is_job_context(ty: &Type) -> bool {
+/// At most this many parameters: the runtime's `Handler` is implemented up to this arity.
+const MAX_PARAMETERS: usize = 8;
+
+/// What a parameter of the function receives.
+enum Parameter {
+    /// The run's `JobContext`.
+    Context,
+    /// A resource: the whole `State<T>` type, as written.
+    State(Box<Type>),
+}
+
+/// Classifies a parameter by its type: `JobContext` or `State<T>` (by any path), or a spanned
+/// error saying what to write instead.
+fn parameter(ty: &Type) -> syn::Result<Parameter> {
     match ty {
-        Type::Group(group) => is_job_context(&group.elem),
-        Type::Paren(paren) => is_job_context(&paren.elem),
-        Type::Path(path) => {
-            path.qself.is_none()
-                && path
-                    .path
-                    .segments
-                    .last()
-                    .is_some_and(|last| last.ident == "JobContext" && last.arguments.is_none())
+        Type::Group(group) => parameter(&group.elem),
+        Type::Paren(paren) => parameter(&paren.elem),
+        Type::Path(path) if path.qself.is_none() => {
+            let last = path.path.segments.last();
+            match last {
+                Some(last) if last.ident == "JobContext" && last.arguments.is_none() => {
+                    Ok(Parameter::Context)
+                }
+                Some(last) if last.ident == "State" => match &last.arguments {
+                    syn::PathArguments::AngleBracketed(args)
+                        if args.args.len() == 1
+                            && matches!(args.args.first(), Some(syn::GenericArgument::Type(_))) =>
+                    {
+                        Ok(Parameter::State(Box::new(ty.clone())))
+                    }
+                    _ => Err(syn::Error::new_spanned(
+                        ty,
+                        "`State` takes the type of the resource, such as `State<PgPool>`",
+                    )),
+                },
+                _ => Err(wrong_argument(ty)),
+            }
         }
-        _ => false,
+        Type::Reference(reference) => Err(match parameter(&reference.elem) {
+            Ok(Parameter::Context) => syn::Error::new_spanned(
+                ty,
+                "expected `JobContext`, not a reference: a background service takes its \
+                 context by value (it is cheap to clone)",
+            ),
+            Ok(Parameter::State(_)) => syn::Error::new_spanned(
+                ty,
+                "expected `State<..>`, not a reference: a background service takes its state by \
+                 value (it is an `Arc`, cheap to clone)",
+            ),
+            Err(_) => wrong_argument(ty),
+        }),
+        _ => Err(wrong_argument(ty)),
     }
 }
 
-/// The error for an argument that is not a `JobContext`.
+/// The error for a parameter that is neither a `JobContext` nor a `State<T>`.
 fn wrong_argument(ty: &Type) -> syn::Error {
-    let message = match ty {
-        Type::Reference(reference) if is_job_context(&reference.elem) => {
-            "expected `JobContext`, not a reference: a background service takes its context by \
-             value (it is cheap to clone)"
-        }
-        _ => {
-            "expected `JobContext`: a background service takes no argument or one \
-             `scheduler::JobContext`"
-        }
-    };
-    syn::Error::new_spanned(ty, message)
+    let shown = ty.to_token_stream().to_string();
+    syn::Error::new_spanned(
+        ty,
+        format!(
+            "a background service cannot be given `{shown}`: it takes `JobContext` and \
+             `State<T>` parameters; give the value to `ServiceManager::builder().state(value)` \
+             and take `State<{shown}>`"
+        ),
+    )
 }
 
-/// The error for the arguments from `first_extra` on.
-fn too_many_arguments(
-    inputs: &Punctuated<FnArg, syn::Token![,]>,
-    first_extra: usize,
-) -> syn::Error {
+/// The error for the parameters beyond [`MAX_PARAMETERS`].
+fn too_many_parameters(inputs: &Punctuated<FnArg, syn::Token![,]>, typed: usize) -> syn::Error {
     let extra: proc_macro2::TokenStream = inputs
         .iter()
-        .skip(first_extra)
+        .skip(MAX_PARAMETERS)
         .flat_map(ToTokens::into_token_stream)
         .collect();
     syn::Error::new_spanned(
         extra,
         format!(
-            "a background service takes no argument or one `JobContext`, found {} arguments: \
-             remove the extra ones",
-            inputs.len()
+            "a background service takes at most {MAX_PARAMETERS} parameters, found {typed}: \
+             group resources into one struct and take `State<ThatStruct>`"
         ),
     )
 }
@@ -537,20 +584,60 @@ mod tests {
         assert!(sig_errors(quote!(
             fn f(x: u32) {}
         ))[0]
-            .starts_with("expected `JobContext`"));
+            .starts_with("a background service cannot be given `u32`"));
+        assert!(sig_errors(quote!(
+            async fn f(db: State<Db>, ctx: scheduler::JobContext, h: scheduler::State<Http>) {}
+        ))
+        .is_empty());
+        assert!(sig_errors(quote!(
+            fn f(db: &State<Db>) {}
+        ))[0]
+            .contains("not a reference"));
+        assert!(sig_errors(quote!(
+            fn f(db: State) {}
+        ))[0]
+            .contains("`State<PgPool>`"));
+        assert!(sig_errors(quote!(
+            fn f(a: JobContext, b: JobContext) {}
+        ))[0]
+            .contains("at most one `JobContext`"));
+        assert_eq!(
+            sig_errors(quote!(
+                fn f(
+                    a: State<A>,
+                    b: State<B>,
+                    c: State<C>,
+                    d: State<D>,
+                    e: State<E>,
+                    f: State<F>,
+                    g: State<G>,
+                    h: State<H>,
+                    i: State<I>,
+                ) {
+                }
+            )),
+            [
+                "a background service takes at most 8 parameters, found 9: group resources into \
+              one struct and take `State<ThatStruct>`"
+            ]
+        );
         assert!(sig_errors(quote!(
             fn f(x: &JobContext) {}
         ))[0]
             .contains("not a reference"));
-        assert!(sig_errors(quote!(
-            fn f(x: JobContext, y: u8) {}
-        ))[0]
-            .contains("found 2 arguments"));
+        assert_eq!(
+            sig_errors(quote!(
+                fn f(x: JobContext, y: u8, z: &str) {}
+            ))
+            .len(),
+            2,
+            "one error per parameter it cannot extract"
+        );
         assert_eq!(
             sig_errors(quote!(
                 unsafe extern "C" fn f(x: u32, ...) {}
             )),
-            ["a background service cannot be variadic: it takes no argument or one `JobContext`"]
+            ["a background service cannot be variadic: it takes `JobContext` and `State<T>` parameters only"]
         );
     }
 }

@@ -36,6 +36,8 @@ const ABORTED: u8 = 2;
 const FORCED: u8 = 4;
 /// ... because the run exceeded its time limit.
 const TIMED_OUT: u8 = 8;
+/// ... because the run's claim was lost (cluster mode).
+const LEASE_LOST: u8 = 16;
 
 impl std::fmt::Debug for CancelToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +63,15 @@ impl CancelToken {
         self.raise(CANCELLED | ABORTED | TIMED_OUT);
     }
 
+    /// The run's claim was lost: cancelled, and counted as lease lost however it ends.
+    pub(crate) fn lose_lease(&self) {
+        self.raise(CANCELLED | ABORTED | LEASE_LOST);
+    }
+
+    pub(crate) fn is_lease_lost(&self) -> bool {
+        self.0.level.load(Ordering::Acquire) & LEASE_LOST != 0
+    }
+
     pub(crate) fn is_timed_out(&self) -> bool {
         self.0.level.load(Ordering::Acquire) & TIMED_OUT != 0
     }
@@ -68,6 +79,21 @@ impl CancelToken {
     /// Ends the grace period at once (a stop deadline that ran out).
     pub(crate) fn force(&self) {
         self.raise(CANCELLED | ABORTED | FORCED);
+    }
+
+    /// A token for the next run: this one, reset, when nothing else holds it any more (the run it
+    /// served has ended, and neither the manager nor a kept [`JobContext`](crate::JobContext) has a
+    /// clone of it); else a new one. A worker reuses its token this way, which saves an allocation
+    /// per run. It cannot leak a cancellation into the next run: a token no one else holds cannot
+    /// be cancelled by anyone, and no waiter can be registered on it.
+    pub(crate) fn recycle(mut self) -> CancelToken {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => {
+                *inner.level.get_mut() = 0;
+                self
+            }
+            None => CancelToken::default(),
+        }
     }
 
     fn raise(&self, bits: u8) {
@@ -139,5 +165,24 @@ mod tests {
         // Already reached: both complete at once.
         token.cancelled().await;
         token.forced().await;
+    }
+
+    #[test]
+    fn a_recycled_token_starts_afresh_and_a_shared_one_is_not_reused() {
+        let token = CancelToken::default();
+        token.abort();
+        let kept = token.clone();
+        let next = token.recycle();
+        assert!(
+            !Arc::ptr_eq(&next.0, &kept.0),
+            "a clone is still held (a kept JobContext): a new token"
+        );
+        assert!(!next.is_cancelled() && kept.is_aborted());
+        drop(kept);
+        let first = Arc::as_ptr(&next.0);
+        next.force();
+        let reused = next.recycle();
+        assert_eq!(Arc::as_ptr(&reused.0), first, "held by no one else: reused");
+        assert!(!reused.is_cancelled() && !reused.is_aborted() && !reused.is_timed_out());
     }
 }

@@ -35,7 +35,8 @@ impl Clock for SystemClock {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use chrono::{TimeZone, Utc};
-/// use scheduler::{Schedule, Service, ServiceManager, TokioClock};
+/// use scheduler::clock::TokioClock;
+/// use scheduler::{Schedule, Service, ServiceManager};
 ///
 /// #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -22,8 +22,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::cancel::CancelToken;
 use crate::clock::Clock;
 use crate::coordinator::{Claim, ClaimPolicy, Coordinator, FinishedRun, Ticket};
 use crate::state::Slot;
@@ -162,6 +164,7 @@ async fn release(coordinator: &dyn Coordinator, ticket: &Ticket, reason: &str) {
 pub(crate) async fn claim(
     clock: &dyn Clock,
     coordinator: &Arc<dyn Coordinator>,
+    control_wake: &Notify,
     slot: &Arc<Slot>,
     give_up_at: Option<DateTime<Utc>>,
     tick: DateTime<Utc>,
@@ -189,6 +192,16 @@ pub(crate) async fn claim(
             Ok(claim) => {
                 if set_coordinator_error(slot, None) {
                     tracing::info!(service = %name, "coordinator reachable again: coordinated runs resume");
+                }
+                if claim == Claim::Paused || claim == Claim::Disabled {
+                    // Paused or disabled by another replica, and this one has not applied it yet:
+                    // not run (a paused tick counts as one), and the records are read at once.
+                    tracing::debug!(service = %name, %tick, ?claim, "tick not run: held cluster-wide");
+                    if claim == Claim::Paused {
+                        slot.lock().stats_mut().skipped_paused += 1;
+                    }
+                    control_wake.notify_one();
+                    return None;
                 }
                 return answered(
                     clock,
@@ -285,6 +298,7 @@ async fn answered(
             stats.held_elsewhere = held_elsewhere(replica, running, true);
             None
         }
+        Claim::Paused | Claim::Disabled => None,
     }
 }
 
@@ -297,15 +311,35 @@ fn set_coordinator_error(slot: &Slot, error: Option<String>) -> bool {
     std::mem::replace(&mut state.stats_mut().coordinator_error, error).is_some()
 }
 
-/// Runs `job` while renewing the claim's lease every third of it.
-pub(crate) async fn renewing<F: Future>(job: F, held: &Held) -> F::Output {
+/// Runs `job` while renewing the claim's lease every third of it. Once the claim is lost, the run
+/// is cancelled through `cancel` (its [`JobContext`](crate::JobContext) sees it, and it has the
+/// abort grace to return, as after a timeout) and it ends as [`Outcome::LeaseLost`]:
+///
+/// ```text
+/// claim ✔ (confirmed c) ─ renew ✔ ─ renew ✘ refused (taken over, abandoned) ─▶ lost: cancel now
+///                                 └ renew ✘ error … error, and c + L passed ─▶ lost: cancel now
+///                                   (the lease may have run out: another replica may take it)
+/// ```
+///
+/// What remains: between the moment the lease runs out on the database's clock and the moment
+/// this replica's renewal learns it (at most a third of the lease later, plus the grace for the
+/// job to return), the job still runs; another replica can only take the tick over after the
+/// lease ran out. See "Cluster mode" in the README.
+pub(crate) async fn renewing<F: Future>(job: F, held: &Held, cancel: &CancelToken) -> F::Output {
     let renew = async {
         let mut every = tokio::time::interval(held.lease / 3);
         every.tick().await;
         loop {
             every.tick().await;
-            if !renew_once(held).await {
-                // Lost: nothing more to renew; the job goes on (it cannot be undone).
+            // A renewal that hangs (a slow database) counts as failed once the lease may be over.
+            let left = held.lease.saturating_sub(held.confirmed().elapsed());
+            let renewed = tokio::time::timeout(left, renew_once(held)).await;
+            if renewed != Ok(true) || held.confirmed().elapsed() >= held.lease {
+                let ticket = &held.ticket;
+                tracing::error!(service = %ticket.service, tick = %ticket.tick,
+                    attempt = ticket.attempt, "claim lost while the job runs: cancelling it");
+                cancel.lose_lease();
+                // Nothing more to renew; the job has its grace to return.
                 std::future::pending::<()>().await;
             }
         }
@@ -353,12 +387,14 @@ pub(crate) async fn finish(
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
     outcome: Outcome,
+    error: Option<String>,
 ) {
     held.settled = true;
     let run = FinishedRun {
         started,
         finished,
         outcome,
+        error,
     };
     let ticket = &held.ticket;
     let mut backoff = FIRST_REPORT_RETRY;

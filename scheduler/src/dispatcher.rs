@@ -29,7 +29,10 @@ async fn dispatch(engine: Arc<Engine>, epoch: u64) {
         if engine.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
-        if tokio::time::Instant::now() >= summary_due {
+        // One read of each clock per wake-up: the wall clock for the deadlines, tokio's for the
+        // sleep and the summary.
+        let woke = tokio::time::Instant::now();
+        if woke >= summary_due {
             summary_due += SUMMARY_EVERY;
             log_summary(&engine);
         }
@@ -41,10 +44,8 @@ async fn dispatch(engine: Arc<Engine>, epoch: u64) {
         engine.queue.push_all(&mut fires);
         match wait {
             Wait::Nothing => tokio::task::yield_now().await,
-            Wait::Until(until) => {
-                let wait = (until - now).to_std().unwrap_or(Duration::ZERO);
-                let deadline = tokio::time::Instant::now() + wait;
-                timer.as_mut().reset(deadline);
+            Wait::For(wait) => {
+                timer.as_mut().reset(woke + wait);
                 tokio::select! {
                     biased;
                     () = engine.timer.wake.notified() => {}
@@ -77,13 +78,17 @@ fn fire(engine: &Arc<Engine>, due: Due, now: DateTime<Utc>, out: &mut Vec<Fire>)
     let Due {
         generation, slot, ..
     } = due;
-    let (next, before, after) = {
+    let (next, tallies) = {
         let mut state = slot.lock();
-        let before = state.tally();
-        let next = state.fire(generation, &slot.name, now);
-        (next, before, state.tally())
+        if state.fires_quietly(&slot.name, now) {
+            (state.fire(generation, &slot.name, now), None)
+        } else {
+            let before = state.tally();
+            let next = state.fire(generation, &slot.name, now);
+            (next, Some((before, state.tally())))
+        }
     };
-    if after != before {
+    if let Some((before, after)) = tallies.filter(|(before, after)| after != before) {
         // Misfired ticks.
         engine.skipped(&slot, before, after);
     }

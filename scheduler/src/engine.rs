@@ -23,13 +23,15 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::control::Controls;
 use crate::coordinator::{ClaimPolicy, Coordinator};
 use crate::event::{RunEvent, Tally};
+use crate::health::{Health, Watched};
 use crate::pool::Pool;
 use crate::queue::{Fire, RunQueue};
 use crate::state::{Next, Phase, Slot};
 use crate::state_file::StateFile;
-use crate::status::Failure;
+use crate::status::{Failure, Trigger};
 use crate::timer::Timer;
 
 pub(crate) type FailureHook = dyn Fn(&Failure) + Send + Sync;
@@ -41,6 +43,11 @@ pub(crate) struct Engine {
     pub(crate) on_event: Option<Arc<EventHook>>,
     /// `None`: every tick runs here, with no claim (and no cost for one).
     pub(crate) coordinator: Option<Arc<dyn Coordinator>>,
+    /// The shared pause and resume state ([`crate::control`]), kept by the coordinator, or without
+    /// one by an [`InMemoryCoordinator`](crate::InMemoryCoordinator) of this manager's own.
+    pub(crate) controls: Arc<Controls>,
+    /// What the calls to the coordinator found ([`crate::health`]); `None` without one.
+    pub(crate) health: Option<Arc<Health>>,
     pub(crate) lease: Duration,
     /// How long a cancelled run may take to return before it is dropped (or, if blocking, abandoned).
     pub(crate) abort_grace: Duration,
@@ -91,11 +98,28 @@ impl Engine {
         history_len: usize,
         workers: usize,
     ) -> Self {
+        // Every call to a real coordinator is watched; the in-memory store of a manager without
+        // one cannot fail, and has no health to show.
+        let (coordinator, health) = match coordinator {
+            Some(inner) => {
+                let health = Arc::new(Health::new(clock.clone(), inner.replica()));
+                let watched = Arc::new(Watched::new(inner, health.clone())) as Arc<dyn Coordinator>;
+                (Some(watched), Some(health))
+            }
+            None => (None, None),
+        };
+        let shared = coordinator.is_some();
+        let store = coordinator.clone().unwrap_or_else(|| {
+            Arc::new(crate::coordinator::InMemoryCoordinator::new().replica("local"))
+                as Arc<dyn Coordinator>
+        });
         Engine {
             clock,
             on_failure: hooks.on_failure,
             on_event: hooks.on_event,
             coordinator,
+            health,
+            controls: Arc::new(Controls::new(store, shared)),
             lease,
             abort_grace,
             history_len,
@@ -263,26 +287,39 @@ async fn claim_then_queue(
     generation: u32,
     tick: DateTime<Utc>,
 ) {
-    let (deadline, delivery, attempt, before) = {
+    let (deadline, delivery, attempt, manual, before) = {
         let state = slot.lock();
-        let attempt = match state.phase {
-            Phase::Queued { attempt, .. } => attempt,
-            _ => 1,
+        let (attempt, manual) = match state.phase {
+            Phase::Queued {
+                attempt, trigger, ..
+            } => (attempt, trigger == Trigger::Manual),
+            _ => (1, false),
         };
         (
             state.claim_deadline(tick),
             state.service.delivery,
             attempt,
+            manual,
             state.tally(),
         )
     };
-    // A retry claims its own failed tick again, rather than find it taken (by itself).
+    // A retry claims its own failed tick again, rather than find it taken (by itself); a manual
+    // run is granted while the service is paused cluster-wide.
     let policy = ClaimPolicy {
         attempt,
+        manual,
         ..ClaimPolicy::new(engine.lease, delivery)
     };
-    let claimed =
-        crate::cluster::claim(&*engine.clock, &coordinator, &slot, deadline, tick, policy).await;
+    let claimed = crate::cluster::claim(
+        &*engine.clock,
+        &coordinator,
+        &engine.controls.wake,
+        &slot,
+        deadline,
+        tick,
+        policy,
+    )
+    .await;
     match claimed {
         Some(held) => {
             slot.lock().retarget(generation, held.ticket.tick);
@@ -300,7 +337,7 @@ async fn claim_then_queue(
         None => {
             let (next, after) = {
                 let mut state = slot.lock();
-                let next = state.unqueue(generation, engine.clock.now(), 0);
+                let next = state.unqueue(&slot.name, generation, engine.clock.now());
                 (next, state.tally())
             };
             engine.apply(&slot, next);

@@ -81,9 +81,33 @@ pub enum Error {
         /// What is wrong, with the line where it is.
         reason: String,
     },
+    /// Services take [`State<T>`](crate::State) parameters of types the manager was not given
+    /// with [`state`](crate::ServiceManagerBuilder::state): every such service, with every type
+    /// it lacks (in parameter order). Nothing was added or started.
+    #[error("{}", missing_state_message(.services))]
+    MissingState {
+        /// Each service that cannot be bound, by name, with the types it lacks.
+        services: Vec<(String, Vec<&'static str>)>,
+    },
     /// `start` was called outside a tokio runtime.
     #[error("the service manager must be started from within a tokio runtime")]
     NoRuntime,
+}
+
+/// "missing state: service 'a' takes State<A>, State<B>; service 'b' takes State<C>; give each
+/// value with `ServiceManager::builder().state(value)`".
+fn missing_state_message(services: &[(String, Vec<&'static str>)]) -> String {
+    let each: Vec<String> = services
+        .iter()
+        .map(|(name, types)| {
+            let types: Vec<String> = types.iter().map(|ty| format!("State<{ty}>")).collect();
+            format!("service '{name}' takes {}", types.join(", "))
+        })
+        .collect();
+    format!(
+        "missing state: {}; give each value with `ServiceManager::builder().state(value)`",
+        each.join("; ")
+    )
 }
 
 impl fmt::Debug for Error {
@@ -130,6 +154,10 @@ impl fmt::Debug for Error {
                 .debug_struct("StateFile")
                 .field("path", path)
                 .field("reason", reason)
+                .finish(),
+            Error::MissingState { services } => f
+                .debug_struct("MissingState")
+                .field("services", services)
                 .finish(),
             Error::NotCoordinated => f.write_str("NotCoordinated"),
             Error::NoRuntime => f.write_str("NoRuntime"),

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::cancel::CancelToken;
+use crate::handler::Binder;
+use crate::resource::Resources;
 use crate::status::Trigger;
 
 /// A boxed job future, as the registry stores it.
@@ -42,6 +44,9 @@ impl<E: fmt::Display> IntoJobResult for Result<(), E> {
     }
 }
 
+/// The outcome of a run that met an unbound job (which the manager never schedules).
+pub(crate) const UNBOUND: &str = "the job's State parameters were never bound to a manager";
+
 type AsyncJobFn = dyn Fn(JobContext) -> BoxJobFuture + Send + Sync;
 type BlockingJobFn = dyn Fn(JobContext) -> Result<(), String> + Send + Sync;
 
@@ -56,6 +61,10 @@ pub(crate) struct Job(Arc<JobKind>);
 pub(crate) enum JobKind {
     Async(Box<AsyncJobFn>),
     Blocking(Box<BlockingJobFn>),
+    /// A [`Handler`](crate::handler::Handler) that takes `State` parameters, before it joined a
+    /// manager. The manager binds it ([`Job::bind`]) before it can be scheduled, so no run ever
+    /// meets one (a worker that did would fail the run, not panic).
+    Unbound(Binder),
 }
 
 impl Job {
@@ -72,6 +81,28 @@ impl Job {
         match &*self.0 {
             JobKind::Blocking(job) => job(ctx),
             JobKind::Async(_) => Err("an async job cannot run on the blocking pool".to_owned()),
+            JobKind::Unbound(_) => Err(UNBOUND.to_owned()),
+        }
+    }
+
+    /// This job with its `State` parameters resolved from `resources`; a job without any is
+    /// returned as it is (one `Arc` clone).
+    ///
+    /// # Errors
+    /// The names of every type `resources` lacks.
+    pub(crate) fn bind(&self, resources: &Resources) -> Result<Job, Vec<&'static str>> {
+        match &*self.0 {
+            JobKind::Unbound(binder) => binder.bind(resources),
+            JobKind::Async(_) | JobKind::Blocking(_) => Ok(self.clone()),
+        }
+    }
+
+    /// `"async"`, `"blocking"`, for `Debug`.
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match &*self.0 {
+            JobKind::Async(_) => "async",
+            JobKind::Blocking(_) => "blocking",
+            JobKind::Unbound(binder) => binder.kind(),
         }
     }
 

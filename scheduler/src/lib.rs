@@ -60,12 +60,75 @@
 //! services too; `jitter` and the misfire arguments do not, and are a compile error there.
 //! [`ServiceManager::policies`] shows what a service runs with.
 //!
-//! The function may be `async` or not, take nothing or a [`JobContext`], and return `()` or
-//! `Result<(), E>` with `E: Display`. Everything the macro can see is checked when you compile: a
+//! The function may be `async` or not, take a [`JobContext`] and [`State<T>`] resources (in any
+//! order, or nothing), and return `()` or `Result<(), E>` with `E: Display`. Everything the macro can see is checked when you compile: a
 //! malformed or never-firing cron expression, a zero interval, an unknown time zone, a signature it
 //! cannot call, a policy out of range (`timeout = 0`, `retries = -1`, `misfire = "coalese"`) or
 //! without what it shapes (`misfire_limit` without `misfire = "all"`). The function itself stays an
 //! ordinary function you can call.
+//!
+//! # Sharing the application's state
+//! Give the manager its resources with [`ServiceManagerBuilder::state`] and take them as
+//! [`State<T>`] parameters: a job needs no global to reach a database pool or a client.
+//!
+//! ```
+//! use scheduler::{background_service, JobContext, ServiceManager, State};
+//!
+//! struct Db; // e.g. a `sqlx::PgPool`
+//! struct Http; // e.g. a `reqwest::Client`
+//!
+//! #[background_service(interval = 60)]
+//! async fn sync(ctx: JobContext, db: State<Db>, http: State<Http>) -> anyhow::Result<()> {
+//!     let (_db, _http): (&Db, &Http) = (&db, &http);
+//!     tracing::info!(service = ctx.name(), "syncing");
+//!     Ok(())
+//! }
+//!
+//! let manager = ServiceManager::builder()
+//!     .state(Db)
+//!     .state(Http)
+//!     .on_failure_with(|failure, manager| {
+//!         let _ = manager.pause(&failure.service); // the hook reaches the manager, no global
+//!     })
+//!     .with_registered_services()
+//!     .build()?;
+//! # drop(manager);
+//! let missing = ServiceManager::builder().state(Db).with_registered_services().build();
+//! assert!(matches!(missing, Err(scheduler::Error::MissingState { .. })));
+//! # Ok::<(), scheduler::Error>(())
+//! ```
+//!
+//! Each parameter is resolved once, when the service joins the manager ([`Error::MissingState`]
+//! names every service and type missing); a fire costs one `Arc` clone per `State` parameter. Run-time
+//! services take state through [`Service::from_fn`]; hooks through
+//! [`on_failure_with`](ServiceManagerBuilder::on_failure_with) and
+//! [`on_event_with`](ServiceManagerBuilder::on_event_with).
+//!
+//! A service can also be an object: `#[background_service(...)]` on an `impl` block whose
+//! `job(&self, ctx: JobContext)` method (async or not; the context optional) runs at each tick, the
+//! object given with `.state(MyService { .. })`. It runs as a `State<MyService>` handler would.
+//!
+//! ```
+//! use scheduler::{background_service, ServiceManager};
+//!
+//! struct Poller {
+//!     url: String,
+//! }
+//!
+//! #[background_service(interval = 30)]
+//! impl Poller {
+//!     async fn job(&self) {
+//!         tracing::info!(url = %self.url, "polling");
+//!     }
+//! }
+//!
+//! let manager = ServiceManager::builder()
+//!     .state(Poller { url: "https://example.com".into() })
+//!     .with_registered_services()
+//!     .build()?;
+//! # drop(manager);
+//! # Ok::<(), scheduler::Error>(())
+//! ```
 //!
 //! # Semantics
 //! - **Ticks** are instants on the schedule: cron ticks follow the wall clock of their zone (with
@@ -76,7 +139,8 @@
 //!   counted in [`ServiceStatus::skipped`] and logged; the next run is at the first tick after the
 //!   run ends.
 //! - **Bounded pool**: at most [`max_concurrent_jobs`](ServiceManagerBuilder::max_concurrent_jobs)
-//!   jobs run at once (default: the number of CPUs); a due service waits for a slot.
+//!   jobs run at once (default: the number of CPUs the process may use); a due service waits for a
+//!   slot, shown as [`ServiceState::WaitingForSlot`] and by the gauge `scheduler_waiting_for_slot`.
 //! - **Failures never stop the schedule**: a job that returns `Err` or panics is logged with
 //!   `tracing` (service, tick, error, duration), passed to the
 //!   [`on_failure`](ServiceManagerBuilder::on_failure) hook, and runs again at its next tick (or
@@ -105,13 +169,19 @@
 //!
 //! | name | kind | more labels |
 //! |---|---|---|
-//! | `scheduler_runs_total` | counter | `outcome`: `succeeded`, `failed`, `panicked`, `timed_out`, `aborted` |
+//! | `scheduler_runs_total` | counter | `outcome`: `succeeded`, `failed`, `panicked`, `timed_out`, `aborted`, `lease_lost` |
 //! | `scheduler_run_duration_seconds` | histogram | |
 //! | `scheduler_run_lag_seconds` | histogram (run start minus tick, scheduled runs) | |
 //! | `scheduler_skipped_ticks_total` | counter | `reason`: `overlap`, `paused`, `misfire`, `claimed_elsewhere`, `late`, `retry_dropped` |
 //! | `scheduler_running_jobs` | gauge | |
 //! | `scheduler_last_success_timestamp_seconds` | gauge (Unix time) | |
 //! | `scheduler_next_run_timestamp_seconds` | gauge (Unix time; 0 when no tick is left) | |
+//! | `scheduler_waiting_for_slot` | gauge (1 while a due run waits for a worker: [`ServiceState::WaitingForSlot`]) | |
+//!
+//! With a coordinator, two more, labelled `replica` (its name) rather than `service`:
+//! `scheduler_coordinator_up` (gauge: 1 while the coordinator answers, 0 while its calls fail; set
+//! from the first answer on) and `scheduler_coordinator_errors_total` (counter: calls that failed).
+//! [`ServiceManager::coordinator_health`] says the same, with the error and since when.
 //!
 //! # Linking
 //! Services are collected from every crate linked into the binary, and a crate that the binary's
@@ -155,13 +225,15 @@
 
 // Bottom: plain types and primitives.
 mod cancel;
-mod clock;
+pub mod clock;
 mod error;
-mod event;
-mod status;
+pub mod event;
+mod resource;
+pub mod status;
 // Definitions.
+pub mod handler;
 mod job;
-mod policy;
+pub mod policy;
 mod registry;
 mod send_check;
 mod service;
@@ -170,8 +242,11 @@ mod state;
 mod state_file;
 // Coordination across replicas.
 mod cluster;
+mod control;
 pub mod coordinator;
+pub mod health;
 // The engine: timer side, queue, worker side.
+mod deadline_heap;
 mod dispatcher;
 mod engine;
 mod meter;
@@ -185,16 +260,15 @@ pub mod admin;
 pub mod config;
 mod manager;
 
-pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::Error;
-pub use event::{RunEvent, SkipReason};
+pub use event::RunEvent;
 pub use job::JobContext;
 pub use manager::{ServiceManager, ServiceManagerBuilder, StopMode};
-pub use policy::{Misfire, ServicePolicies};
+pub use resource::State;
 pub use scheduler_core::{Schedule, ScheduleError};
 pub use scheduler_macros::background_service;
 pub use service::{Delivery, Service};
-pub use status::{Failure, HeldElsewhere, Outcome, ServiceState, ServiceStatus, Trigger};
+pub use status::{Outcome, ServiceState, ServiceStatus};
 
 #[cfg(feature = "postgres")]
 #[doc(hidden)]
@@ -203,20 +277,26 @@ pub use coordinator::PostgresCoordinator;
 /// new code uses the [`config`] and [`coordinator`] modules.
 #[doc(hidden)]
 pub use {
+    clock::{Clock, SystemClock, TokioClock},
     config::{env_var_name, ConfigError, ConfigProblem, ConfigReload, Origin},
     coordinator::{
         outcome_parts, Claim, ClaimPolicy, Coordinator, CoordinatorError, FinishedRun,
         InMemoryCoordinator, RunRecord, Ticket,
     },
+    event::SkipReason,
     job::IntoJobResult,
+    policy::{Misfire, ServicePolicies},
     scheduler_core::{Field, FieldProblem},
+    status::{Failure, HeldElsewhere, Trigger},
 };
 
 /// What the `#[background_service]` expansion refers to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::handler::{assert_job_param, Binder};
     pub use crate::job::{BoxJobFuture, IntoJobResult};
     pub use crate::registry::{RegisteredJob, RegisteredPolicies, RegisteredTiming, Registration};
+    pub use crate::resource::Resources;
     pub use crate::send_check::job_future;
     pub use inventory;
     pub use std::boxed::Box;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -11,13 +11,17 @@ use tokio::runtime::Handle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Base, ConfigReload, ConfigSources, Effective, EnvSource};
-use crate::coordinator::{Coordinator, RunRecord};
-use crate::engine::{Engine, Hooks};
+use crate::control::{ControlTarget, Switch};
+use crate::coordinator::{
+    ControlRecord, Coordinator, Heartbeat, NameUse, ReplicaRecord, RunRecord,
+};
+use crate::engine::{Engine, EventHook, FailureHook, Hooks};
 use crate::error::Error;
 use crate::event::{RunEvent, Tally};
 use crate::policy::{Policies, ServicePolicies};
 use crate::pool::MAX_WORKERS;
 use crate::registry;
+use crate::resource::{Resources, State};
 use crate::service::Service;
 use crate::state::{Next, Phase as SlotPhase, RunNowRefusal, Slot, SlotState, Then};
 use crate::state_file::StateFile;
@@ -26,7 +30,7 @@ use crate::{dispatcher, worker, Schedule};
 
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 const DEFAULT_ABORT_GRACE: Duration = Duration::from_secs(5);
-const DEFAULT_HISTORY: usize = 10;
+const DEFAULT_HISTORY: usize = 100;
 /// A bound on [`ServiceManagerBuilder::history_len`], so an absurd value cannot exhaust memory.
 const MAX_HISTORY: usize = 10_000;
 
@@ -75,9 +79,24 @@ pub struct ServiceManager {
 
 struct Inner {
     engine: Arc<Engine>,
+    /// What `State<T>` parameters are bound to; fixed when the manager is built.
+    resources: Resources,
     /// The phase and the services, under one lock (taken before any slot's lock, never after).
     state: Mutex<ManagerState>,
     config: Mutex<ConfigState>,
+    /// Tells this manager apart from any other process using the same replica name.
+    instance: String,
+}
+
+/// An id no other manager has: the process id, the time, and a counter for managers of one
+/// process.
+fn new_instance() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}-{n}", std::process::id())
 }
 
 /// The manager's own state machine; see [`ServiceManager`]'s "Phases".
@@ -93,6 +112,13 @@ struct ManagerState {
     services: BTreeMap<Arc<str>, Arc<Slot>>,
     stop_deadline: Option<Duration>,
     max_concurrent_jobs: usize,
+    /// Services [`ServiceManager::add_service`] could not add because their `State` types are
+    /// missing, with those types: [`ServiceManager::start`] refuses to start while any is here (a
+    /// later add of the same name that binds removes it).
+    unbound: BTreeMap<String, Vec<&'static str>>,
+    /// When the last `start()` began, for the heartbeat.
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    replica_version: String,
 }
 
 /// What configuration applies to: the services as the code defines them, and what was last applied.
@@ -103,13 +129,24 @@ struct ConfigState {
     applied: BTreeMap<String, Effective>,
 }
 
+type ManagerFailureHook = dyn Fn(&Failure, &ServiceManager) + Send + Sync;
+type ManagerEventHook = dyn Fn(&RunEvent, &ServiceManager) + Send + Sync;
+
+/// A hook as the application gave it: on its own, or wanting the manager too.
+enum Hook<Plain: ?Sized, WithManager: ?Sized> {
+    Plain(Arc<Plain>),
+    WithManager(Arc<WithManager>),
+}
+
 /// Configures a [`ServiceManager`]; from [`ServiceManager::builder`].
 #[must_use]
 pub struct ServiceManagerBuilder {
     clock: Arc<dyn Clock>,
     max_concurrent_jobs: Option<usize>,
     stop_deadline: Option<Duration>,
-    hooks: Hooks,
+    on_failure: Option<Hook<FailureHook, ManagerFailureHook>>,
+    on_event: Option<Hook<EventHook, ManagerEventHook>>,
+    resources: Resources,
     registered: bool,
     config: ConfigSources,
     coordinator: Option<Arc<dyn Coordinator>>,
@@ -117,9 +154,18 @@ pub struct ServiceManagerBuilder {
     abort_grace: Duration,
     history_len: usize,
     state_file: Option<std::path::PathBuf>,
+    replica_version: String,
 }
 
 impl ServiceManagerBuilder {
+    /// The application's version, as this replica's heartbeat shows it in
+    /// [`ServiceManager::replicas`] (default: this crate's version). Useful during a rolling
+    /// deploy, to see which replicas run what.
+    pub fn replica_version(mut self, version: impl Into<String>) -> Self {
+        self.replica_version = version.into();
+        self
+    }
+
     /// Remembers, in the file at `path`, the last tick each service that asks for catch-up
     /// ([`Service::misfire`] set explicitly to [`Misfire::Coalesce`](crate::Misfire::Coalesce) or
     /// [`Misfire::All`](crate::Misfire::All)) started, so that after a restart the ticks missed
@@ -154,8 +200,10 @@ impl ServiceManagerBuilder {
         self
     }
 
-    /// How many finished runs each service keeps for [`ServiceManager::history`] (and the admin
-    /// page's sparkline): 10 by default, 0 to keep none. A service keeps nothing until it runs.
+    /// How many finished runs each service keeps for [`ServiceManager::history`] (the admin page
+    /// pages through them, and its sparkline draws the latest 20): 100 by default, 0 to keep none,
+    /// at most 10 000. Each attempt of a retried tick is one run. A service keeps nothing until it
+    /// runs.
     pub fn history_len(mut self, runs: usize) -> Self {
         self.history_len = runs.min(MAX_HISTORY);
         self
@@ -181,7 +229,9 @@ impl ServiceManagerBuilder {
 
     /// At most this many jobs run at once; a tick beyond that waits for a slot (and shows as
     /// [`ServiceState::WaitingForSlot`](crate::ServiceState::WaitingForSlot)). Defaults to the number
-    /// of CPUs.
+    /// of CPUs the process may use ([`std::thread::available_parallelism`], 1 if unknown): on a
+    /// 2-CPU container, two jobs at once, so a third due service waits. Jobs that mostly wait on
+    /// I/O can take a larger pool; at most 65 536.
     pub fn max_concurrent_jobs(mut self, jobs: usize) -> Self {
         self.max_concurrent_jobs = Some(jobs);
         self
@@ -213,7 +263,83 @@ impl ServiceManagerBuilder {
     /// # Ok::<(), scheduler::Error>(())
     /// ```
     pub fn on_failure(mut self, hook: impl Fn(&Failure) + Send + Sync + 'static) -> Self {
-        self.hooks.on_failure = Some(Arc::new(hook));
+        self.on_failure = Some(Hook::Plain(Arc::new(hook)));
+        self
+    }
+
+    /// Like [`on_failure`](Self::on_failure), with a handle to the manager as well, so the hook
+    /// needs no global to act on it or to reach the application's [state](ServiceManager::state).
+    /// It replaces an earlier `on_failure` (and `on_failure` replaces it).
+    ///
+    /// The hook holds no reference to the manager between calls (it does not keep it alive); a
+    /// failure that ends after every handle of the manager was dropped is logged but not passed
+    /// to it.
+    ///
+    /// ```
+    /// # use scheduler::{Schedule, Service, ServiceManager, State};
+    /// struct Alerts {
+    ///     channel: String,
+    /// }
+    ///
+    /// let manager = ServiceManager::builder()
+    ///     .state(Alerts { channel: "#ops".into() })
+    ///     .on_failure_with(|failure, manager| {
+    ///         let alerts: Option<State<Alerts>> = manager.state();
+    ///         if let Some(alerts) = alerts {
+    ///             eprintln!("{}: {failure}", alerts.channel);
+    ///         }
+    ///         // Give it a rest until an operator resumes it.
+    ///         let _ = manager.pause(&failure.service);
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), scheduler::Error>(())
+    /// ```
+    pub fn on_failure_with(
+        mut self,
+        hook: impl Fn(&Failure, &ServiceManager) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_failure = Some(Hook::WithManager(Arc::new(hook)));
+        self
+    }
+
+    /// Gives the application's services a resource of type `T` (a database pool, an HTTP client,
+    /// settings): a job function takes it as a [`State<T>`] parameter, and hooks reach it through
+    /// [`ServiceManager::state`]. One value per type: a second `state` of the same type replaces
+    /// the first (so a test can swap in a fake); wrap two values of one type in types of their own
+    /// to keep both.
+    ///
+    /// Every `State<T>` parameter is looked up once, when the service joins the manager
+    /// ([`build`](Self::build) for `#[background_service]`s, [`ServiceManager::try_add_service`]
+    /// for run-time ones); a fire then costs one `Arc` clone per `State` parameter. A type nobody gave is
+    /// an error there ([`Error::MissingState`], naming every service and every type), never a
+    /// failure at the first tick.
+    ///
+    /// ```no_run
+    /// use scheduler::{background_service, JobContext, ServiceManager, State};
+    ///
+    /// struct Db; // e.g. a `sqlx::PgPool`
+    ///
+    /// #[background_service(interval = 60)]
+    /// async fn sync(ctx: JobContext, db: State<Db>) -> anyhow::Result<()> {
+    ///     let _db: &Db = &db;
+    ///     Ok(())
+    /// }
+    ///
+    /// # async fn run() -> anyhow::Result<()> {
+    /// let manager = ServiceManager::builder()
+    ///     .state(Db)
+    ///     .with_registered_services()
+    ///     .build()?; // without `.state(Db)`: "missing state: service '...::sync' takes State<...Db>"
+    /// manager.start()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        if let Some(replaced) = self.resources.insert(value) {
+            tracing::debug!(
+                r#type = replaced,
+                "state of this type given again: the later value replaces the earlier"
+            );
+        }
         self
     }
 
@@ -239,7 +365,31 @@ impl ServiceManagerBuilder {
     /// # Ok::<(), scheduler::Error>(())
     /// ```
     pub fn on_event(mut self, hook: impl Fn(&RunEvent) + Send + Sync + 'static) -> Self {
-        self.hooks.on_event = Some(Arc::new(hook));
+        self.on_event = Some(Hook::Plain(Arc::new(hook)));
+        self
+    }
+
+    /// Like [`on_event`](Self::on_event), with a handle to the manager as well (see
+    /// [`on_failure_with`](Self::on_failure_with) for how it is held). It replaces an earlier
+    /// `on_event` (and `on_event` replaces it).
+    ///
+    /// ```
+    /// # use scheduler::{RunEvent, ServiceManager};
+    /// let manager = ServiceManager::builder()
+    ///     .on_event_with(|event, manager| {
+    ///         if let RunEvent::Finished { service, .. } = event {
+    ///             let next = manager.service(service).and_then(|status| status.next_fire);
+    ///             println!("{service} done; next at {next:?}");
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), scheduler::Error>(())
+    /// ```
+    pub fn on_event_with(
+        mut self,
+        hook: impl Fn(&RunEvent, &ServiceManager) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_event = Some(Hook::WithManager(Arc::new(hook)));
         self
     }
 
@@ -315,13 +465,23 @@ impl ServiceManagerBuilder {
     /// [`Error::Config`] listing every problem of the configuration;
     /// [`Error::InvalidOption`] for `max_concurrent_jobs(0)` or an impossibly large pool;
     /// [`Error::StateFile`] when the [state file](Self::state_file) cannot be read or is corrupt
-    /// (without a coordinator).
+    /// (without a coordinator);
+    /// [`Error::MissingState`] naming every registered service that takes a [`State<T>`] of a type
+    /// not given to [`state`](Self::state), with every such type.
     pub fn build(mut self) -> Result<ServiceManager, Error> {
         let mut bases = BTreeMap::new();
         if self.registered {
-            for (name, service) in registry::registered_services()? {
+            let mut unbound = Vec::new();
+            for (name, mut service) in registry::registered_services()? {
+                if let Err(types) = service.bind(&self.resources) {
+                    unbound.push((name, types));
+                    continue;
+                }
                 let origin = Origin::Attribute;
                 bases.insert(name, Base { service, origin });
+            }
+            if !unbound.is_empty() {
+                return Err(Error::MissingState { services: unbound });
             }
         }
         let loaded = if self.config.is_empty() {
@@ -388,33 +548,47 @@ impl ServiceManagerBuilder {
         max_concurrent_jobs: usize,
         state_file: Option<Arc<StateFile>>,
     ) -> ServiceManager {
-        let mut engine = Engine::new(
-            self.clock,
-            self.hooks,
-            self.coordinator,
-            self.lease,
-            self.abort_grace,
-            self.history_len,
-            max_concurrent_jobs,
-        );
-        engine.state_file = state_file;
-        ServiceManager {
-            inner: Arc::new(Inner {
+        // The hooks that want the manager hold it weakly: the engine is the manager's, and a
+        // strong handle in its hooks would keep both alive forever.
+        let inner = Arc::new_cyclic(|manager: &Weak<Inner>| {
+            let hooks = Hooks {
+                on_failure: self.on_failure.map(|hook| hook.resolve(manager)),
+                on_event: self.on_event.map(|hook| hook.resolve(manager)),
+            };
+            let mut engine = Engine::new(
+                self.clock,
+                hooks,
+                self.coordinator,
+                self.lease,
+                self.abort_grace,
+                self.history_len,
+                max_concurrent_jobs,
+            );
+            engine.state_file = state_file;
+            Inner {
                 engine: Arc::new(engine),
+                resources: self.resources,
                 state: Mutex::new(ManagerState {
                     phase: Phase::Built,
                     services: BTreeMap::new(),
                     stop_deadline: self.stop_deadline,
                     max_concurrent_jobs,
+                    unbound: BTreeMap::new(),
+                    started_at: None,
+                    replica_version: self.replica_version,
                 }),
+                instance: new_instance(),
                 config: Mutex::new(ConfigState::default()),
-            }),
-        }
+            }
+        });
+        ServiceManager { inner }
     }
 }
 
 impl ServiceManager {
-    /// A manager with no services and default settings.
+    /// A manager with no services and default settings: a pool of as many workers as the process
+    /// may use CPUs ([`max_concurrent_jobs`](Self::max_concurrent_jobs)), no stop deadline, the
+    /// system clock.
     pub fn new() -> Self {
         ServiceManager::builder().assemble(cpu_count(), None)
     }
@@ -433,7 +607,9 @@ impl ServiceManager {
             clock: Arc::new(SystemClock),
             max_concurrent_jobs: None,
             stop_deadline: None,
-            hooks: Hooks::default(),
+            on_failure: None,
+            on_event: None,
+            resources: Resources::default(),
             registered: false,
             config: ConfigSources::default(),
             coordinator: None,
@@ -441,15 +617,20 @@ impl ServiceManager {
             abort_grace: DEFAULT_ABORT_GRACE,
             history_len: DEFAULT_HISTORY,
             state_file: None,
+            replica_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
 
-    /// The size of the worker pool.
+    /// The size of the worker pool: how many jobs run at once. Without
+    /// [`ServiceManagerBuilder::max_concurrent_jobs`] (or the configuration's
+    /// `max_concurrent_jobs`) it is the number of CPUs the process may use
+    /// ([`std::thread::available_parallelism`], 1 if unknown); a due service beyond it waits, shown
+    /// as [`ServiceState::WaitingForSlot`].
     pub fn max_concurrent_jobs(&self) -> usize {
-        self.state().max_concurrent_jobs
+        self.locked().max_concurrent_jobs
     }
 
-    fn state(&self) -> MutexGuard<'_, ManagerState> {
+    fn locked(&self) -> MutexGuard<'_, ManagerState> {
         lock(&self.inner.state)
     }
 
@@ -462,7 +643,7 @@ impl ServiceManager {
     }
 
     fn slot(&self, name: &str) -> Result<Arc<Slot>, Error> {
-        self.state()
+        self.locked()
             .services
             .get(name)
             .cloned()
@@ -475,15 +656,29 @@ impl ServiceManager {
     /// nothing; after [`stop`](Self::stop) it schedules every stopped service afresh.
     ///
     /// # Errors
-    /// [`Error::NoRuntime`] outside a tokio runtime.
+    /// [`Error::NoRuntime`] outside a tokio runtime; [`Error::MissingState`] when
+    /// [`add_service`](Self::add_service) was given services whose [`State<T>`] types the manager
+    /// lacks (every one, with every type; nothing starts).
     pub fn start(&self) -> Result<(), Error> {
         let handle = Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let engine = self.engine();
-        let mut state = self.state();
+        let mut state = self.locked();
         if matches!(state.phase, Phase::Running(_)) {
             return Ok(());
         }
+        if !state.unbound.is_empty() {
+            let services = state
+                .unbound
+                .iter()
+                .map(|(name, types)| (name.clone(), types.clone()))
+                .collect();
+            return Err(Error::MissingState { services });
+        }
         state.phase = Phase::Running(handle.clone());
+        state.started_at = Some(engine.clock.now());
+        self.ensure_control_task();
+        // A task already running reads the records now, as the start's first read.
+        engine.controls.wake.notify_one();
         let epoch = engine.begin_epoch();
         dispatcher::spawn(engine, epoch, &handle);
         worker::spawn_missing(engine, &handle);
@@ -545,8 +740,53 @@ impl ServiceManager {
     ///
     /// Configuration (file and environment) applies to services declared with the attribute; a
     /// service added here runs as the code says.
+    ///
+    /// A service whose [`State<T>`] parameters ([`Service::from_fn`]) name a type the manager was
+    /// not given is not added: the error is logged, and [`start`](Self::start) fails naming it
+    /// until a service of that name is added that binds. [`try_add_service`](Self::try_add_service)
+    /// returns the error instead.
     pub fn add_service(&self, name: impl Into<String>, service: Service) {
         let name: String = name.into();
+        if let Err(error) = self.try_add_service(name.as_str(), service) {
+            if !tracing::dispatcher::has_been_set() {
+                eprintln!("scheduler: {error}");
+            }
+            tracing::error!(service = %name, %error, "service not added");
+        }
+    }
+
+    /// [`add_service`](Self::add_service), reporting a service it cannot add.
+    ///
+    /// ```
+    /// # use scheduler::{Error, Schedule, Service, ServiceManager, State};
+    /// # use std::time::Duration;
+    /// struct Db;
+    /// let manager = ServiceManager::new(); // no `.state(Db)`
+    /// let job = Service::from_fn(Schedule::every(Duration::from_secs(5))?, |_db: State<Db>| {});
+    /// let error = manager.try_add_service("sync", job).unwrap_err();
+    /// assert!(matches!(error, Error::MissingState { .. }));
+    /// assert!(error.to_string().starts_with("missing state: service 'sync' takes State<"));
+    /// assert!(manager.service("sync").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::MissingState`] with every type the service's `State` parameters name that the
+    /// manager lacks; nothing is added or replaced then (a service already under `name` keeps
+    /// running as it was).
+    pub fn try_add_service(
+        &self,
+        name: impl Into<String>,
+        mut service: Service,
+    ) -> Result<(), Error> {
+        let name: String = name.into();
+        if let Err(types) = service.bind(&self.inner.resources) {
+            self.locked().unbound.insert(name.clone(), types.clone());
+            return Err(Error::MissingState {
+                services: vec![(name, types)],
+            });
+        }
+        self.locked().unbound.remove(&name);
         self.put(
             &name,
             Effective {
@@ -555,12 +795,23 @@ impl ServiceManager {
                 origin: Origin::Code,
             },
         );
+        Ok(())
+    }
+
+    /// The resource of type `T` given to [`ServiceManagerBuilder::state`], if any: what a
+    /// [`State<T>`] parameter receives, for hooks and code outside the jobs.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<State<T>> {
+        self.inner.resources.get::<T>()
     }
 
     /// Installs `effective` under `name`, replacing any service of that name.
-    fn put(&self, name: &str, effective: Effective) {
+    fn put(&self, name: &str, mut effective: Effective) {
         let engine = self.engine();
-        let mut state = self.state();
+        // The cluster's record, once there is one, decides whether it is enabled.
+        if let Some(disabled) = engine.controls.switch(name, Switch::Disabled) {
+            effective.enabled = !disabled;
+        }
+        let mut state = self.locked();
         let scheduling = matches!(state.phase, Phase::Running(_)).then(|| {
             let now = engine.clock.now();
             (now, engine.anchor(now))
@@ -588,10 +839,9 @@ impl ServiceManager {
             return;
         }
         let name: Arc<str> = name.into();
-        let slot = Arc::new(Slot::new(
-            name.clone(),
-            SlotState::new(effective.service, effective.origin, effective.enabled),
-        ));
+        let mut fresh = SlotState::new(effective.service, effective.origin, effective.enabled);
+        fresh.control_paused = engine.controls.switch(&name, Switch::Paused);
+        let slot = Arc::new(Slot::new(name.clone(), fresh));
         let mut skipped = None;
         if let (Some((now, anchor)), true) = (scheduling, effective.enabled) {
             let started = schedule_catching_up(engine, &name, &mut slot.lock(), now, anchor);
@@ -633,6 +883,15 @@ impl ServiceManager {
                 .get(&name)
                 .is_none_or(|applied| applied.differs_from(&effective));
             let was_paused = config.applied.get(&name).is_some_and(Effective::paused);
+            // `enabled` turned in the configuration: written for the cluster, as `disable` does.
+            if let Some(applied) = config.applied.get(&name) {
+                if applied.enabled != effective.enabled {
+                    self.engine()
+                        .controls
+                        .request(&name, Switch::Disabled, !effective.enabled);
+                    self.ensure_control_task();
+                }
+            }
             if changed {
                 tracing::info!(service = %name, schedule = %effective.service.schedule,
                     enabled = effective.enabled, origin = %effective.origin, "configuration changed");
@@ -648,6 +907,7 @@ impl ServiceManager {
             }
             if effective.paused() && (changed || !was_paused) {
                 if let Ok(slot) = self.slot(&name) {
+                    self.request_paused(&slot, true);
                     let (paused, _) = self.pause_slot(&slot);
                     if paused && !was_paused {
                         tracing::info!(service = %name, "service paused by configuration");
@@ -659,7 +919,7 @@ impl ServiceManager {
             }
             config.applied.insert(name, effective);
         }
-        let mut state = self.state();
+        let mut state = self.locked();
         if let Some(deadline) = loaded.stop_deadline {
             state.stop_deadline = Some(deadline);
         }
@@ -689,7 +949,7 @@ impl ServiceManager {
     /// [`Error::UnknownService`] when no service has this name.
     pub fn restart_service(&self, name: &str) -> Result<(), Error> {
         let engine = self.engine();
-        let state = self.state();
+        let state = self.locked();
         let slot = state
             .services
             .get(name)
@@ -756,7 +1016,7 @@ impl ServiceManager {
     /// [`stop_deadline`](ServiceManagerBuilder::stop_deadline), if one is set, after which the rest are
     /// aborted. Services added afterwards wait for the next [`start`](Self::start).
     pub async fn stop(&self) {
-        let deadline = self.state().stop_deadline;
+        let deadline = self.locked().stop_deadline;
         self.stop_all(deadline).await;
     }
 
@@ -770,7 +1030,7 @@ impl ServiceManager {
     async fn stop_all(&self, deadline: Option<Duration>) {
         let engine = self.engine();
         let slots: Vec<Arc<Slot>> = {
-            let mut state = self.state();
+            let mut state = self.locked();
             state.phase = Phase::Stopped;
             state.services.values().cloned().collect()
         };
@@ -819,27 +1079,125 @@ impl ServiceManager {
     }
 
     /// Pauses a service: its ticks are skipped (counted in [`ServiceStatus::skipped_paused`]) until
-    /// [`resume`](Self::resume). A run in progress finishes; pausing a paused service does nothing.
+    /// [`resume`](Self::resume). While paused it emits no [`RunEvent`] (except for a
+    /// [manual run](Self::run_now)'s start and end); the resume counts the ticks that passed and
+    /// reports them as one [`RunEvent::Skipped`] with [`SkipReason::Paused`](crate::SkipReason::Paused). A run in progress finishes; pausing a paused service does nothing.
+    ///
+    /// The pause is cluster-wide and outlives a restart (see [Shared control
+    /// state](crate::coordinator#shared-control-state)): it applies here at once, is written to the
+    /// coordinator (retried every second until it lands, if the coordinator is unreachable), and
+    /// every replica applies it within a second, keeping it across restarts. Without a
+    /// coordinator it applies to this manager, until the process exits. It takes precedence over
+    /// the configuration's `paused` from then on (see [`reload_config`](Self::reload_config)).
+    ///
+    /// Called before [`start`](Self::start), it is accepted and the service starts paused.
     ///
     /// # Errors
-    /// [`Error::UnknownService`]; [`Error::InvalidState`] when the service is not scheduled (not
-    /// started, stopped, finished or disabled).
+    /// [`Error::UnknownService`]; [`Error::InvalidState`] when the service is stopped, finished or
+    /// disabled here.
     pub fn pause(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
-        let (paused, state) = self.pause_slot(&slot);
-        if paused {
-            tracing::info!(service = name, "service paused");
-            return Ok(());
-        }
-        match state {
-            // Already paused, or pausing when its run ends.
-            ServiceState::Paused | ServiceState::Running => Ok(()),
-            state => Err(Error::InvalidState {
+        let state = slot.lock().state();
+        if let ServiceState::Stopped | ServiceState::Finished | ServiceState::Disabled = state {
+            return Err(Error::InvalidState {
                 name: name.to_owned(),
                 action: "pause",
                 state,
-            }),
+            });
         }
+        self.request_paused(&slot, true);
+        if self.pause_slot(&slot).0 {
+            tracing::info!(service = name, "service paused");
+        }
+        Ok(())
+    }
+
+    /// Disables a service cluster-wide: no run of it begins on any replica (a run in progress
+    /// finishes), and it is shown `disabled`, as `enabled = false` in the configuration does. Like
+    /// [`pause`](Self::pause) it applies here at once, is written to the coordinator (retried
+    /// until it lands), reaches every replica within a second and outlives restarts; it takes
+    /// precedence over the configuration's `enabled` from then on (a reload that changes
+    /// `enabled` writes it again). Disabling a disabled service does nothing.
+    ///
+    /// # Errors
+    /// [`Error::UnknownService`].
+    pub fn disable(&self, name: &str) -> Result<(), Error> {
+        self.slot(name)?;
+        self.engine().controls.request(name, Switch::Disabled, true);
+        self.ensure_control_task();
+        if self.set_enabled_here(name, false) {
+            tracing::info!(service = name, "service disabled");
+        }
+        Ok(())
+    }
+
+    /// Enables a disabled service cluster-wide (see [`disable`](Self::disable)): it is scheduled
+    /// afresh on every replica (paused, if it is paused). Enabling an enabled service does
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`Error::UnknownService`].
+    pub fn enable(&self, name: &str) -> Result<(), Error> {
+        self.slot(name)?;
+        self.engine()
+            .controls
+            .request(name, Switch::Disabled, false);
+        self.ensure_control_task();
+        if self.set_enabled_here(name, true) {
+            tracing::info!(service = name, "service enabled");
+        }
+        Ok(())
+    }
+
+    /// Enables or disables `name` on this replica with the definition it has; whether that
+    /// changed anything.
+    fn set_enabled_here(&self, name: &str, enabled: bool) -> bool {
+        let Ok(slot) = self.slot(name) else {
+            return false;
+        };
+        let (service, origin, disabled) = {
+            let state = slot.lock();
+            let disabled = match &state.phase {
+                SlotPhase::Disabled => true,
+                SlotPhase::Running(run) => run.then == Then::Disable,
+                _ => false,
+            };
+            (state.service.clone(), state.origin, disabled)
+        };
+        if disabled != enabled {
+            return false;
+        }
+        self.put(
+            name,
+            Effective {
+                service,
+                enabled,
+                origin,
+            },
+        );
+        true
+    }
+
+    /// Records `paused` as this replica's request for the cluster, and has it written.
+    fn request_paused(&self, slot: &Arc<Slot>, paused: bool) {
+        slot.lock().control_paused = Some(paused);
+        self.engine()
+            .controls
+            .request(&slot.name, Switch::Paused, paused);
+        self.ensure_control_task();
+    }
+
+    /// Runs the control task ([`crate::control`]) if a runtime is at hand and none runs; without a
+    /// runtime, the next [`start`](Self::start) does.
+    fn ensure_control_task(&self) {
+        let Ok(handle) = Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        self.engine().controls.ensure_task(
+            move || weak.upgrade().map(|inner| ServiceManager { inner }),
+            move |task| drop(handle.spawn(task)),
+        );
     }
 
     /// Pauses `slot`, reporting what the pause skipped (a pending retry); whether it paused, and
@@ -875,6 +1233,7 @@ impl ServiceManager {
         let Ok(slot) = self.slot(name) else {
             return false;
         };
+        self.request_paused(&slot, false);
         if !self.resume_slot(&slot, true) {
             return false;
         }
@@ -906,12 +1265,18 @@ impl ServiceManager {
     }
 
     /// Resumes a paused service on its schedule's grid (the ticks that passed while paused are not
-    /// caught up). Resuming a service that is not paused does nothing.
+    /// caught up). Resuming a service that is not paused does nothing here.
+    ///
+    /// Like [`pause`](Self::pause), it is cluster-wide and written to the coordinator: every
+    /// replica resumes the service within a second, and it stays resumed across restarts.
+    /// Called before [`start`](Self::start), the service starts unpaused (whatever the
+    /// configuration's `paused`).
     ///
     /// # Errors
     /// [`Error::UnknownService`].
     pub fn resume(&self, name: &str) -> Result<(), Error> {
         let slot = self.slot(name)?;
+        self.request_paused(&slot, false);
         self.resume_slot(&slot, false);
         tracing::info!(service = name, "service resumed");
         Ok(())
@@ -920,7 +1285,10 @@ impl ServiceManager {
     /// Starts one run of a service now, outside its schedule (its [`JobContext::trigger`] is
     /// [`Trigger::Manual`]); it takes a worker like any run. The schedule is not moved: a tick that
     /// comes during the run is skipped as usual. A paused service runs once and stays paused; a
-    /// finished one runs once more. A retry waiting for its backoff is replaced by the manual run
+    /// finished one runs once more. A manual run that fails is retried as a tick's run is (the
+    /// service's [`retries`](Service::retries); its attempts keep the trigger `Manual`), except on
+    /// a paused service, which is paused again as the run ends and so is not retried. A retry
+    /// waiting for its backoff is replaced by the manual run
     /// (counted in [`ServiceStatus::retries_dropped`]), and a tick waiting for its jitter is skipped
     /// as a tick during a run is.
     ///
@@ -959,7 +1327,7 @@ impl ServiceManager {
         };
         match result {
             Ok(next) => {
-                let handle = match &self.state().phase {
+                let handle = match &self.locked().phase {
                     Phase::Running(handle) => Some(handle.clone()),
                     Phase::Built | Phase::Stopped => None,
                 };
@@ -983,6 +1351,62 @@ impl ServiceManager {
         }
     }
 
+    /// Every replica of the cluster that heartbeat (see
+    /// [Replicas](crate::coordinator#replicas)), by name: alive or dead, its version, start, last
+    /// heartbeat, the services whose run it holds and whether its name is shared with another
+    /// live process. Without a coordinator, this manager alone (once started).
+    ///
+    /// # Errors
+    /// [`Error::Coordinator`] when the coordinator cannot answer.
+    pub async fn replicas(&self) -> Result<Vec<ReplicaRecord>, Error> {
+        let controls = self.engine().controls.clone();
+        controls.beat_now(self).await;
+        Ok(controls.store.replicas().await?)
+    }
+
+    /// Whether this replica can reach its coordinator, as its calls found it: reachable or
+    /// unreachable since when, the latest error and how many calls failed (see
+    /// [`CoordinatorHealth`](crate::health::CoordinatorHealth)). A started manager calls the coordinator
+    /// every second, so an outage shows here within about a second, and its end as soon. `None`
+    /// without a coordinator.
+    ///
+    /// A call that never answers changes nothing here until it does; the
+    /// `PostgresCoordinator`'s calls fail after its `timeout` (10 s
+    /// by default), so a database slower than that shows as unreachable. After
+    /// [`stop`](Self::stop) no calls are made, and this keeps what the last one found.
+    ///
+    /// ```
+    /// # use scheduler::{coordinator::InMemoryCoordinator, health::Reachability, ServiceManager};
+    /// let manager = ServiceManager::builder()
+    ///     .coordinator(InMemoryCoordinator::new())
+    ///     .build()?;
+    /// // Nothing asked yet: no answer to judge by.
+    /// assert_eq!(manager.coordinator_health().unwrap().state, Reachability::Unknown);
+    /// assert!(ServiceManager::new().coordinator_health().is_none());
+    /// # Ok::<(), scheduler::Error>(())
+    /// ```
+    pub fn coordinator_health(&self) -> Option<crate::health::CoordinatorHealth> {
+        self.engine()
+            .health
+            .as_ref()
+            .map(|health| health.snapshot())
+    }
+
+    /// This replica's name: the coordinator's, or `"local"` without one.
+    pub fn replica_name(&self) -> String {
+        self.engine().controls.store.replica().to_owned()
+    }
+
+    /// Whether another live process heartbeats under this replica's name (as the coordinator
+    /// answered the last heartbeat): `Some` with its instance id. Logged as an error when it
+    /// begins.
+    pub fn name_shared_with(&self) -> Option<String> {
+        match self.engine().controls.name_use() {
+            NameUse::Shared { instance } => Some(instance),
+            _ => None,
+        }
+    }
+
     /// The latest runs of `service` across every replica, newest first (with a coordinator).
     ///
     /// # Errors
@@ -1000,6 +1424,41 @@ impl ServiceManager {
         Ok(coordinator.history(service, limit).await?)
     }
 
+    /// One page of `service`'s history, as `query` asks: the cluster's with a coordinator, else
+    /// the runs this manager kept (at most [`history_len`](ServiceManagerBuilder::history_len)).
+    /// Each attempt of a tick is a run of its own; see [`HistoryQuery`](crate::coordinator::HistoryQuery)
+    /// for the order and how to page.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), scheduler::Error> {
+    /// use scheduler::coordinator::{HistoryCursor, HistoryQuery};
+    /// # let manager = scheduler::ServiceManager::new();
+    /// # manager.add_service("sync", scheduler::Service::new(scheduler::Schedule::every_secs(60.0).unwrap(), |_| async {}));
+    /// let failures = HistoryQuery::latest(20).outcomes(["failed", "panicked", "timed_out"]);
+    /// let page = manager.history_page("sync", &failures).await?;
+    /// if let Some(oldest) = page.last() {
+    ///     let older = manager.history_page("sync", &failures.clone().before(HistoryCursor::of(oldest))).await?;
+    /// #   let _ = older;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownService`]; [`Error::Coordinator`] when the coordinator cannot answer.
+    pub async fn history_page(
+        &self,
+        service: &str,
+        query: &crate::coordinator::HistoryQuery,
+    ) -> Result<Vec<RunRecord>, Error> {
+        let local = self
+            .history(service)
+            .ok_or_else(|| Error::UnknownService(service.to_owned()))?;
+        match self.engine().coordinator.clone() {
+            Some(coordinator) => Ok(coordinator.history_page(service, query).await?),
+            None => Ok(query.page(local)),
+        }
+    }
+
     /// The latest finished runs of `service` on this replica, newest first (at most
     /// [`history_len`](ServiceManagerBuilder::history_len)); `None` for an unknown name. In cluster
     /// mode, [`cluster_history`](Self::cluster_history) has every replica's.
@@ -1010,25 +1469,25 @@ impl ServiceManager {
             .as_ref()
             .map_or("local", |coordinator| coordinator.replica())
             .to_owned();
-        let state = self.state();
+        let state = self.locked();
         let slot = state.services.get(name)?;
         let service = slot.lock();
         let records = service
             .history()
             .rev()
             .map(|run| {
-                let finished = TimeDelta::from_std(run.duration)
+                let finished = TimeDelta::from_std(run.duration())
                     .ok()
                     .and_then(|took| run.started.checked_add_signed(took));
                 let mut record = RunRecord::new(
                     name.to_owned(),
                     run.tick,
                     replica.clone(),
-                    1,
+                    run.attempt,
                     run.started,
                     finished,
                     Some(run.outcome.name().to_owned()),
-                    run.error.as_deref().map(str::to_owned),
+                    run.error().map(str::to_owned),
                 );
                 record.trigger = Some(run.trigger);
                 record
@@ -1039,7 +1498,7 @@ impl ServiceManager {
 
     /// A snapshot of every service, sorted by name.
     pub fn services(&self) -> Vec<ServiceStatus> {
-        self.state()
+        self.locked()
             .services
             .iter()
             .map(|(name, slot)| slot.lock().status(name))
@@ -1048,7 +1507,7 @@ impl ServiceManager {
 
     /// A snapshot of one service.
     pub fn service(&self, name: &str) -> Option<ServiceStatus> {
-        self.state()
+        self.locked()
             .services
             .get(name)
             .map(|slot| slot.lock().status(name))
@@ -1057,7 +1516,7 @@ impl ServiceManager {
     /// The schedule a service runs on now (after configuration), e.g. to list its next fire times
     /// with [`Schedule::next_after`](crate::Schedule::next_after).
     pub fn schedule_of(&self, name: &str) -> Option<Schedule> {
-        self.state()
+        self.locked()
             .services
             .get(name)
             .map(|slot| slot.lock().service.schedule.clone())
@@ -1078,15 +1537,68 @@ impl ServiceManager {
     /// # Ok::<(), scheduler::ScheduleError>(())
     /// ```
     pub fn policies(&self, name: &str) -> Option<ServicePolicies> {
-        self.state()
+        self.locked()
             .services
             .get(name)
             .map(|slot| Policies::summary(slot.lock().service.policies()))
     }
 }
 
-/// Schedules `service` afresh (see [`SlotState::schedule`]); a service the configuration says is
-/// `paused` is paused at once instead, with its first tick pending, so that it never runs (not even
+impl ControlTarget for ServiceManager {
+    fn started(&self) -> bool {
+        matches!(self.locked().phase, Phase::Running(_))
+    }
+
+    fn heartbeat(&self) -> Heartbeat {
+        let (started, version) = {
+            let state = self.locked();
+            (state.started_at, state.replica_version.clone())
+        };
+        let services_held: Vec<String> = self
+            .locked()
+            .services
+            .values()
+            .filter(|slot| slot.lock().run_in_progress())
+            .map(|slot| slot.name.to_string())
+            .collect();
+        Heartbeat {
+            instance: self.inner.instance.clone(),
+            version,
+            started: started.unwrap_or_else(|| self.engine().clock.now()),
+            runs_in_flight: u32::try_from(services_held.len()).unwrap_or(u32::MAX),
+            services_held,
+        }
+    }
+
+    fn apply(&self, record: &ControlRecord) {
+        let Ok(slot) = self.slot(&record.service) else {
+            return;
+        };
+        if let Some(disabled) = record.disabled {
+            if self.set_enabled_here(&record.service, !disabled) {
+                let verb = if disabled { "disabled" } else { "enabled" };
+                tracing::info!(service = %record.service, replica = %record.changed_by,
+                    "service {verb} cluster-wide");
+            }
+        }
+        let Some(paused) = record.paused else {
+            return;
+        };
+        slot.lock().control_paused = Some(paused);
+        let (name, by) = (&record.service, &record.changed_by);
+        if paused {
+            if self.pause_slot(&slot).0 {
+                tracing::info!(service = %name, replica = %by, "service paused cluster-wide");
+            }
+        } else if self.resume_slot(&slot, true) {
+            tracing::info!(service = %name, replica = %by, "service resumed cluster-wide");
+        }
+    }
+}
+
+/// Schedules `service` afresh (see [`SlotState::schedule`]); a service paused cluster-wide (or,
+/// with no record of the cluster known, one the configuration says is `paused`) is paused at once
+/// instead, with its first tick pending, so that it never runs (not even
 /// `on_start`) until resumed. Nothing was put in the timer or the queue yet, so the `Next` of the
 /// schedule is dropped.
 fn schedule_afresh(
@@ -1096,7 +1608,11 @@ fn schedule_afresh(
     on_start: bool,
 ) -> Next {
     let next = service.schedule(now, anchor, on_start);
-    if service.service.start_paused && service.pause() {
+    // The cluster's record, once there is one, decides; the configuration until then.
+    let paused = service
+        .control_paused
+        .unwrap_or(service.service.start_paused);
+    if paused && service.pause() {
         return Next::Nothing;
     }
     next
@@ -1211,6 +1727,51 @@ fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
+impl<Plain: ?Sized, WithManager: ?Sized> Hook<Plain, WithManager> {
+    /// The plain hook itself; or one that calls the hook with a handle to `manager`, as long as the
+    /// manager exists.
+    fn resolve(self, manager: &Weak<Inner>) -> Arc<Plain>
+    where
+        Self: Resolve<Plain = Plain, WithManager = WithManager>,
+    {
+        match self {
+            Hook::Plain(hook) => hook,
+            Hook::WithManager(hook) => Self::with_manager(hook, manager.clone()),
+        }
+    }
+}
+
+/// How a hook wanting the manager becomes one the engine can call.
+trait Resolve {
+    type Plain: ?Sized;
+    type WithManager: ?Sized;
+    fn with_manager(hook: Arc<Self::WithManager>, manager: Weak<Inner>) -> Arc<Self::Plain>;
+}
+
+impl Resolve for Hook<FailureHook, ManagerFailureHook> {
+    type Plain = FailureHook;
+    type WithManager = ManagerFailureHook;
+    fn with_manager(hook: Arc<ManagerFailureHook>, manager: Weak<Inner>) -> Arc<FailureHook> {
+        Arc::new(move |failure: &Failure| {
+            if let Some(inner) = manager.upgrade() {
+                hook(failure, &ServiceManager { inner });
+            }
+        })
+    }
+}
+
+impl Resolve for Hook<EventHook, ManagerEventHook> {
+    type Plain = EventHook;
+    type WithManager = ManagerEventHook;
+    fn with_manager(hook: Arc<ManagerEventHook>, manager: Weak<Inner>) -> Arc<EventHook> {
+        Arc::new(move |event: &RunEvent| {
+            if let Some(inner) = manager.upgrade() {
+                hook(event, &ServiceManager { inner });
+            }
+        })
+    }
+}
+
 impl Default for ServiceManager {
     fn default() -> Self {
         ServiceManager::new()
@@ -1220,7 +1781,7 @@ impl Default for ServiceManager {
 impl fmt::Debug for ServiceManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // One lock, taken once: `Debug` must never wait on itself.
-        let state = self.state();
+        let state = self.locked();
         let phase = match state.phase {
             Phase::Built => "built",
             Phase::Running(_) => "running",
@@ -1231,6 +1792,7 @@ impl fmt::Debug for ServiceManager {
             .field("services", &state.services.len())
             .field("max_concurrent_jobs", &state.max_concurrent_jobs)
             .field("stop_deadline", &state.stop_deadline)
+            .field("state", &self.inner.resources)
             .finish_non_exhaustive()
     }
 }

@@ -15,6 +15,10 @@
 //! | `scheduler_running_jobs` | gauge | `service` | runs in progress (0 or 1) |
 //! | `scheduler_last_success_timestamp_seconds` | gauge | `service` | Unix time of the last successful run's end |
 //! | `scheduler_next_run_timestamp_seconds` | gauge | `service` | Unix time of the next tick, set when a run ends (0: none left) |
+//! | `scheduler_waiting_for_slot` | gauge | `service` | 1 while a due run waits for a worker (the status `waiting for a slot`), else 0 |
+//! | `scheduler_coordinator_up` | gauge | `replica` | 1 while the coordinator answers, 0 while its calls fail (set from the first answer on; see [`crate::health`]) |
+//! | `scheduler_coordinator_errors_total` | counter | `replica` | calls to the coordinator that failed |
+//! | `scheduler_coordinator_claim_batch_size` | histogram | `replica` | claims sent in one statement (PostgreSQL: the ticks due together share one round trip) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +38,10 @@ pub(crate) mod names {
     pub(crate) const RUNNING: &str = "scheduler_running_jobs";
     pub(crate) const LAST_SUCCESS: &str = "scheduler_last_success_timestamp_seconds";
     pub(crate) const NEXT_RUN: &str = "scheduler_next_run_timestamp_seconds";
+    pub(crate) const WAITING: &str = "scheduler_waiting_for_slot";
+    pub(crate) const COORDINATOR_UP: &str = "scheduler_coordinator_up";
+    pub(crate) const COORDINATOR_ERRORS: &str = "scheduler_coordinator_errors_total";
+    pub(crate) const CLAIM_BATCH: &str = "scheduler_coordinator_claim_batch_size";
 }
 
 /// Where an outcome's counter is in [`handles::OUTCOMES`] (its label).
@@ -45,6 +53,7 @@ fn outcome_index(outcome: &Outcome) -> usize {
         Outcome::Panicked(_) => 2,
         Outcome::TimedOut => 3,
         Outcome::Aborted => 4,
+        Outcome::LeaseLost => 5,
     }
 }
 
@@ -62,17 +71,24 @@ mod handles {
     /// One service's metric handles.
     pub(super) struct Handles {
         /// By outcome, in the order of [`OUTCOMES`].
-        pub(super) runs: [Counter; 5],
+        pub(super) runs: [Counter; 6],
         pub(super) skipped: [Counter; 6],
         pub(super) duration: Histogram,
         pub(super) lag: Histogram,
         pub(super) running: Gauge,
         pub(super) last_success: Gauge,
         pub(super) next_run: Gauge,
+        pub(super) waiting: Gauge,
     }
 
-    pub(super) const OUTCOMES: [&str; 5] =
-        ["succeeded", "failed", "panicked", "timed_out", "aborted"];
+    pub(super) const OUTCOMES: [&str; 6] = [
+        "succeeded",
+        "failed",
+        "panicked",
+        "timed_out",
+        "aborted",
+        "lease_lost",
+    ];
     pub(super) const REASONS: [SkipReason; 6] = [
         SkipReason::Overlap,
         SkipReason::Paused,
@@ -97,6 +113,7 @@ mod handles {
                 running: metrics::gauge!(names::RUNNING, "service" => service()),
                 last_success: metrics::gauge!(names::LAST_SUCCESS, "service" => service()),
                 next_run: metrics::gauge!(names::NEXT_RUN, "service" => service()),
+                waiting: metrics::gauge!(names::WAITING, "service" => service()),
             }
         }
     }
@@ -144,6 +161,13 @@ impl Meter {
         handles.next_run.set(next.map_or(0.0, unix_seconds));
     }
 
+    /// The service began (`true`) or ended (`false`) waiting for a worker.
+    pub(crate) fn waiting(&self, name: &Arc<str>, waiting: bool) {
+        self.handles(name)
+            .waiting
+            .set(if waiting { 1.0 } else { 0.0 });
+    }
+
     /// `ticks` ticks were skipped for `reason`.
     pub(crate) fn skipped(&self, name: &Arc<str>, reason: SkipReason, ticks: u64) {
         let handles = self.handles(name);
@@ -166,4 +190,5 @@ impl Meter {
     ) {
     }
     pub(crate) fn skipped(&self, _: &Arc<str>, _: SkipReason, _: u64) {}
+    pub(crate) fn waiting(&self, _: &Arc<str>, _: bool) {}
 }

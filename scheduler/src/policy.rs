@@ -1,6 +1,6 @@
 //! Job policies: a time limit per run, retries with backoff, and a random start delay (jitter).
 //!
-//! Plain data and pure math; the state machine ([`crate::state`]) and the workers apply them.
+//! Plain data and pure math; the state machine of each service and the workers apply them.
 //!
 //! ```text
 //! retries = 2, backoff base 1 s (cap 60 s), a 10 s period:
@@ -109,7 +109,7 @@ impl Misfire {
     /// The `limit` of [`Misfire::All`] when the attribute (`misfire = "all"`) or the configuration
     /// asks for it without a `misfire_limit`: ten runs catch up a short outage of a frequent job,
     /// and stop a long one of a per-minute job from turning into hours of back-to-back runs.
-    pub const DEFAULT_LIMIT: u32 = 10;
+    pub const DEFAULT_LIMIT: u32 = scheduler_core::policy_rules::DEFAULT_MISFIRE_LIMIT;
 
     /// The policy's name as the attribute and the configuration write it: `skip`, `coalesce` or
     /// `all`.
@@ -152,10 +152,13 @@ pub struct ServicePolicies {
 }
 
 /// How late a run may start before its tick counts as misfired, when the service does not say.
-pub(crate) const DEFAULT_MISFIRE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_MISFIRE_GRACE: Duration =
+    Duration::from_secs(scheduler_core::policy_rules::DEFAULT_MISFIRE_GRACE_SECS);
 
-pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
-pub(crate) const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_BACKOFF_BASE: Duration =
+    Duration::from_secs(scheduler_core::policy_rules::DEFAULT_RETRY_BACKOFF_SECS);
+pub(crate) const DEFAULT_BACKOFF_CAP: Duration =
+    Duration::from_secs(scheduler_core::policy_rules::DEFAULT_RETRY_BACKOFF_MAX_SECS);
 
 impl Policies {
     /// The backoff cap in effect: the one set, or the default, and never below the base.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::handler::Binder;
 use crate::job::{BoxJobFuture, Job, JobContext, JobKind};
 use crate::policy::{Misfire, Policies};
 use crate::service::Service;
@@ -87,6 +88,8 @@ pub enum RegisteredJob {
     Async(fn(JobContext) -> BoxJobFuture),
     /// A plain `fn`, run on the blocking pool.
     Blocking(fn(JobContext) -> Result<(), String>),
+    /// A function with `State` parameters (async or not), bound when the manager is built.
+    Handler(fn() -> Binder),
 }
 
 inventory::collect!(Registration);
@@ -106,6 +109,7 @@ impl Registration {
         let job = match self.job {
             RegisteredJob::Async(f) => Job::new(JobKind::Async(Box::new(f))),
             RegisteredJob::Blocking(f) => Job::new(JobKind::Blocking(Box::new(f))),
+            RegisteredJob::Handler(binder) => Job::new(JobKind::Unbound(binder())),
         };
         let mut service = Service::from_job(schedule, job).on_start(self.on_start);
         service.policies = self.policies.to_policies();

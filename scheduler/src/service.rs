@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::handler::{Binder, Handler};
 use crate::job::{IntoJobResult, Job, JobContext, JobKind};
 use crate::policy::{Misfire, Policies};
+use crate::resource::Resources;
 use crate::Schedule;
 
 /// A schedule and the job it fires, for services built at run time.
@@ -101,6 +103,56 @@ impl Service {
         Service::from_job(schedule, Job::from_blocking(job))
     }
 
+    /// A service whose job is a function taking [`State<T>`](crate::State) resources next to (or
+    /// instead of) its [`JobContext`], in any order: async or not (a plain `fn` runs on tokio's
+    /// blocking pool), returning `()` or `Result<(), E: Display>`.
+    ///
+    /// The resources come from the manager it is added to
+    /// ([`ServiceManagerBuilder::state`](crate::ServiceManagerBuilder::state)), looked up once, when
+    /// it is added; [`ServiceManager::try_add_service`](crate::ServiceManager::try_add_service)
+    /// then fails, naming every type that is missing.
+    ///
+    /// ```
+    /// use scheduler::{JobContext, Schedule, Service, ServiceManager, State};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::time::Duration;
+    ///
+    /// #[derive(Default)]
+    /// struct Stats {
+    ///     runs: AtomicU64,
+    /// }
+    ///
+    /// async fn count(ctx: JobContext, stats: State<Stats>) {
+    ///     stats.runs.fetch_add(1, Ordering::Relaxed);
+    ///     let _ = ctx.tick();
+    /// }
+    ///
+    /// let manager = ServiceManager::builder().state(Stats::default()).build()?;
+    /// let every_second = Schedule::every(Duration::from_secs(1))?;
+    /// manager.try_add_service("count", Service::from_fn(every_second.clone(), count))?;
+    /// // Closures work too; name the parameter types.
+    /// manager.try_add_service(
+    ///     "report",
+    ///     Service::from_fn(every_second, |stats: State<Stats>| {
+    ///         println!("{} runs", stats.runs.load(Ordering::Relaxed));
+    ///     }),
+    /// )?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_fn<M, H: Handler<M>>(schedule: Schedule, handler: H) -> Self {
+        Service::from_job(schedule, Job::new(JobKind::Unbound(Binder::of(handler))))
+    }
+
+    /// Resolves the job's `State` parameters from `resources` (nothing to do for a job without
+    /// any).
+    ///
+    /// # Errors
+    /// The names of every type `resources` lacks; the service is left as it was.
+    pub(crate) fn bind(&mut self, resources: &Resources) -> Result<(), Vec<&'static str>> {
+        self.job = self.job.bind(resources)?;
+        Ok(())
+    }
+
     pub(crate) fn from_job(schedule: Schedule, job: Job) -> Self {
         Service {
             schedule,
@@ -150,7 +202,8 @@ impl Service {
     }
 
     /// The backoff between attempts: `base × 2^(k-1)` before retry *k*, at most `cap`, then a
-    /// random part of it taken off (between half and all of it stays). 1 s and 60 s by default.
+    /// random part of it taken off (between half and all of it stays), counted from the end of
+    /// the failed attempt. 1 s and 60 s by default.
     #[must_use]
     pub fn retry_backoff(mut self, base: Duration, cap: Duration) -> Self {
         let policies = self.policies_mut();
@@ -248,13 +301,7 @@ impl fmt::Debug for Service {
             .field("delivery", &self.delivery)
             .field("policies", &self.policies)
             .field("start_paused", &self.start_paused)
-            .field(
-                "job",
-                &match self.job.kind() {
-                    JobKind::Async(_) => "async",
-                    JobKind::Blocking(_) => "blocking",
-                },
-            )
+            .field("job", &self.job.kind_name())
             .finish()
     }
 }

@@ -166,20 +166,54 @@ pub(crate) struct RunFacts {
     pub(crate) trigger: Trigger,
     pub(crate) started: DateTime<Utc>,
     pub(crate) duration: Duration,
+    /// Which attempt of the tick it was: 1, or more for a retry.
+    pub(crate) attempt: u32,
+    /// Why a run that was cut short ended, in words (`timed out after 30 s`); `None` otherwise.
+    pub(crate) detail: Option<String>,
     /// How many runs the history keeps.
     pub(crate) keep: usize,
 }
 
-/// One run in a service's local history: compact, since every service that runs keeps several.
+impl RunFacts {
+    /// The error text of a run that ended with `outcome`: the job's error or panic message, or why
+    /// it was cut short.
+    pub(crate) fn error_of(&self, outcome: &Outcome) -> Option<String> {
+        match outcome {
+            Outcome::Failed(error) | Outcome::Panicked(error) => Some(error.clone()),
+            Outcome::Aborted | Outcome::TimedOut | Outcome::LeaseLost => self.detail.clone(),
+            Outcome::Succeeded => None,
+        }
+    }
+}
+
+/// One run in a service's local history: compact, since every service that runs keeps several
+/// (48 bytes; see `state::tests::a_history_record_stays_small`).
 #[derive(Debug)]
 pub(crate) struct HistoryEntry {
     pub(crate) tick: DateTime<Utc>,
     pub(crate) started: DateTime<Utc>,
-    pub(crate) duration: Duration,
+    /// How long the run took, in nanoseconds (8 bytes where a `Duration` takes 16; saturates at
+    /// 584 years).
+    duration_nanos: u64,
     pub(crate) trigger: Trigger,
+    /// 1 for a tick's first run, more for a retry of it.
+    pub(crate) attempt: u32,
     pub(crate) outcome: OutcomeKind,
-    /// The error or panic message of a failed run.
-    pub(crate) error: Option<Box<str>>,
+    /// The error or panic message of a failed run, or why it was cut short, behind a thin pointer (8 bytes where a
+    /// `Box<str>` takes 16): most runs have none, and the string is made on the error path only.
+    #[allow(clippy::box_collection)] // the box is the point: a thin pointer
+    error: Option<Box<String>>,
+}
+
+impl HistoryEntry {
+    pub(crate) fn duration(&self) -> Duration {
+        Duration::from_nanos(self.duration_nanos)
+    }
+
+    /// The error or panic message of a failed run, or why it was cut short.
+    pub(crate) fn error(&self) -> Option<&str> {
+        self.error.as_deref().map(String::as_str)
+    }
 }
 
 /// An outcome without its message.
@@ -190,6 +224,7 @@ pub(crate) enum OutcomeKind {
     Panicked,
     Aborted,
     TimedOut,
+    LeaseLost,
 }
 
 impl OutcomeKind {
@@ -200,6 +235,7 @@ impl OutcomeKind {
             Outcome::Panicked(_) => OutcomeKind::Panicked,
             Outcome::Aborted => OutcomeKind::Aborted,
             Outcome::TimedOut => OutcomeKind::TimedOut,
+            Outcome::LeaseLost => OutcomeKind::LeaseLost,
         }
     }
 
@@ -211,6 +247,7 @@ impl OutcomeKind {
             OutcomeKind::Panicked => "panicked",
             OutcomeKind::Aborted => "aborted",
             OutcomeKind::TimedOut => "timed_out",
+            OutcomeKind::LeaseLost => "lease_lost",
         }
     }
 }
@@ -221,6 +258,8 @@ pub(crate) struct Stats {
     pub(crate) last_start: Option<DateTime<Utc>>,
     pub(crate) last_duration: Option<Duration>,
     pub(crate) last_outcome: Option<Outcome>,
+    /// The last run's error text (see [`RunFacts::error_of`]).
+    pub(crate) last_error: Option<String>,
     pub(crate) last_trigger: Option<Trigger>,
     pub(crate) runs: u64,
     pub(crate) failures: u64,
@@ -244,6 +283,7 @@ static NO_STATS: Stats = Stats {
     last_start: None,
     last_duration: None,
     last_outcome: None,
+    last_error: None,
     last_trigger: None,
     runs: 0,
     failures: 0,
@@ -267,8 +307,14 @@ pub(crate) struct SlotState {
     /// The definition's fixed period or one-shot delay has no anchor of its own, so scheduling
     /// anchors it (once: a one-shot delay, once anchored, stays where it was anchored).
     auto_anchor: bool,
+    /// Whether the meter last reported the service as waiting for a worker (see [`SlotGuard`]).
+    metered_waiting: bool,
     pub(crate) phase: Phase,
     pub(crate) generation: u32,
+    /// The cluster-wide paused state as this replica last learned it (a record read, or its own
+    /// pause or resume); `None` while none is known, and then the configuration's `paused`
+    /// decides whether a start begins paused.
+    pub(crate) control_paused: Option<bool>,
     /// Allocated at the first thing worth counting, so a service that never ran costs nothing here.
     stats: Option<Box<Stats>>,
 }
@@ -317,6 +363,7 @@ impl SlotState {
     pub(crate) fn new(service: Service, origin: Origin, enabled: bool) -> Self {
         SlotState {
             auto_anchor: needs_anchor(&service.schedule),
+            metered_waiting: false,
             service,
             origin,
             phase: if enabled {
@@ -325,6 +372,7 @@ impl SlotState {
                 Phase::Disabled
             },
             generation: 0,
+            control_paused: None,
             stats: None,
         }
     }
@@ -402,6 +450,18 @@ impl SlotState {
                 }
             }
             _ => Next::Nothing,
+        }
+    }
+
+    /// Whether [`fire`](Self::fire) at `now` will count no skipped tick: the service is
+    /// `Scheduled` and its tick not late beyond its grace, so the tick is queued or held back for
+    /// its jitter (`arrive` → `start_at`), never handed to the misfire policy. The dispatcher then
+    /// leaves the counters alone (no tallies to compare), which at 100 000 services saves a cache
+    /// miss per fire; the other cases (`Waiting`, late) take the counted path.
+    pub(crate) fn fires_quietly(&self, name: &str, now: DateTime<Utc>) -> bool {
+        match self.phase {
+            Phase::Scheduled { next } => !self.is_late(self.start_of(name, next), now),
+            _ => false,
         }
     }
 
@@ -643,13 +703,14 @@ impl SlotState {
     /// A worker takes the queued item at `now`: the run begins, unless the item is stale, or its
     /// tick misfired while it waited for the worker (a saturated pool) and the misfire policy says
     /// otherwise. A tick this replica `claimed` from a coordinator always runs: its claim is
-    /// recorded.
+    /// recorded. `cancel` is the run's token, fresh (the worker's own, recycled).
     pub(crate) fn begin(
         &mut self,
         generation: u32,
         name: &str,
         now: DateTime<Utc>,
         claimed: bool,
+        cancel: CancelToken,
     ) -> Begin {
         if self.generation != generation {
             return Begin::Not(Next::Nothing);
@@ -694,7 +755,6 @@ impl SlotState {
         else {
             return Begin::Not(Next::Nothing);
         };
-        let cancel = CancelToken::default();
         self.phase = Phase::Running(Run {
             cancel: cancel.clone(),
             attempt,
@@ -724,19 +784,21 @@ impl SlotState {
     }
 
     /// A queued tick will not run after all (another replica has it, or it was too late to claim):
-    /// go back to the schedule at `now`, counting `skipped` ticks.
-    pub(crate) fn unqueue(&mut self, generation: u32, now: DateTime<Utc>, skipped: u64) -> Next {
+    /// go back to the schedule at `now`.
+    pub(crate) fn unqueue(&mut self, name: &str, generation: u32, now: DateTime<Utc>) -> Next {
         let Phase::Queued { resume, .. } = self.phase else {
             return Next::Nothing;
         };
         if self.generation != generation {
             return Next::Nothing;
         }
-        self.stats_mut().skipped += skipped;
-        self.resume_schedule(resume, now)
+        self.resume_schedule(name, resume, now)
     }
 
-    fn resume_schedule(&mut self, resume: Resume, now: DateTime<Utc>) -> Next {
+    /// Back to the schedule after a run or a claim: the ticks that came due meanwhile are skipped as
+    /// overlap (the service was busy), and logged, since in a cluster no other replica may have run
+    /// them either.
+    fn resume_schedule(&mut self, name: &str, resume: Resume, now: DateTime<Utc>) -> Next {
         let next = match resume {
             Resume::Exactly(at) => Some(at),
             Resume::CatchUp(next) => {
@@ -752,6 +814,10 @@ impl SlotState {
             Resume::From(_) | Resume::After(_) => {
                 let from = self.pending(resume);
                 let (skipped, next) = catch_up(&self.service.schedule, from, now);
+                if let (Some(first), true) = (from, skipped > 0) {
+                    tracing::debug!(service = %name, first = %first, skipped,
+                        "ticks skipped: due while the service was busy");
+                }
                 self.stats_mut().skipped += skipped;
                 next
             }
@@ -779,9 +845,9 @@ impl SlotState {
                 if let Some(next) = self.retry(run, attempt, resume, now) {
                     return next;
                 }
-                self.resume_schedule(resume, now)
+                self.resume_schedule(&run.name, resume, now)
             }
-            Then::Continue => self.resume_schedule(resume, now),
+            Then::Continue => self.resume_schedule(&run.name, resume, now),
             Then::Stop => {
                 self.phase = Phase::Stopped;
                 Next::Nothing
@@ -861,24 +927,32 @@ impl SlotState {
         stats.runs += 1;
         stats.failures += u64::from(outcome.is_failure());
         stats.last_duration = Some(run.duration);
+        let error = run.error_of(&outcome);
         if run.keep > 0 {
             if stats.history.len() >= run.keep {
                 stats.history.pop_front();
+            } else if stats.history.len() == stats.history.capacity() {
+                // Grown by doubling from 8 records, capped at `keep` exactly: a service that has
+                // run a few times holds a few records, not the whole ring (100 × 48 B by default,
+                // which across 100 000 services would be 480 MB up front); a full ring is never
+                // over-allocated past `keep`, and reallocations stop once it is full (at most
+                // log2(keep / 8) + 1 of them in a service's life).
+                let grown = stats.history.capacity().max(4) * 2;
+                stats
+                    .history
+                    .reserve_exact(grown.min(run.keep) - stats.history.len());
             }
             stats.history.push_back(HistoryEntry {
                 tick: run.tick,
                 started: run.started,
-                duration: run.duration,
+                duration_nanos: u64::try_from(run.duration.as_nanos()).unwrap_or(u64::MAX),
                 trigger: run.trigger,
-                error: match &outcome {
-                    Outcome::Failed(error) | Outcome::Panicked(error) => {
-                        Some(error.as_str().into())
-                    }
-                    Outcome::Succeeded | Outcome::Aborted | Outcome::TimedOut => None,
-                },
+                attempt: run.attempt,
+                error: error.clone().map(Box::new),
                 outcome: OutcomeKind::of(&outcome),
             });
         }
+        stats.last_error = error;
         stats.last_outcome = Some(outcome);
     }
 
@@ -1148,6 +1222,7 @@ impl SlotState {
             last_start: stats.last_start,
             last_duration: stats.last_duration,
             last_outcome: stats.last_outcome.clone(),
+            last_error: stats.last_error.clone(),
             runs: stats.runs,
             failures: stats.failures,
             skipped: stats.skipped,
@@ -1187,6 +1262,38 @@ pub(crate) struct Slot {
     state: Mutex<SlotState>,
 }
 
+/// The slot's lock. Every transition happens under it, so its release is the one place that sees
+/// every change of phase: there the "waiting for a slot" gauge follows `Queued` in and out, by
+/// whatever way (a worker's begin, a pause, a stop, a reload, a misfire).
+pub(crate) struct SlotGuard<'a> {
+    slot: &'a Slot,
+    state: MutexGuard<'a, SlotState>,
+}
+
+impl std::ops::Deref for SlotGuard<'_> {
+    type Target = SlotState;
+
+    fn deref(&self) -> &SlotState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SlotState {
+        &mut self.state
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let waiting = matches!(self.state.phase, Phase::Queued { .. });
+        if self.state.metered_waiting != waiting {
+            self.state.metered_waiting = waiting;
+            self.slot.meter.waiting(&self.slot.name, waiting);
+        }
+    }
+}
+
 impl Slot {
     pub(crate) fn new(name: Arc<str>, state: SlotState) -> Self {
         Slot {
@@ -1215,12 +1322,14 @@ impl Slot {
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
+    pub(crate) fn lock(&self) -> SlotGuard<'_> {
         // Only our own bookkeeping runs under this lock, never a job; the state stays consistent
         // even if a panic interrupted it, since every transition writes the phase last.
-        self.state
+        let state = self
+            .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        SlotGuard { slot: self, state }
     }
 }
 
@@ -1323,6 +1432,100 @@ mod tests {
         for (start, now, nanos) in cases {
             assert_eq!(nanos_between(start, now), nanos, "{start} → {now}");
         }
+    }
+
+    /// The history ring grows with the runs a service has had, by doubling, and stops at `keep`
+    /// exactly: a service that ran three times holds 8 records, not 100, and a full ring never
+    /// reallocates again (the hot path's budget is no allocation).
+    #[test]
+    fn the_history_ring_grows_to_its_exact_size_and_then_is_reused() {
+        use chrono::TimeZone;
+        let schedule = Schedule::every(Duration::from_secs(1)).unwrap();
+        let service = Service::new(schedule, |_ctx| async {});
+        let mut state = SlotState::new(service, Origin::Code, true);
+        let t0 = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let mut capacities = Vec::new();
+        for run in 0..250_i64 {
+            let tick = t0 + TimeDelta::seconds(run);
+            state.record(
+                Outcome::Succeeded,
+                &RunFacts {
+                    name: Arc::from("ring"),
+                    tick,
+                    trigger: Trigger::Schedule,
+                    attempt: 1,
+                    started: tick,
+                    duration: Duration::from_millis(1),
+                    detail: None,
+                    keep: 100,
+                },
+            );
+            let capacity = state.stats().unwrap().history.capacity();
+            assert!(
+                capacity <= 100,
+                "after run {run}: {capacity} records allocated"
+            );
+            if capacities.last() != Some(&capacity) {
+                capacities.push(capacity);
+            }
+        }
+        assert_eq!(capacities, [8, 16, 32, 64, 100], "each growth of the ring");
+        let ticks: Vec<_> = state.history().map(|entry| entry.tick).collect();
+        let expected: Vec<_> = (150..250).map(|run| t0 + TimeDelta::seconds(run)).collect();
+        assert_eq!(ticks, expected, "the latest hundred runs, oldest first");
+    }
+
+    /// Every service that runs keeps up to `history_len` (100) of these: a byte here is a hundred
+    /// per service.
+    #[test]
+    fn a_history_record_stays_small() {
+        let record = std::mem::size_of::<HistoryEntry>();
+        assert!(record <= 48, "a history record grew to {record} bytes");
+    }
+
+    #[test]
+    fn a_history_record_keeps_the_duration_and_the_error() {
+        use chrono::TimeZone;
+        let schedule = Schedule::every(Duration::from_secs(1)).unwrap();
+        let mut state = SlotState::new(Service::new(schedule, |_ctx| async {}), Origin::Code, true);
+        let tick = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let facts = |duration| RunFacts {
+            name: Arc::from("kept"),
+            tick,
+            trigger: Trigger::Schedule,
+            attempt: 1,
+            started: tick,
+            duration,
+            detail: None,
+            keep: 10,
+        };
+        state.record(
+            Outcome::Failed("disk full".to_owned()),
+            &facts(Duration::new(3, 7)),
+        );
+        state.record(Outcome::Succeeded, &facts(Duration::MAX));
+        let kept: Vec<_> = state
+            .history()
+            .map(|entry| {
+                (
+                    entry.duration(),
+                    entry.error().map(str::to_owned),
+                    entry.outcome,
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (
+                    Duration::new(3, 7),
+                    Some("disk full".to_owned()),
+                    OutcomeKind::Failed
+                ),
+                // Beyond 584 years, the nanoseconds saturate.
+                (Duration::from_nanos(u64::MAX), None, OutcomeKind::Succeeded),
+            ]
+        );
     }
 
     /// Every idle service is one `Slot` (behind an `Arc`) plus a timer entry: keep it small (the

@@ -129,6 +129,12 @@ pub enum Outcome {
     Aborted,
     /// The run exceeded its [`timeout`](crate::Service::timeout) and was cancelled.
     TimedOut,
+    /// In cluster mode, the run's claim was lost while it ran (its lease could not be renewed in
+    /// time, or another replica took the tick over), so it was cancelled as a timeout is: its
+    /// [`JobContext`](crate::JobContext) is cancelled and it has the
+    /// [`abort_grace`](crate::ServiceManagerBuilder::abort_grace) to return. Not a failure (it
+    /// is not retried: the tick may be running elsewhere), but logged as an error.
+    LeaseLost,
 }
 
 impl Outcome {
@@ -149,6 +155,7 @@ impl fmt::Display for Outcome {
             Outcome::Panicked(message) => write!(f, "panicked: {message}"),
             Outcome::Aborted => f.write_str("aborted"),
             Outcome::TimedOut => f.write_str("timed out"),
+            Outcome::LeaseLost => f.write_str("lease lost"),
         }
     }
 }
@@ -175,6 +182,9 @@ pub struct ServiceStatus {
     pub last_duration: Option<Duration>,
     /// How the last finished run ended.
     pub last_outcome: Option<Outcome>,
+    /// The last finished run's error text: the job's error or panic message, or, for a run that
+    /// was cut short, why (`timed out after 30 s`, or for an abort the grace it was given).
+    pub last_error: Option<String>,
     /// Finished runs, whatever their outcome.
     pub runs: u64,
     /// Runs that returned `Err` or panicked.

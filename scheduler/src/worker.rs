@@ -48,8 +48,11 @@ pub(crate) fn spawn_missing(engine: &Arc<Engine>, handle: &tokio::runtime::Handl
 /// One worker: takes a due service, runs it, repeats; exits when the manager stops or the pool
 /// shrinks.
 async fn work(engine: Arc<Engine>) {
+    // The worker's cancel token, handed to each run and reused by the next when the run left no
+    // clone of it behind (see `CancelToken::recycle`): no allocation per run for it.
+    let mut cancel = CancelToken::default();
     while let Some(fire) = next_fire(&engine).await {
-        run(&engine, fire).await;
+        cancel = run(&engine, fire, cancel.recycle()).await;
     }
 }
 
@@ -119,7 +122,8 @@ impl<F: Future + Unpin> Future for InRun<F> {
     }
 }
 
-async fn run(engine: &Arc<Engine>, fire: Fire) {
+/// Runs one queued item with `token` as its cancel token, if it begins; gives the token back.
+async fn run(engine: &Arc<Engine>, fire: Fire, token: CancelToken) -> CancelToken {
     let Fire {
         slot,
         generation,
@@ -134,17 +138,24 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
                 if state.generation == generation {
                     state.stats_mut().skipped_late += 1;
                 }
-                let next = state.unqueue(generation, engine.clock.now(), 0);
+                let next = state.unqueue(&slot.name, generation, engine.clock.now());
                 (before, next, state.tally())
             };
             engine.apply(&slot, next);
             engine.skipped(&slot, before, after);
-            return;
+            return token;
         }
     }
     let now = engine.clock.now();
-    let Some((begun, job, timeout)) = take(engine, &slot, generation, now, ticket.is_some()) else {
-        return;
+    let Some((begun, job, timeout)) = take(
+        engine,
+        &slot,
+        generation,
+        now,
+        ticket.is_some(),
+        token.clone(),
+    ) else {
+        return token;
     };
     let Started {
         tick,
@@ -161,16 +172,19 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
     let span = tracing::info_span!("service_run", service = %slot.name, tick = %LogTime(tick),
         %trigger, attempt);
     let monotonic_start = tokio::time::Instant::now();
+    let ending = Ending::default();
     let limits = Limits {
         cancel: &cancel,
         timeout,
         began: monotonic_start,
         started_at: now,
+        attempt,
+        ending: &ending,
     };
     let execute = execute(engine, &slot, job, ctx, &limits, span.clone());
     let outcome = match &ticket {
         // Boxed: coordination is the rare path, and would otherwise widen every run's future.
-        Some(held) => Box::pin(crate::cluster::renewing(execute, held)).await,
+        Some(held) => Box::pin(crate::cluster::renewing(execute, held, &cancel)).await,
         None => execute.await,
     };
     let duration = monotonic_start.elapsed();
@@ -184,9 +198,12 @@ async fn run(engine: &Arc<Engine>, fire: Fire) {
         trigger,
         started: now,
         duration,
+        attempt,
+        detail: ending.detail(&outcome, timeout, engine.abort_grace),
         keep: engine.history_len,
     };
     conclude(engine, &slot, ticket, &facts, attempt, outcome);
+    token
 }
 
 /// A worker takes a queued item at `now`: the run that begins, with its job and time limit; `None`
@@ -197,10 +214,11 @@ fn take(
     generation: u32,
     now: DateTime<Utc>,
     claimed: bool,
+    cancel: CancelToken,
 ) -> Option<(Started, Job, Option<Duration>)> {
     let mut state = slot.lock();
     let before = state.tally();
-    let begun = state.begin(generation, &slot.name, now, claimed);
+    let begun = state.begin(generation, &slot.name, now, claimed, cancel);
     let after = state.tally();
     match begun {
         Begin::Run(begun) => {
@@ -276,7 +294,8 @@ fn conclude(
     engine.apply(slot, next);
     engine.run_ended();
     if let Some(held) = ticket {
-        tokio::spawn(crate::cluster::finish(*held, now, end, outcome));
+        let error = facts.error_of(&outcome);
+        tokio::spawn(crate::cluster::finish(*held, now, end, outcome, error));
     }
 }
 
@@ -301,13 +320,96 @@ fn started(
     });
 }
 
-/// What bounds a run: its token, its time limit, and when it began (monotonic and wall clock).
+/// What bounds a run: its token, its time limit, and when it began (monotonic and wall clock);
+/// its attempt, and where the way it ended is noted.
 #[derive(Clone, Copy)]
 struct Limits<'a> {
     cancel: &'a CancelToken,
     timeout: Option<Duration>,
     began: tokio::time::Instant,
     started_at: DateTime<Utc>,
+    attempt: u32,
+    ending: &'a Ending,
+}
+
+/// How a cancelled run ended, for its error text: it returned within its abort grace, the grace
+/// ran out, or a stop's deadline cut it off first.
+#[derive(Default)]
+struct Ending(std::sync::atomic::AtomicU8);
+
+impl Ending {
+    const RETURNED: u8 = 0;
+    const GRACE_RAN_OUT: u8 = 1;
+    const FORCED: u8 = 2;
+
+    /// Waits out a cancelled run's grace (or a stop's forcing, whichever comes first), and notes
+    /// which ended it: for the caller to cut the run off.
+    async fn grace(&self, grace: Duration, cancel: &CancelToken) {
+        tokio::select! {
+            () = tokio::time::sleep(grace) => self.cut_off(false),
+            () = cancel.forced() => self.cut_off(true),
+        }
+    }
+
+    fn cut_off(&self, forced: bool) {
+        let how = if forced {
+            Self::FORCED
+        } else {
+            Self::GRACE_RAN_OUT
+        };
+        self.0.store(how, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Why a timed-out or aborted run ended, in words; `None` for the other outcomes.
+    fn detail(
+        &self,
+        outcome: &Outcome,
+        timeout: Option<Duration>,
+        grace: Duration,
+    ) -> Option<String> {
+        // Only a run cut short has words to say: the common outcomes allocate nothing here.
+        if !matches!(outcome, Outcome::TimedOut | Outcome::Aborted) {
+            return None;
+        }
+        let grace = Spoken(grace);
+        let after = match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::GRACE_RAN_OUT => {
+                format!("it did not return within its {grace} grace and was cut off")
+            }
+            Self::FORCED => "the stop's deadline cut it off before its grace ran out".to_owned(),
+            _ => format!("it returned within its {grace} grace"),
+        };
+        let returned = self.0.load(std::sync::atomic::Ordering::Relaxed) == Self::RETURNED;
+        match outcome {
+            Outcome::TimedOut => {
+                let limit = timeout.map_or_else(String::new, |l| format!(" after {}", Spoken(l)));
+                Some(if returned {
+                    format!("timed out{limit}")
+                } else {
+                    format!("timed out{limit}; {after}")
+                })
+            }
+            Outcome::Aborted => Some(format!("aborted by a stop; {after}")),
+            _ => None,
+        }
+    }
+}
+
+/// A duration as an operator reads it: `30 s`, `1.5 s`, `250 ms`.
+pub(crate) struct Spoken(pub(crate) Duration);
+
+impl std::fmt::Display for Spoken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0;
+        if d < Duration::from_secs(1) {
+            write!(f, "{} ms", d.as_millis())
+        } else if d.subsec_millis() == 0 {
+            write!(f, "{} s", d.as_secs())
+        } else {
+            let secs = format!("{:.3}", d.as_secs_f64());
+            write!(f, "{} s", secs.trim_end_matches('0'))
+        }
+    }
 }
 
 /// Runs the job to its outcome, honouring cancellation and the grace period.
@@ -324,6 +426,8 @@ async fn execute(
         timeout,
         began,
         started_at,
+        attempt,
+        ending,
     } = *limits;
     // A stop's cancellation, or the run's time limit running out (which cancels it too).
     let stop_asked = async {
@@ -356,12 +460,13 @@ async fn execute(
                     tokio::select! {
                         biased;
                         result = run.as_mut() => outcome_of(result, cancel),
-                        () = tokio::time::sleep(engine.abort_grace) => cut_short(cancel),
-                        () = cancel.forced() => cut_short(cancel),
+                        () = ending.grace(engine.abort_grace, cancel) => cut_short(cancel),
                     }
                 }
             }
         }
+        // The manager binds every job before scheduling it; fail the run rather than panic.
+        JobKind::Unbound(_) => Outcome::Failed(crate::job::UNBOUND.to_owned()),
         JobKind::Blocking(_) => {
             let job = job.clone();
             let run_span = span.clone();
@@ -374,6 +479,10 @@ async fn execute(
             let mut thread = std::pin::pin!(thread);
             let joined = |joined: Result<_, tokio::task::JoinError>| match joined {
                 Ok(result) => outcome_of(result, cancel),
+                // The runtime shut down before a blocking thread took the job: it never ran, and
+                // nothing panicked. (Panics are caught inside the thread, so this is the only
+                // join error there is in practice.)
+                Err(error) if error.is_cancelled() => Outcome::Aborted,
                 Err(error) => Outcome::Panicked(error.to_string()),
             };
             tokio::select! {
@@ -383,8 +492,7 @@ async fn execute(
                     let returned = tokio::select! {
                         biased;
                         result = thread.as_mut() => Some(joined(result)),
-                        () = tokio::time::sleep(engine.abort_grace) => None,
-                        () = cancel.forced() => None,
+                        () = ending.grace(engine.abort_grace, cancel) => None,
                     };
                     if let Some(outcome) = returned {
                         outcome
@@ -400,6 +508,8 @@ async fn execute(
                             trigger: ctx_trigger,
                             started: started_at,
                             duration,
+                            attempt,
+                            detail: ending.detail(&outcome, timeout, engine.abort_grace),
                             keep: engine.history_len,
                         });
                         engine.run_ended();
@@ -437,7 +547,10 @@ fn outcome_of(
 
 /// The outcome of a run that was stopped from outside: timed out, or aborted.
 fn cut_short(cancel: &CancelToken) -> Outcome {
-    if cancel.is_timed_out() {
+    // A lost claim first: the run must not go on whatever else cut it short.
+    if cancel.is_lease_lost() {
+        Outcome::LeaseLost
+    } else if cancel.is_timed_out() {
         Outcome::TimedOut
     } else {
         Outcome::Aborted
@@ -477,6 +590,9 @@ fn report(engine: &Engine, name: &str, tick: DateTime<Utc>, outcome: &Outcome, t
         }
         Outcome::Aborted => tracing::warn!(%duration, "run aborted"),
         Outcome::TimedOut => tracing::error!(%duration, "run timed out"),
+        Outcome::LeaseLost => {
+            tracing::error!(%duration, "run cancelled: its claim was lost (another replica may run the tick)");
+        }
     }
     if let (true, Some(hook)) = (outcome.is_failure(), &engine.on_failure) {
         let failure = Failure {
@@ -520,6 +636,38 @@ impl std::fmt::Display for LogTime {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn durations_are_spoken_in_the_unit_an_operator_reads() {
+        assert_eq!(Spoken(Duration::from_secs(30)).to_string(), "30 s");
+        assert_eq!(Spoken(Duration::from_millis(1500)).to_string(), "1.5 s");
+        assert_eq!(Spoken(Duration::from_millis(250)).to_string(), "250 ms");
+        assert_eq!(Spoken(Duration::from_millis(2005)).to_string(), "2.005 s");
+    }
+
+    #[test]
+    fn a_cut_short_run_says_why() {
+        let limit = Some(Duration::from_secs(30));
+        let grace = Duration::from_secs(5);
+        let returned = Ending::default();
+        assert_eq!(
+            returned.detail(&Outcome::TimedOut, limit, grace).as_deref(),
+            Some("timed out after 30 s")
+        );
+        assert_eq!(returned.detail(&Outcome::Succeeded, limit, grace), None);
+        let cut = Ending::default();
+        cut.cut_off(false);
+        assert_eq!(
+            cut.detail(&Outcome::Aborted, None, grace).as_deref(),
+            Some("aborted by a stop; it did not return within its 5 s grace and was cut off")
+        );
+        let forced = Ending::default();
+        forced.cut_off(true);
+        assert!(forced
+            .detail(&Outcome::Aborted, None, grace)
+            .unwrap()
+            .contains("deadline"));
+    }
 
     #[test]
     fn log_values_are_short_and_exact_enough() {

@@ -190,6 +190,96 @@ async fn the_detail_has_the_next_ten_fire_times_and_the_schedule() {
     manager.stop().await;
 }
 
+/// A service every 10 s whose every first attempt fails and whose retry (1 s later) succeeds, on
+/// a manager that keeps its history locally, or with an in-memory coordinator.
+fn retrying_manager(cluster: bool) -> ServiceManager {
+    let mut builder = ServiceManager::builder().clock(TokioClock::starting_at(t0()));
+    if cluster {
+        builder = builder.coordinator(InMemoryCoordinator::new().replica("replica-a"));
+    }
+    let manager = builder.build().unwrap();
+    let flaky = Service::new(Schedule::every_secs(10.0).unwrap(), |ctx| async move {
+        if ctx.attempt() == 1 {
+            Err(format!("attempt {} failed", ctx.attempt()))
+        } else {
+            Ok(())
+        }
+    })
+    .retries(2)
+    .retry_backoff(Duration::from_secs(1), Duration::from_secs(1));
+    manager.add_service("flaky", flaky);
+    manager
+}
+
+async fn history_page(router: &Router, query: &str) -> (Vec<(DateTime<Utc>, u64, String)>, Value) {
+    let answer = get(router, &format!("/api/services/flaky/history?{query}")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{query}: {}", answer.body);
+    let runs = answer.body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| {
+            let outcome = run["outcome"].as_str().unwrap_or("running").to_owned();
+            let error = run["error"].as_str().unwrap_or("").to_owned();
+            (
+                time(&run["tick"]),
+                run["attempt"].as_u64().unwrap(),
+                format!("{outcome} {error}").trim().to_owned(),
+            )
+        })
+        .collect();
+    (runs, answer.body["next"].clone())
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_is_in_the_history_which_pages_and_filters_in_memory_and_in_cluster_mode() {
+    for cluster in [false, true] {
+        let manager = retrying_manager(cluster);
+        manager.start().unwrap();
+        // Ticks at 10, 20, 30 s, each failed once and retried after 1 s.
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        let router = admin::router(manager.clone());
+        let s = |secs| t0() + TimeDelta::seconds(secs);
+        let failed = "failed attempt 1 failed".to_owned();
+        let ok = "succeeded".to_owned();
+        let (first, next) = history_page(&router, "limit=4").await;
+        assert_eq!(
+            first,
+            [
+                (s(30), 2, ok.clone()),
+                (s(30), 1, failed.clone()),
+                (s(20), 2, ok.clone()),
+                (s(20), 1, failed.clone())
+            ],
+            "cluster: {cluster}"
+        );
+        let cursor = next.as_str().expect("another page follows").to_owned();
+        let (second, last) = history_page(&router, &format!("limit=4&before={cursor}")).await;
+        assert_eq!(
+            second,
+            [(s(10), 2, ok.clone()), (s(10), 1, failed.clone())],
+            "cluster: {cluster}"
+        );
+        assert_eq!(last, Value::Null, "the last page says so");
+        // Filtered by outcome, and paged within the filter.
+        let (failures, next) =
+            history_page(&router, "limit=2&outcome=failed,panicked,timed_out").await;
+        assert_eq!(
+            failures,
+            [(s(30), 1, failed.clone()), (s(20), 1, failed.clone())]
+        );
+        let (older, _) = history_page(
+            &router,
+            &format!("limit=2&outcome=failed&before={}", next.as_str().unwrap()),
+        )
+        .await;
+        assert_eq!(older, [(s(10), 1, failed.clone())]);
+        let (successes, _) = history_page(&router, "outcome=succeeded").await;
+        assert_eq!(successes.len(), 3);
+        manager.stop().await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn in_cluster_mode_the_history_comes_from_the_coordinator() {
     let cluster = InMemoryCoordinator::new();
@@ -219,6 +309,43 @@ async fn in_cluster_mode_the_history_comes_from_the_coordinator() {
     assert_eq!(runs[0]["error"], "upstream said 503");
     let detail = get(&router, "/api/services/sync").await.body;
     assert_eq!(detail["history"].as_array().unwrap().len(), 3);
+    manager.stop().await;
+}
+
+/// `api/coordinator` and the list's `coordinator`: `null` without one; with one, `unknown` before
+/// any call and `reachable`, with its exact since, once calls answer (paused clock).
+#[tokio::test(start_paused = true)]
+async fn the_coordinator_health_is_null_without_one_and_reachable_once_it_answers() {
+    let router = admin::router(manager());
+    assert_eq!(
+        get(&router, "/api/coordinator").await.body["coordinator"],
+        Value::Null
+    );
+    assert_eq!(
+        get(&router, "/api/services").await.body["coordinator"],
+        Value::Null
+    );
+
+    let manager = ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .coordinator(InMemoryCoordinator::new().replica("replica-a"))
+        .build()
+        .unwrap();
+    let router = admin::router(manager.clone());
+    let before = get(&router, "/api/coordinator").await;
+    assert_eq!(before.status, StatusCode::OK);
+    assert_eq!(before.body["coordinator"]["state"], "unknown");
+    assert_eq!(before.body["coordinator"]["since"], Value::Null);
+    manager.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for path in ["/api/coordinator", "/api/services"] {
+        let health = &get(&router, path).await.body["coordinator"];
+        assert_eq!(health["state"], "reachable", "{path}: {health}");
+        // The control task's first call answers at the start, on the paused clock.
+        assert_eq!(time(&health["since"]), t0(), "{path}: {health}");
+        assert_eq!(health["errors"], 0);
+        assert_eq!(health["last_error"], Value::Null);
+    }
     manager.stop().await;
 }
 
@@ -263,7 +390,18 @@ async fn bad_queries_are_400_naming_the_parameter() {
         ),
         (
             "page=2",
-            "unknown query parameter 'page': the history takes only limit",
+            "unknown query parameter 'page': the history takes limit, before and outcome",
+        ),
+        ("limit=2&limit=3", "query parameter limit is given twice"),
+        (
+            "outcome=exploded",
+            "query parameter outcome: 'exploded' is not one of succeeded, failed, panicked, \
+             timed_out, aborted, abandoned, skipped, running",
+        ),
+        (
+            "before=yesterday",
+            "query parameter before: 'yesterday' is not a history cursor (use the `next` of a \
+             history answer)",
         ),
     ] {
         let answer = get(&router, &format!("/api/services/heartbeat/history?{query}")).await;
@@ -280,13 +418,11 @@ async fn the_actions_drive_a_real_manager() {
     let manager = manager();
     let router = AdminConfig::new().trusted().router(manager.clone());
     let post = |path: &'static str| call(&router, "POST", path, &[]);
-    let not_started = post("/api/services/heartbeat/pause").await;
-    assert_eq!(not_started.status, StatusCode::CONFLICT);
-    assert_eq!(not_started.body["code"], "invalid_state");
-    assert_eq!(
-        not_started.body["error"],
-        "cannot pause service 'heartbeat': it is not started"
-    );
+    // Before the start, a pause (or resume) is accepted and applies at the start.
+    let before_start = post("/api/services/heartbeat/pause").await;
+    assert_eq!(before_start.status, StatusCode::OK);
+    let before_start = post("/api/services/heartbeat/resume").await;
+    assert_eq!(before_start.status, StatusCode::OK);
 
     manager.start().unwrap();
     let run = post("/api/services/report/run-now").await;
@@ -325,6 +461,13 @@ async fn the_actions_drive_a_real_manager() {
         })
     );
     manager.stop().await;
+    let stopped = post("/api/services/heartbeat/pause").await;
+    assert_eq!(stopped.status, StatusCode::CONFLICT);
+    assert_eq!(stopped.body["code"], "invalid_state");
+    assert_eq!(
+        stopped.body["error"],
+        "cannot pause service 'heartbeat': it is stopped"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -504,6 +647,57 @@ async fn actions_are_refused_without_the_token_by_get_and_from_other_sites() {
 }
 
 #[tokio::test]
+async fn the_scheme_name_is_case_insensitive_and_access_checks_the_token() {
+    let fake = FakeBackend::new(&["billing"]);
+    let router = AdminConfig::new()
+        .bearer_token(TOKEN)
+        .router_for(fake.clone());
+    let lower = format!("bearer {TOKEN}");
+    let upper = format!("BEARER {TOKEN}");
+    for scheme in [&lower, &upper] {
+        let answer = call(
+            &router,
+            "POST",
+            "/api/services/billing/run-now",
+            &[("authorization", scheme)],
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "{scheme}: {}",
+            answer.body
+        );
+    }
+    assert_eq!(fake.runs("billing"), 2);
+
+    let token_of = |headers: Vec<(&'static str, String)>| {
+        let router = router.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let answer = call(&router, "GET", "/api/access", &headers).await;
+            assert_eq!(answer.status, StatusCode::OK);
+            assert_eq!(answer.body["actions"], "token");
+            answer.body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(token_of(vec![]).await, "missing");
+    assert_eq!(
+        token_of(vec![("authorization", lower.clone())]).await,
+        "accepted"
+    );
+    assert_eq!(
+        token_of(vec![("authorization", "Bearer guess".to_owned())]).await,
+        "refused"
+    );
+    // Checking acts on nothing.
+    assert_eq!(fake.runs("billing"), 2);
+    let trusted = AdminConfig::new().trusted().router_for(fake.clone());
+    assert_eq!(get(&trusted, "/api/access").await.body["token"], "not_used");
+}
+
+#[tokio::test]
 async fn the_page_is_served_with_its_assets_wherever_the_router_is_mounted() {
     let fake = FakeBackend::new(&["billing"]);
     let page = get(&admin::router(manager()), "/").await;
@@ -538,6 +732,15 @@ async fn the_page_is_served_with_its_assets_wherever_the_router_is_mounted() {
         style.headers[header::CONTENT_TYPE],
         "text/css; charset=utf-8"
     );
+    for icon in [
+        get(&app, "/ops/admin/favicon.ico").await,
+        get(&admin::router(manager()), "/favicon.ico").await,
+    ] {
+        assert_eq!(icon.status, StatusCode::OK);
+        assert_eq!(icon.headers[header::CONTENT_TYPE], "image/svg+xml");
+        assert!(icon.body.as_str().unwrap().starts_with("<svg"));
+    }
+    assert!(html.contains(r#"<link rel="icon" href="favicon.ico""#));
     let list = get(&app, "/ops/admin/api/services").await;
     assert_eq!(list.headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(list.body["services"][0]["name"], "billing");

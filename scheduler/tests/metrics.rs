@@ -75,6 +75,7 @@ fn assert_only_the_documented_names(seen: &BTreeMap<String, Value>) {
             "scheduler_running_jobs",
             "scheduler_runs_total",
             "scheduler_skipped_ticks_total",
+            "scheduler_waiting_for_slot",
         ],
         "the documented names, and no others"
     );
@@ -176,7 +177,51 @@ async fn a_scripted_run_reports_exact_metrics() {
         one("scheduler_next_run_timestamp_seconds", "held"),
         Some(&Value::Gauge(unix(70)))
     );
+    assert_eq!(
+        one("scheduler_waiting_for_slot", "ok"),
+        Some(&Value::Gauge(0.0)),
+        "four workers: nobody waits"
+    );
     assert_only_the_documented_names(&seen);
+    manager.stop().await;
+
+    waits_for_a_slot_while_the_pool_is_full(&snapshotter).await;
+}
+
+/// One worker, taken by a 30 s run from the start: the tick at 10 of another service waits for it,
+/// shown in its status and in `scheduler_waiting_for_slot` until the worker frees at 30.
+async fn waits_for_a_slot_while_the_pool_is_full(snapshotter: &Snapshotter) {
+    let manager = ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .max_concurrent_jobs(1)
+        .build()
+        .unwrap();
+    manager.add_service(
+        "hog",
+        Service::new(Schedule::once_after(Duration::ZERO).unwrap(), |_ctx| {
+            sleep(Duration::from_secs(30))
+        }),
+    );
+    manager.add_service("queued", Service::new(every(10), |_ctx| async {}));
+    manager.start().unwrap();
+    let waiting = || {
+        values(snapshotter).remove(&series(
+            "scheduler_waiting_for_slot",
+            &[("service", "queued")],
+        ))
+    };
+    sleep(Duration::from_secs(15)).await;
+    assert_eq!(
+        manager.service("queued").unwrap().state,
+        scheduler::ServiceState::WaitingForSlot
+    );
+    assert_eq!(waiting(), Some(Value::Gauge(1.0)));
+    sleep(Duration::from_secs(20)).await; // t = 35: the worker freed at 30
+    assert_ne!(
+        manager.service("queued").unwrap().state,
+        scheduler::ServiceState::WaitingForSlot
+    );
+    assert_eq!(waiting(), Some(Value::Gauge(0.0)));
     manager.stop().await;
 }
 

@@ -145,8 +145,16 @@ async fn main() -> anyhow::Result<()> {
     let mut builder = ServiceManager::builder()
         .with_registered_services()
         .stop_deadline(options.stop_deadline)
-        // The failure itself is already logged by the manager; the hook only raises the alert.
-        .on_failure(|failure| tracing::warn!(service = %failure.service, "ALERT raised"))
+        // What the jobs share (`State<Store>` in billing.rs and cache.rs).
+        .state(services::Store::default())
+        // The failure itself is already logged by the manager; the hook only raises the alert,
+        // with what the shared store knows (it reaches it through the manager: no global).
+        .on_failure_with(|failure, manager| {
+            let attempts = manager
+                .state::<services::Store>()
+                .map(|store| store.payment_attempts.load(std::sync::atomic::Ordering::Relaxed));
+            tracing::warn!(service = %failure.service, payment_attempts = ?attempts, "ALERT raised");
+        })
         .config_env();
     if let Some(path) = &options.config {
         builder = builder.config_file(path);

@@ -98,6 +98,8 @@ fn demo_serves_the_dashboard_at_the_address_it_prints() {
         "{status} {run}"
     );
 
+    the_operator_is_told_the_whole_truth(&address);
+
     let (status, metrics) = http(&address, "GET", "/metrics", "");
     assert_eq!(status, "HTTP/1.1 200 OK");
     // heartbeat runs on start and every 2 s: by now it has succeeded at least once.
@@ -125,4 +127,62 @@ fn demo_serves_the_dashboard_at_the_address_it_prints() {
         .status();
     let exit = child.wait().expect("the demo exits");
     assert!(exit.success(), "clean exit after SIGTERM, got {exit}");
+}
+
+/// What issue 22 asked the operator be told, against the real demo: the favicon is there, a wrong
+/// token is called refused by `/api/access`, the scheme name is read in any case, and
+/// payment-sync's retries are in the history beside their failed attempts, filterable by outcome.
+fn the_operator_is_told_the_whole_truth(address: &str) {
+    let (status, icon) = http(address, "GET", "/favicon.ico", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(icon.starts_with("<svg"), "{icon}");
+    let (_, access) = http(
+        address,
+        "GET",
+        "/api/access",
+        "Authorization: bearer wrong-token\r\n",
+    );
+    assert!(access.contains("\"token\":\"refused\""), "{access}");
+    let (status, reload) = http(
+        address,
+        "POST",
+        "/api/reload",
+        "Authorization: bearer demo-token\r\n",
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK", "lower-case scheme: {reload}");
+    // payment-sync fails every other attempt and retries it: once a retry is recorded, the
+    // history has it as attempt 2, beside the failed attempt 1 with its error.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let history = loop {
+        let (status, history) = http(
+            address,
+            "GET",
+            "/api/services/payment-sync/history?limit=50",
+            "",
+        );
+        assert_eq!(status, "HTTP/1.1 200 OK", "{history}");
+        if history.contains("\"attempt\":2") {
+            break history;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry recorded: {history}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        history.contains("\"attempt\":1") && history.contains("connection timed out after 2s"),
+        "{history}"
+    );
+    let (status, failures) = http(
+        address,
+        "GET",
+        "/api/services/payment-sync/history?outcome=failed&limit=1",
+        "",
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        failures.contains("\"outcome\":\"failed\"") && !failures.contains("\"succeeded\""),
+        "{failures}"
+    );
 }

@@ -34,6 +34,8 @@ struct Entry {
     replica: String,
     service: &'static str,
     tick: DateTime<Utc>,
+    /// 1, or 2 for a takeover of a tick the killed replica held.
+    attempt: u32,
     started: DateTime<Utc>,
     ended: Option<DateTime<Utc>>,
     /// Cut short by its replica's death.
@@ -54,6 +56,7 @@ fn job(log: &Log, replica: &str, service: &'static str, every: u64, work: u64) -
                     replica: replica.clone(),
                     service,
                     tick: ctx.tick(),
+                    attempt: ctx.attempt(),
                     started: Utc::now(),
                     ended: None,
                     killed: false,
@@ -287,7 +290,10 @@ async fn restart_while_a_run_ends(
                 "alo" => ms(1_500),
                 _ => return false,
             } - (Utc::now() - e.started);
+            // Not a takeover: c may have held more ticks than the victim's (a claimed `alo` tick
+            // not begun, say), and a takeover's row is attempt 2, its attempt 1 abandoned.
             (e.service, e.tick) != victim
+                && e.attempt == 1
                 && e.replica != "c"
                 && e.ended.is_none()
                 && left >= ms(700)

@@ -187,11 +187,7 @@ async fn script(base: DateTime<Utc>, a: &dyn Coordinator, b: &dyn Coordinator) -
     let t = |s: i64| base + TimeDelta::seconds(s);
     let short = |delivery| ClaimPolicy::new(Duration::from_millis(300), delivery);
     let expire = || tokio::time::sleep(Duration::from_millis(450));
-    let run = FinishedRun {
-        started: t(0),
-        finished: t(1),
-        outcome: Outcome::Failed("boom".into()),
-    };
+    let run = FinishedRun::new(t(0), t(1), Outcome::Failed("boom".into()));
     let mut log = Vec::new();
     let note = |log: &mut Vec<String>, what: &str, answer: &dyn std::fmt::Debug| {
         log.push(format!("{what}: {answer:?}"));
@@ -316,12 +312,8 @@ async fn releases_and_retries(
     let t = |s: i64| base + TimeDelta::seconds(s);
     let most = ClaimPolicy::new(Duration::from_millis(300), Delivery::AtMostOnce);
     let short = |_| most;
-    let retry = ClaimPolicy { attempt: 2, ..most };
-    let run = FinishedRun {
-        started: t(0),
-        finished: t(1),
-        outcome: Outcome::Failed("boom".into()),
-    };
+    let retry = most.attempt(2);
+    let run = FinishedRun::new(t(0), t(1), Outcome::Failed("boom".into()));
     let note = |log: &mut Vec<String>, what: &str, answer: &dyn std::fmt::Debug| {
         log.push(format!("{what}: {answer:?}"));
     };
@@ -384,10 +376,7 @@ async fn releases_and_retries(
         "a reports q@10 (first attempt, fenced)",
         &a.finish(&first, &run).await.unwrap(),
     );
-    let ok = FinishedRun {
-        outcome: Outcome::Succeeded,
-        ..run.clone()
-    };
+    let ok = FinishedRun::new(run.started, run.finished, Outcome::Succeeded);
     note(
         log,
         "a reports q@10 ok",
@@ -547,11 +536,7 @@ async fn claim_latency_against_a_local_server() {
         let Claim::Granted(ticket) = claim else {
             panic!("tick {k}: {claim:?}")
         };
-        let run = FinishedRun {
-            started: tick,
-            finished: tick,
-            outcome: Outcome::Succeeded,
-        };
+        let run = FinishedRun::new(tick, tick, Outcome::Succeeded);
         let began = Instant::now();
         coordinator.finish(&ticket, &run).await.unwrap();
         finishes.push(began.elapsed());
@@ -593,11 +578,7 @@ async fn the_last_tick_is_the_latest_one_claimed_as_in_memory() {
             let Claim::Granted(ticket) = coordinator.claim("s", tick, policy).await.unwrap() else {
                 panic!("{tick} not granted");
             };
-            let run = FinishedRun {
-                started: tick,
-                finished: tick,
-                outcome: Outcome::Succeeded,
-            };
+            let run = FinishedRun::new(tick, tick, Outcome::Succeeded);
             assert!(coordinator.finish(&ticket, &run).await.unwrap());
         }
         coordinator.claim("other", t(40), policy).await.unwrap();

@@ -633,11 +633,7 @@ async fn claim_latency_over_tls() {
             let scheduler::Claim::Granted(ticket) = claim else {
                 panic!("{mode}, tick {k}: {claim:?}")
             };
-            let run = scheduler::FinishedRun {
-                started: tick,
-                finished: tick,
-                outcome: scheduler::Outcome::Succeeded,
-            };
+            let run = scheduler::FinishedRun::new(tick, tick, scheduler::Outcome::Succeeded);
             coordinator.finish(&ticket, &run).await.unwrap();
         }
         claims.sort();

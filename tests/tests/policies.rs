@@ -73,6 +73,49 @@ async fn a_run_past_its_timeout_is_cancelled_then_dropped_and_counts_as_a_failur
         *failures.lock().unwrap(),
         [Outcome::TimedOut, Outcome::TimedOut]
     );
+    // The error text names the real limit; the deaf one also the grace it outlived.
+    let errors = |name: &str| {
+        let history = manager.history(name).unwrap();
+        assert_eq!(history.len(), 1, "{name}");
+        assert_eq!(history[0].outcome.as_deref(), Some("timed_out"));
+        (
+            history[0].error.clone(),
+            manager.service(name).unwrap().last_error,
+        )
+    };
+    let polite = Some("timed out after 5 s".to_owned());
+    assert_eq!(errors("polite"), (polite.clone(), polite));
+    let deaf = Some(
+        "timed out after 5 s; it did not return within its 1 s grace and was cut off".to_owned(),
+    );
+    assert_eq!(errors("deaf"), (deaf.clone(), deaf));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_aborted_run_says_which_grace_it_had() {
+    let manager = ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .abort_grace(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    manager.add_service(
+        "deaf",
+        Service::new(every(60), |_ctx| async {
+            sleep(Duration::from_secs(3600)).await;
+        }),
+    );
+    manager.start().unwrap();
+    sleep(Duration::from_secs(61)).await;
+    manager
+        .stop_service("deaf", scheduler::StopMode::Abort)
+        .await
+        .unwrap();
+    let history = manager.history("deaf").unwrap();
+    assert_eq!(history[0].outcome.as_deref(), Some("aborted"));
+    assert_eq!(
+        history[0].error.as_deref(),
+        Some("aborted by a stop; it did not return within its 2 s grace and was cut off")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -131,6 +174,23 @@ async fn failed_runs_are_retried_as_attempts_of_the_same_tick_with_backoff() {
     assert_eq!(
         (status.runs, status.failures, status.retries_dropped),
         (4, 2, 0)
+    );
+    // Every attempt is in the history with its own number, outcome and error, newest first.
+    let history: Vec<_> = manager
+        .history("flaky")
+        .unwrap()
+        .into_iter()
+        .map(|run| (run.tick, run.attempt, run.outcome, run.error))
+        .collect();
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        history,
+        [
+            (secs(120), 1, some("ok"), None),
+            (secs(60), 3, some("ok"), None),
+            (secs(60), 2, some("failed"), some("not yet")),
+            (secs(60), 1, some("failed"), some("not yet")),
+        ]
     );
 }
 

@@ -7,7 +7,8 @@
 //!    is refused, so a page elsewhere cannot make an operator's browser act, even on a trusted
 //!    router.
 //! 2. **Access.** Read-only (the default) refuses every action; with a bearer token, the request
-//!    must carry `Authorization: Bearer <token>`; trusted accepts it.
+//!    must carry `Authorization: Bearer <token>` (the scheme name in any case, as RFC 7235 says);
+//!    trusted accepts it.
 //!
 //! The dashboard keeps the token the operator types in `sessionStorage` and sends it in that
 //! header. No cookie is involved, so a forged cross-site request has nothing to ride on.
@@ -53,28 +54,76 @@ impl Access {
                 "no_token_configured",
                 "actions are disabled: the configured admin token is empty",
             )),
-            Access::Token(expected) => {
-                let given = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|value| value.strip_prefix("Bearer "))
-                    .map(str::trim);
-                match given {
-                    None | Some("") => Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "token_required",
-                        "this action needs the admin token (header `Authorization: Bearer <token>`)",
-                    )),
-                    Some(given) if same_bytes(given.as_bytes(), expected.as_bytes()) => Ok(()),
-                    Some(_) => Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "wrong_token",
-                        "the admin token is wrong",
-                    )),
-                }
-            }
+            Access::Token(expected) => match bearer(headers) {
+                None | Some("") => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "token_required",
+                    "this action needs the admin token (header `Authorization: Bearer <token>`)",
+                )),
+                Some(given) if same_bytes(given.as_bytes(), expected.as_bytes()) => Ok(()),
+                Some(_) => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "wrong_token",
+                    "the admin token is wrong",
+                )),
+            },
         }
     }
+}
+
+/// What a request's `Authorization` header says about the token, without acting on anything:
+/// `/api/access` answers it so the page can tell a refused token at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TokenCheck {
+    /// The router takes no token (read-only or trusted), so none is checked.
+    NotUsed,
+    /// The request carries none.
+    Missing,
+    /// The request carries the configured token.
+    Accepted,
+    /// The request carries another token (or the configured one is empty).
+    Refused,
+}
+
+impl TokenCheck {
+    /// How the API spells it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            TokenCheck::NotUsed => "not_used",
+            TokenCheck::Missing => "missing",
+            TokenCheck::Accepted => "accepted",
+            TokenCheck::Refused => "refused",
+        }
+    }
+}
+
+impl Access {
+    /// Checks the token a request carries, as [`check`](Self::check) would for an action.
+    pub(super) fn check_token(&self, headers: &HeaderMap) -> TokenCheck {
+        let Access::Token(expected) = self else {
+            return TokenCheck::NotUsed;
+        };
+        match bearer(headers) {
+            None | Some("") => TokenCheck::Missing,
+            Some(given)
+                if !expected.is_empty() && same_bytes(given.as_bytes(), expected.as_bytes()) =>
+            {
+                TokenCheck::Accepted
+            }
+            Some(_) => TokenCheck::Refused,
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, trimmed; the scheme name is case-insensitive
+/// (RFC 7235 section 2.1), so `bearer` and `BEARER` are read too. `None` without that header or
+/// with another scheme.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Refuses what a browser says came from another site. `Sec-Fetch-Site`, which pages cannot set,
@@ -146,6 +195,41 @@ mod tests {
         assert!(Access::Token("".into())
             .check(&headers(&[("authorization", "Bearer ")]))
             .is_err());
+    }
+
+    #[test]
+    fn the_scheme_name_is_read_in_any_case() {
+        let access = Access::Token("s3cret".into());
+        for accepted in [
+            "bearer s3cret",
+            "BEARER s3cret",
+            "BeArEr   s3cret ",
+            "Bearer s3cret",
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert("authorization", HeaderValue::from_str(accepted).unwrap());
+            assert!(access.check(&map).is_ok(), "{accepted}");
+            assert_eq!(access.check_token(&map), TokenCheck::Accepted, "{accepted}");
+        }
+        for (refused, check) in [
+            ("bearers3cret", TokenCheck::Missing),
+            ("Bearerx s3cret", TokenCheck::Missing),
+            ("bearer s3cre", TokenCheck::Refused),
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert("authorization", HeaderValue::from_str(refused).unwrap());
+            assert!(access.check(&map).is_err(), "{refused}");
+            assert_eq!(access.check_token(&map), check, "{refused}");
+        }
+        assert_eq!(access.check_token(&HeaderMap::new()), TokenCheck::Missing);
+        assert_eq!(
+            Access::Trusted.check_token(&headers(&[("authorization", "Bearer x")])),
+            TokenCheck::NotUsed
+        );
+        assert_eq!(
+            Access::Token("".into()).check_token(&headers(&[("authorization", "Bearer x")])),
+            TokenCheck::Refused
+        );
     }
 
     #[test]

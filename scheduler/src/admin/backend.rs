@@ -6,7 +6,10 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use super::error::AdminError;
+use super::replicas::{ReplicaView, ReplicasView};
 use super::view::{ReloadView, RunOutcome, RunView, ServiceView};
+use crate::coordinator::{HistoryCursor, HistoryQuery};
+use crate::health::CoordinatorHealth;
 use crate::manager::ServiceManager;
 use crate::Schedule;
 
@@ -32,6 +35,20 @@ pub trait AdminBackend: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RunView>, AdminError>> + Send;
 
+    /// One page of a service's runs, as `query` asks (newest first; see [`HistoryQuery`] for the
+    /// order, the cursor and the outcome names). The default reads
+    /// [`history`](Self::history)`(name, 10_000)` and pages it in memory.
+    ///
+    /// # Errors
+    /// As [`history`](Self::history).
+    fn history_page(
+        &self,
+        name: &str,
+        query: &HistoryQuery,
+    ) -> impl Future<Output = Result<Vec<RunView>, AdminError>> + Send {
+        async move { Ok(page_views(self.history(name, 10_000).await?, query)) }
+    }
+
     /// The next `count` fire times of a service, soonest first; empty while it is not scheduled.
     ///
     /// # Errors
@@ -56,12 +73,47 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// [`AdminError::UnknownService`]; [`AdminError::NotSupported`].
     fn resume(&self, name: &str) -> Result<(), AdminError>;
 
+    /// Disables a service cluster-wide (see [`ServiceManager::disable`]). The default answers
+    /// [`AdminError::NotSupported`].
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownService`]; [`AdminError::NotSupported`].
+    fn disable(&self, name: &str) -> Result<(), AdminError> {
+        let _ = name;
+        Err(AdminError::NotSupported { action: "disable" })
+    }
+
+    /// Enables a disabled service cluster-wide (see [`ServiceManager::enable`]). The default
+    /// answers [`AdminError::NotSupported`].
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownService`]; [`AdminError::NotSupported`].
+    fn enable(&self, name: &str) -> Result<(), AdminError> {
+        let _ = name;
+        Err(AdminError::NotSupported { action: "enable" })
+    }
+
     /// Runs a service once now, outside its schedule.
     ///
     /// # Errors
     /// [`AdminError::UnknownService`]; [`AdminError::AlreadyRunning`] while a run is going;
     /// [`AdminError::NotSupported`].
     fn run_now(&self, name: &str) -> Result<(), AdminError>;
+
+    /// The replicas of the cluster (see [`ServiceManager::replicas`]). The default answers
+    /// [`AdminError::NotSupported`].
+    ///
+    /// # Errors
+    /// Why the replicas could not be read; [`AdminError::NotSupported`].
+    fn replicas(&self) -> impl Future<Output = Result<ReplicasView, AdminError>> + Send {
+        async { Err(AdminError::NotSupported { action: "replicas" }) }
+    }
+
+    /// Whether the runtime can reach its coordinator (see
+    /// [`ServiceManager::coordinator_health`]); `None` without one. The default knows none.
+    fn coordinator_health(&self) -> Option<CoordinatorHealth> {
+        None
+    }
 
     /// Reads the configuration again and applies what changed.
     ///
@@ -104,6 +156,15 @@ impl AdminBackend for ServiceManager {
         }
     }
 
+    async fn history_page(
+        &self,
+        name: &str,
+        query: &HistoryQuery,
+    ) -> Result<Vec<RunView>, AdminError> {
+        let records = ServiceManager::history_page(self, name, query).await?;
+        Ok(records.iter().map(RunView::from).collect())
+    }
+
     fn upcoming(&self, name: &str, count: usize) -> Result<Vec<DateTime<Utc>>, AdminError> {
         let status = ServiceManager::service(self, name)
             .ok_or_else(|| AdminError::UnknownService(name.to_owned()))?;
@@ -130,9 +191,54 @@ impl AdminBackend for ServiceManager {
         Ok(ServiceManager::run_now(self, name)?)
     }
 
+    fn disable(&self, name: &str) -> Result<(), AdminError> {
+        Ok(ServiceManager::disable(self, name)?)
+    }
+
+    fn enable(&self, name: &str) -> Result<(), AdminError> {
+        Ok(ServiceManager::enable(self, name)?)
+    }
+
     fn reload(&self) -> Result<ReloadView, AdminError> {
         Ok(self.reload_config()?.into())
     }
+
+    fn coordinator_health(&self) -> Option<CoordinatorHealth> {
+        ServiceManager::coordinator_health(self)
+    }
+
+    async fn replicas(&self) -> Result<ReplicasView, AdminError> {
+        let name = self.replica_name();
+        let records = ServiceManager::replicas(self).await?;
+        Ok(ReplicasView {
+            replicas: records
+                .iter()
+                .map(|record| ReplicaView::of(record, record.name == name))
+                .collect(),
+            name,
+            name_shared_with: self.name_shared_with(),
+        })
+    }
+}
+
+/// The page of `runs` that `query` asks for, in its order.
+fn page_views(runs: Vec<RunView>, query: &HistoryQuery) -> Vec<RunView> {
+    let cursor = |run: &RunView| HistoryCursor {
+        tick: run.tick,
+        attempt: run.attempt,
+        started: run.started,
+    };
+    let mut kept: Vec<RunView> = runs
+        .into_iter()
+        .filter(|run| {
+            let outcome = run.outcome.map_or("running", RunOutcome::stored_name);
+            query.before.is_none_or(|before| cursor(run) < before)
+                && (query.outcomes.is_empty() || query.outcomes.iter().any(|o| o == outcome))
+        })
+        .collect();
+    kept.sort_by_key(|run| std::cmp::Reverse(cursor(run)));
+    kept.truncate(query.limit);
+    kept
 }
 
 /// `Ok` when `manager` has a service of this name.
@@ -155,11 +261,15 @@ fn fire_times(schedule: &Schedule, next: DateTime<Utc>, count: usize) -> Vec<Dat
         .collect()
 }
 
-/// Fills the sparkline from the runs the manager kept, oldest first.
+/// How many outcomes the sparkline draws.
+const SPARKLINE: usize = 20;
+
+/// Fills the sparkline from the latest runs the manager kept, oldest first.
 fn with_recent(manager: &ServiceManager, mut view: ServiceView) -> ServiceView {
     if let Some(history) = ServiceManager::history(manager, &view.name) {
         view.recent = history
             .iter()
+            .take(SPARKLINE)
             .rev()
             .filter_map(|run| run.outcome.as_deref().and_then(RunOutcome::from_name))
             .collect();

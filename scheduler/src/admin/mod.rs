@@ -27,14 +27,18 @@
 //!
 //! | method and path | answer |
 //! |---|---|
-//! | `GET /` | the dashboard page (its script and style are `dashboard.js`, `dashboard.css`) |
-//! | `GET /api/access` | `{"actions": "read_only" \| "token" \| "trusted"}` |
-//! | `GET /api/services` | `{"now": ..., "services": [`[`ServiceView`]`, ...]}` |
+//! | `GET /` | the dashboard page (its script and style are `dashboard.js`, `dashboard.css`; its icon, an SVG, is `favicon.ico`) |
+//! | `GET /api/access` | `{"actions": "read_only" \| "token" \| "trusted", "token": "accepted" \| "refused" \| "missing" \| "not_used"}`: the mode, and whether the request's own `Authorization` token would be accepted |
+//! | `GET /api/services` | `{"now": ..., "services": [`[`ServiceView`]`, ...], "coordinator": <as in api/coordinator>}` |
 //! | `GET /api/services/{name}` | a [`ServiceDetail`]: status, schedule with its next 10 fire times, latest runs |
-//! | `GET /api/services/{name}/history?limit=N` | `{"service": ..., "runs": [`[`RunView`]`, ...]}`, newest first, N ≤ 1000 |
+//! | `GET /api/services/{name}/history?limit=N&outcome=O,...&before=C` | `{"service": ..., "runs": [`[`RunView`]`, ...], "next": C \| null}`: newest first, N ≤ 1000 (the [`history_limit`](AdminConfig::history_limit) by default); `outcome` keeps runs with one of `succeeded`, `failed`, `panicked`, `timed_out`, `aborted`, `abandoned`, `skipped`, `running`; `before` is the `next` of the previous page (see [`HistoryQuery`](crate::coordinator::HistoryQuery) for the order) |
 //! | `POST /api/services/{name}/run-now` | 202 `{"service": ..., "action": "run_now"}` |
 //! | `POST /api/services/{name}/pause` | 200 `{"service": ..., "action": "pause"}` |
 //! | `POST /api/services/{name}/resume` | 200 `{"service": ..., "action": "resume"}` |
+//! | `POST /api/services/{name}/disable` | 200 `{"service": ..., "action": "disable"}`: cluster-wide, as [`ServiceManager::disable`] |
+//! | `POST /api/services/{name}/enable` | 200 `{"service": ..., "action": "enable"}` |
+//! | `GET /api/replicas` | `{"now": ..., "replica": <this replica's name>, "name_shared_with": <instance> \| null, "replicas": [`[`ReplicaView`]`, ...]}`; 501 for a backend that knows none |
+//! | `GET /api/coordinator` | `{"now": ..., "coordinator":` [`CoordinatorHealth`](crate::health::CoordinatorHealth) ` \| null}`: `{"state": "unknown" \| "reachable" \| "unreachable", "since", "last_error", "last_error_at", "errors"}`, answered from memory (it works while the database is down); `null` without a coordinator |
 //! | `POST /api/reload` | `{"action": "reload", "reload":` [`ReloadView`]`}` |
 //!
 //! Statuses: 404 for an unknown service or path, 405 for a wrong method (actions are never done by
@@ -46,18 +50,24 @@
 //! Reading needs nothing: bind the server to `127.0.0.1` (as the examples do), or put the router
 //! behind your app's own authentication, unless the service list may be public. Actions are
 //! **refused by default**; [`AdminConfig::bearer_token`] accepts them with
-//! `Authorization: Bearer <token>`, and [`AdminConfig::trusted`] accepts them without (for a
+//! `Authorization: Bearer <token>` (the scheme name in any case: `bearer` works too), and [`AdminConfig::trusted`] accepts them without (for a
 //! router already behind your own authentication). Requests a browser marks as coming from another
 //! site are refused in every mode; the dashboard sends the token in a header, never a cookie, so
 //! other sites cannot forge its actions.
 //!
 //! # The dashboard
 //! One page embedded in the binary (no CDN, no build step): a live table of the services, polled
-//! every second, with state badges (a word and a symbol, not only a colour), the next and last run,
-//! run counts and a sparkline of the latest outcomes; a detail view with the schedule in plain
-//! English, the next fire times and the run history with error text; *Run now*, *Pause* and
-//! *Resume* buttons, and a field for the operator's token (kept in the tab's `sessionStorage`). It
-//! works at phone width.
+//! every second, with state badges (a word and an icon drawn in CSS, not only a colour, and no font
+//! glyph that a server without emoji fonts would show as a box), the next and last run, run counts,
+//! skipped ticks by kind (overlap, paused, misfired, claimed too late; dropped retries and ticks run
+//! by other replicas), each explained in a tooltip, the detail and a legend, and a sparkline of the
+//! latest outcomes; a detail view with the schedule in plain English, the next fire times and the
+//! run history (20 runs a page, older pages and a filter by outcome; every attempt of a retried
+//! tick a row of its own, with its error text); *Run now*, *Pause* / *Resume* and *Disable* /
+//! *Enable* buttons; a replicas panel; a banner while the replica cannot reach its coordinator
+//! (from the `coordinator` of `api/services`); and a field for the operator's token (kept in the tab's `sessionStorage`, and checked with
+//! `/api/access` as soon as it is set: a wrong one is called refused at once). It works at phone
+//! width.
 //!
 //! # Your own backend
 //! The router only talks to an [`AdminBackend`]; [`ServiceManager`] is one.
@@ -67,6 +77,7 @@
 mod auth;
 mod backend;
 mod error;
+mod replicas;
 mod routes;
 mod view;
 
@@ -78,6 +89,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 
 pub use backend::AdminBackend;
 pub use error::AdminError;
+pub use replicas::{ReplicaView, ReplicasView};
 pub use view::{
     HeldView, ReloadView, RunOutcome, RunView, ScheduleView, ServiceDetail, ServiceView, State,
 };
@@ -141,7 +153,8 @@ impl AdminConfig {
         self
     }
 
-    /// How many of a service's latest runs its detail shows (1 to 1000; 50 by default).
+    /// How many of a service's latest runs its detail shows, and the history endpoint answers
+    /// without a `limit` (1 to 1000; 50 by default).
     pub fn history_limit(mut self, runs: usize) -> Self {
         self.history_limit = runs.clamp(1, routes::MAX_HISTORY);
         self

@@ -85,6 +85,14 @@ pub enum RunOutcome {
     TimedOut,
     /// The run was cancelled.
     Aborted,
+    /// In cluster mode: its runner's lease ran out before it reported (the replica died or was
+    /// cut off); under at-least-once delivery another attempt took the tick over.
+    Abandoned,
+    /// In cluster mode: the tick was granted but not run (the claim came back too late, or the
+    /// service stopped first); the error says why.
+    Skipped,
+    /// The run's claim was lost while it ran (cluster mode), and it was cancelled.
+    LeaseLost,
 }
 
 impl RunOutcome {
@@ -97,8 +105,9 @@ impl RunOutcome {
         )
     }
 
-    /// Reads the outcome names coordinators store (`ok`, `failed`, `panicked`, `aborted`) and the
-    /// API's own (`succeeded`, `timed_out`); `None` for anything else.
+    /// Reads the outcome names coordinators store (`ok`, `failed`, `panicked`, `aborted`,
+    /// `timed_out`, `abandoned`, `skipped`) and the API's own (`succeeded`); `None` for anything
+    /// else.
     pub fn from_name(name: &str) -> Option<RunOutcome> {
         Some(match name {
             "ok" | "succeeded" => RunOutcome::Succeeded,
@@ -106,8 +115,25 @@ impl RunOutcome {
             "panicked" => RunOutcome::Panicked,
             "timed_out" => RunOutcome::TimedOut,
             "aborted" => RunOutcome::Aborted,
+            "abandoned" => RunOutcome::Abandoned,
+            "skipped" => RunOutcome::Skipped,
+            "lease_lost" => RunOutcome::LeaseLost,
             _ => return None,
         })
+    }
+
+    /// The name coordinators store for it (`ok` for a success; the API's name otherwise).
+    pub fn stored_name(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "ok",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Panicked => "panicked",
+            RunOutcome::TimedOut => "timed_out",
+            RunOutcome::Aborted => "aborted",
+            RunOutcome::Abandoned => "abandoned",
+            RunOutcome::Skipped => "skipped",
+            RunOutcome::LeaseLost => "lease_lost",
+        }
     }
 }
 
@@ -134,7 +160,8 @@ pub struct ServiceView {
     pub last_duration_secs: Option<f64>,
     /// How the last finished run ended.
     pub last_outcome: Option<RunOutcome>,
-    /// The error or panic message of the last run, if it failed.
+    /// The error or panic message of the last run, if it failed, or why it was cut short
+    /// (`timed out after 30 s`).
     pub last_error: Option<String>,
     /// Finished runs, whatever their outcome.
     pub runs: u64,
@@ -161,8 +188,8 @@ pub struct ServiceView {
     pub pending_report: Option<DateTime<Utc>>,
     /// With a coordinator: ticks not run because no claim came back before the next tick.
     pub skipped_late: u64,
-    /// The outcomes of the latest runs, oldest first (the dashboard's sparkline); empty when the
-    /// backend keeps no history.
+    /// The outcomes of the latest runs (up to 20 for a [`ServiceManager`](crate::ServiceManager)),
+    /// oldest first: the dashboard's sparkline; empty when the backend keeps no history.
     pub recent: Vec<RunOutcome>,
 }
 
@@ -212,10 +239,8 @@ pub struct HeldView {
 
 impl From<&ServiceStatus> for ServiceView {
     fn from(status: &ServiceStatus) -> Self {
-        let (last_outcome, last_error) = match status.last_outcome.as_ref().map(RunOutcome::of) {
-            Some((outcome, error)) => (Some(outcome), error),
-            None => (None, None),
-        };
+        let last_outcome = status.last_outcome.as_ref().map(|o| RunOutcome::of(o).0);
+        let last_error = status.last_error.clone();
         ServiceView {
             name: status.name.clone(),
             state: status.state.into(),
@@ -277,9 +302,11 @@ pub struct RunView {
     pub duration_secs: Option<f64>,
     /// How it ended; `None` while it runs (or if its runner died).
     pub outcome: Option<RunOutcome>,
-    /// The error or panic message of a failed run.
+    /// The error or panic message of a failed run, or why a run was cut short (`timed out after
+    /// 30 s`, or for an abort the grace it was given).
     pub error: Option<String>,
-    /// 1 for a first run, more for a retry or a takeover.
+    /// 1 for a tick's first run, more for a retry (each attempt is a run of its own in the
+    /// history, with its own outcome and error) or, in cluster mode, a takeover.
     pub attempt: u32,
     /// The replica that ran it, in cluster mode.
     pub replica: Option<String>,

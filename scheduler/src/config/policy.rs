@@ -6,6 +6,9 @@
 //! operator wrote: a value the attribute set and the configuration made moot (`retry_backoff` once
 //! `retries = 0`) is no mistake of the operator's.
 //!
+//! What each key may be, what it needs and where it applies is `scheduler_core::policy_rules`'s
+//! table, which the attribute reads too; this module words it as the configuration's problems.
+//!
 //! Unlike the attribute, the configuration accepts `timeout = 0` and `jitter = 0`: they remove a
 //! limit or a jitter the attribute sets, which is what an operator needs them for.
 
@@ -15,6 +18,7 @@ use super::{as_seconds, problem, ConfigProblem, Key, Origin, Setting, Value};
 use crate::policy::{Misfire, Policies, DEFAULT_BACKOFF_BASE};
 use crate::service::Service;
 use crate::Schedule;
+use scheduler_core::policy_rules::PolicyKey;
 
 /// The last valid value of each policy key, with the setting that gave it.
 #[derive(Default)]
@@ -34,12 +38,18 @@ impl<'a> Overrides<'a> {
     pub(super) fn read(&mut self, setting: &'a Setting) -> Result<(), ConfigProblem> {
         match setting.key {
             Key::Timeout => self.timeout = Some((setting, nonzero(duration(setting)?))),
-            Key::Retries => self.retries = Some((setting, count(setting, 0)?)),
+            Key::Retries => {
+                let min = PolicyKey::Retries.min_count();
+                self.retries = Some((setting, count(setting, min)?));
+            }
             Key::RetryBackoff => self.retry_backoff = Some((setting, duration(setting)?)),
             Key::RetryBackoffMax => self.retry_backoff_max = Some((setting, duration(setting)?)),
             Key::Jitter => self.jitter = Some((setting, nonzero(duration(setting)?))),
             Key::Misfire => self.misfire = Some((setting, misfire(setting)?)),
-            Key::MisfireLimit => self.misfire_limit = Some((setting, count(setting, 1)?)),
+            Key::MisfireLimit => {
+                let min = PolicyKey::MisfireLimit.min_count();
+                self.misfire_limit = Some((setting, count(setting, min)?));
+            }
             Key::MisfireGrace => {
                 let grace = duration(setting)?;
                 if grace.is_zero() {
@@ -105,13 +115,24 @@ impl<'a> Overrides<'a> {
         };
 
         if schedule.is_one_shot() {
-            let not_for_one_shot = [
-                self.jitter.map(|(s, _)| s),
-                self.misfire.map(|(s, _)| s),
-                self.misfire_limit.map(|(s, _)| s),
-                self.misfire_grace.map(|(s, _)| s),
+            let written = [
+                (self.timeout.map(|(s, _)| s), PolicyKey::Timeout),
+                (self.retries.map(|(s, _)| s), PolicyKey::Retries),
+                (self.retry_backoff.map(|(s, _)| s), PolicyKey::RetryBackoff),
+                (
+                    self.retry_backoff_max.map(|(s, _)| s),
+                    PolicyKey::RetryBackoffMax,
+                ),
+                (self.jitter.map(|(s, _)| s), PolicyKey::Jitter),
+                (self.misfire.map(|(s, _)| s), PolicyKey::Misfire),
+                (self.misfire_limit.map(|(s, _)| s), PolicyKey::MisfireLimit),
+                (self.misfire_grace.map(|(s, _)| s), PolicyKey::MisfireGrace),
             ];
-            for setting in not_for_one_shot.into_iter().flatten() {
+            let not_for_one_shot = written
+                .into_iter()
+                .filter(|(_, key)| !key.applies_to_one_shot())
+                .filter_map(|(setting, _)| setting);
+            for setting in not_for_one_shot {
                 problems.push(problem(
                     setting,
                     format!(

@@ -12,7 +12,9 @@ use super::{ClaimPolicy, Delivery};
 
 /// What [`decide`] needs of one row of the service. `L` is whatever the coordinator measures
 /// leases with (a database timestamp, a monotonic instant), compared with [`decide`]'s `now`.
+/// Made with [`RowState::new`] (a running row) and [`ended`](RowState::ended).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RowState<'a, L> {
     /// The row's tick.
     pub tick: DateTime<Utc>,
@@ -24,6 +26,28 @@ pub struct RowState<'a, L> {
     pub failed: bool,
     /// Until when its lease holds.
     pub lease_until: L,
+}
+
+impl<'a, L> RowState<'a, L> {
+    /// A row of `tick` held by `replica` whose run is still going, its lease holding until
+    /// `lease_until`.
+    pub fn new(tick: DateTime<Utc>, replica: &'a str, lease_until: L) -> Self {
+        RowState {
+            tick,
+            replica,
+            ended: false,
+            failed: false,
+            lease_until,
+        }
+    }
+
+    /// The same row, its run ended: in failure (`failed`), or not.
+    #[must_use]
+    pub fn ended(mut self, failed: bool) -> Self {
+        self.ended = true;
+        self.failed = failed;
+        self
+    }
 }
 
 /// What the coordinator must do to answer a claim; see the table on [`decide`].
@@ -88,7 +112,7 @@ pub enum Verdict {
 ///
 /// let t = |s| Utc.timestamp_opt(s, 0).unwrap();
 /// let policy = ClaimPolicy::new(Duration::from_secs(15), Delivery::AtMostOnce);
-/// let running = RowState { tick: t(10), replica: "a", ended: false, failed: false, lease_until: 25 };
+/// let running = RowState::new(t(10), "a", 25); // its lease holds until "time" 25
 /// // At "time" 20 the lease (until 25) is alive: tick 20 would overlap the run of tick 10.
 /// let busy = decide("b", t(20), &[running], &20, policy);
 /// assert_eq!(busy.verdict, Verdict::Busy { replica: "a".into(), tick: t(10) });

@@ -1,6 +1,6 @@
 //! The few W3C `WebDriver` commands the dashboard's browser test needs, sent to `chromedriver` on
 //! 127.0.0.1 over plain HTTP/1.1: new session, navigate, find, click, read text and attributes, type,
-//! run a script, resize, screenshot, end the session.
+//! run a script, resize, screenshot, read the console, end the session.
 
 use axum::body::Bytes;
 use axum::http::{Method, Request};
@@ -165,6 +165,28 @@ impl Session {
         decode_base64(text).ok_or_else(|| WebDriverError("the screenshot is not base64".into()))
     }
 
+    /// The browser console's messages since the last call (chromedriver's log endpoint; the
+    /// session must ask for them with `goog:loggingPrefs`).
+    pub(crate) async fn console_log(&self) -> Result<Vec<String>> {
+        let entries = self
+            .command(Method::POST, "/se/log", Some(json!({ "type": "browser" })))
+            .await?;
+        Ok(entries
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e["level"].as_str().unwrap_or(""),
+                            e["message"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Ends the session, which closes the browser.
     pub(crate) async fn close(self) -> Result<()> {
         self.command(Method::DELETE, "", None).await.map(drop)
@@ -194,6 +216,23 @@ impl Element<'_> {
             .command(Method::GET, &format!("/attribute/{name}"), None)
             .await?;
         Ok(value.as_str().map(str::to_owned))
+    }
+
+    /// The first descendant matching `css`.
+    pub(crate) async fn find_child(&self, css: &str) -> Result<Element<'_>> {
+        let found = self
+            .command(
+                Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await?;
+        self.session.element(&found)
+    }
+
+    pub(crate) async fn enabled(&self) -> Result<bool> {
+        let enabled = self.command(Method::GET, "/enabled", None).await?;
+        Ok(enabled.as_bool().unwrap_or(false))
     }
 
     pub(crate) async fn is_displayed(&self) -> Result<bool> {

@@ -5,3 +5,6 @@ mod cache;
 mod health;
 mod reports;
 mod storage;
+mod store;
+
+pub(crate) use store::Store;

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use scheduler::coordinator::{
-    Claim, ClaimPolicy, Coordinator, CoordinatorError, FinishedRun, RunRecord, Ticket,
+    Claim, ClaimPolicy, ControlRecord, Coordinator, CoordinatorError, FinishedRun, RunRecord,
+    Ticket,
 };
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -105,6 +106,26 @@ impl Coordinator for Wrapped {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<RunRecord>, CoordinatorError>> {
         self.inner.history(service, limit)
+    }
+    fn set_paused<'a>(
+        &'a self,
+        service: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<ControlRecord, CoordinatorError>> {
+        self.inner.set_paused(service, paused)
+    }
+    fn set_disabled<'a>(
+        &'a self,
+        service: &'a str,
+        disabled: bool,
+    ) -> BoxFuture<'a, Result<ControlRecord, CoordinatorError>> {
+        self.inner.set_disabled(service, disabled)
+    }
+    fn controls(&self, since: u64) -> BoxFuture<'_, Result<Vec<ControlRecord>, CoordinatorError>> {
+        self.inner.controls(since)
+    }
+    fn control_changed(&self) -> BoxFuture<'_, ()> {
+        self.inner.control_changed()
     }
 }
 

@@ -10,8 +10,8 @@
 //! password, for the TLS tests.
 //!
 //! Shared by `tests/tests/cluster_postgres.rs`, `tests/tests/cluster_postgres_tls.rs`,
-//! `tests/tests/cluster_faults.rs`, `tests/tests/cluster_scale.rs` and
-//! `services-demo/tests/cluster.rs`.
+//! `tests/tests/cluster_faults.rs`, `tests/tests/cluster_scale.rs`,
+//! `services-demo/tests/cluster.rs` and the benchmark's `fleet` scenario (`bench/src/fleet.rs`).
 
 #![allow(
     dead_code,
@@ -255,7 +255,8 @@ impl Postgres {
         }
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// The server's data directory (its `postmaster.pid` names the server's process).
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
 
