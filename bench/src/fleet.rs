@@ -28,7 +28,9 @@ mod postgres;
 pub(crate) const USAGE: &str = "\
        scheduler-bench fleet [--replicas 1,2,4] [--services 1000,5000] [--warmup 3] [--measure 10]
                        [--database-url URL] [--claim-connections 2] [--claim-batch 256]
-                       [--threads 2]     (R replicas x N services at 1 Hz on one PostgreSQL)";
+                       [--threads 2] [--claim-ahead 0,300]
+                                         (R replicas x N services at 1 Hz on one PostgreSQL;
+                                          --claim-ahead: milliseconds, one run each)";
 
 struct FleetOptions {
     replicas: Vec<usize>,
@@ -39,6 +41,8 @@ struct FleetOptions {
     claim_connections: usize,
     claim_batch: usize,
     threads: usize,
+    /// `ServiceManagerBuilder::claim_ahead` values to run, in milliseconds.
+    claim_ahead: Vec<usize>,
 }
 
 fn parse(args: &[String]) -> Result<FleetOptions, String> {
@@ -51,6 +55,7 @@ fn parse(args: &[String]) -> Result<FleetOptions, String> {
         claim_connections: 2,
         claim_batch: 256,
         threads: 2,
+        claim_ahead: vec![0],
     };
     let list = |text: &str| -> Result<Vec<usize>, String> { text.split(',').map(number).collect() };
     let mut i = 0;
@@ -64,6 +69,7 @@ fn parse(args: &[String]) -> Result<FleetOptions, String> {
             "--claim-connections" => options.claim_connections = number(value(args, &mut i)?)?,
             "--claim-batch" => options.claim_batch = number(value(args, &mut i)?)?,
             "--threads" => options.threads = number(value(args, &mut i)?)?,
+            "--claim-ahead" => options.claim_ahead = list(value(args, &mut i)?)?,
             other => return Err(format!("fleet: unknown argument {other:?}")),
         }
         i += 1;
@@ -80,6 +86,7 @@ fn parse(args: &[String]) -> Result<FleetOptions, String> {
 
 /// What one (R, N) run measured.
 struct FleetResult {
+    claim_ahead_ms: usize,
     replicas: usize,
     services: usize,
     ticks: u64,
@@ -121,12 +128,20 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let mut results = Vec::new();
-    for &services in &options.services {
-        for &replicas in &options.replicas {
-            eprintln!("fleet: {replicas} replicas x {services} services ...");
-            let result =
-                runtime.block_on(run_one(&options, &url, replicas, services, postmaster))?;
-            results.push(result);
+    for &ahead in &options.claim_ahead {
+        for &services in &options.services {
+            for &replicas in &options.replicas {
+                eprintln!(
+                    "fleet: {replicas} replicas x {services} services, claimed {ahead} ms ahead ..."
+                );
+                let shape = Shape {
+                    replicas,
+                    services,
+                    claim_ahead_ms: ahead,
+                };
+                let result = runtime.block_on(run_one(&options, &url, shape, postmaster))?;
+                results.push(result);
+            }
         }
     }
     print!("{}", table(&options, &results));
@@ -157,13 +172,25 @@ impl Ledger {
     }
 }
 
+/// One row of the table: how many replicas, services each, and how far ahead ticks are claimed.
+#[derive(Clone, Copy)]
+struct Shape {
+    replicas: usize,
+    services: usize,
+    claim_ahead_ms: usize,
+}
+
 async fn run_one(
     options: &FleetOptions,
     url: &str,
-    replicas: usize,
-    services: usize,
+    shape: Shape,
     postmaster: Option<u32>,
 ) -> Result<FleetResult, String> {
+    let Shape {
+        replicas,
+        services,
+        claim_ahead_ms,
+    } = shape;
     let seconds = options.measure as usize;
     let window_start = next_whole_second(now_ns()) + options.warmup as i64 * SECOND_NS;
     let ledger = Arc::new(Ledger {
@@ -190,6 +217,7 @@ async fn run_one(
         let manager = ServiceManager::builder()
             .coordinator(coordinator)
             .lease(Duration::from_secs(30))
+            .claim_ahead(Duration::from_millis(claim_ahead_ms as u64))
             // The history is in the database.
             .history_len(0)
             .build()
@@ -237,6 +265,7 @@ async fn run_one(
         }
     }
     Ok(FleetResult {
+        claim_ahead_ms,
         replicas,
         services,
         ticks: (services * seconds) as u64,
@@ -263,18 +292,19 @@ fn table(options: &FleetOptions, results: &[FleetResult]) -> String {
     );
     let _ = writeln!(
         out,
-        "| replicas × services | claims/s | ticks | ran | duplicates | missed | tick → start p50 | \
-         p99 | max | PostgreSQL CPU | replicas' CPU |"
+        "| claim ahead | replicas × services | claims/s | ticks | ran | duplicates | missed | \
+         tick → start p50 | p99 | max | PostgreSQL CPU | replicas' CPU |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         let server = r
             .server_cpu
             .map_or_else(|| "n/a".to_owned(), |cpu| format!("{cpu:.2} cores"));
         let _ = writeln!(
             out,
-            "| {} × {} | {} | {} | {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {server} | \
-             {:.2} cores |",
+            "| {} ms | {} × {} | {} | {} | {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {server} \
+             | {:.2} cores |",
+            r.claim_ahead_ms,
             r.replicas,
             r.services,
             r.replicas * r.services,

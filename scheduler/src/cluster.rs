@@ -13,6 +13,16 @@
 //!                                                   until it lands, is refused (taken over), or c + 2L passed
 //! ```
 //!
+//! With [`claim_ahead`](crate::ServiceManagerBuilder::claim_ahead) the claim of T goes out at
+//! T − ahead; granted, the run is held in the timer until T (a stop gives it back, a pause or a
+//! reload makes it stale, and it is released when it comes due), then goes on as above. An early
+//! claim that finds an earlier run still going (`Busy`) is made again at T:
+//!
+//! ```text
+//! T − ahead ─ claim ✔ ─ held (timer.rs) ─ T: queued ─ run … (as above)
+//!          └─ Busy ─ T: claim again ─ ✔ run / Busy: skipped, as on time
+//! ```
+//!
 //! `c`, the last confirmation, is when the claim or renewal that the coordinator granted was *sent*:
 //! the coordinator sets the lease from its own clock when it receives it, so the lease holds at
 //! least until `c + L` by this replica's clock.
@@ -112,7 +122,7 @@ impl Held {
 
     /// Gives the claim up (its tick will not run), trying a few times; if no try lands, the
     /// lease runs out as a dead replica's would.
-    async fn release(mut self, reason: String) {
+    pub(crate) async fn release(mut self, reason: String) {
         self.settled = true;
         release(&*self.coordinator, &self.ticket, &reason).await;
     }
@@ -160,7 +170,12 @@ async fn release(coordinator: &dyn Coordinator, ticket: &Ticket, reason: &str) {
 /// spent waiting and retrying counts — is released and the tick skipped: it is too late to run.
 /// `None` when this replica does not run it.
 ///
+/// A claim made `early`, ahead of the run's start (that instant), that finds an earlier run still
+/// going (`Busy`) is made again at the start, as a claim made then would be: claiming early never
+/// skips a tick that claiming on time would have run.
+///
 /// [`SlotState::claim_deadline`]: crate::state::SlotState::claim_deadline
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn claim(
     clock: &dyn Clock,
     coordinator: &Arc<dyn Coordinator>,
@@ -169,6 +184,7 @@ pub(crate) async fn claim(
     give_up_at: Option<DateTime<Utc>>,
     tick: DateTime<Utc>,
     policy: ClaimPolicy,
+    mut early: Option<DateTime<Utc>>,
 ) -> Option<Held> {
     let name = &*slot.name;
     let too_late = |now: DateTime<Utc>| give_up_at.is_some_and(|next| now >= next);
@@ -189,6 +205,15 @@ pub(crate) async fn claim(
     loop {
         let sent = Instant::now();
         let error = match coordinator.claim(name, tick, policy).await {
+            Ok(Claim::Busy { replica, .. }) if early.is_some_and(|start| clock.now() < start) => {
+                let start = early.take().unwrap_or(tick);
+                tracing::debug!(service = %name, %tick, %replica,
+                    "claimed early, an earlier run is still going: claiming again when the tick is due");
+                if let Ok(wait) = (start - clock.now()).to_std() {
+                    tokio::time::sleep(wait).await;
+                }
+                continue;
+            }
             Ok(claim) => {
                 if set_coordinator_error(slot, None) {
                     tracing::info!(service = %name, "coordinator reachable again: coordinated runs resume");

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::deadline_heap::Entry;
 use crate::engine::{Engine, SUMMARY_EVERY};
 use crate::queue::Fire;
 use crate::state::Next;
-use crate::timer::{Due, Wait};
+use crate::timer::{self, Due, Wait};
 
 /// Starts the dispatcher of this start (`epoch`) on `handle`.
 pub(crate) fn spawn(engine: &Arc<Engine>, epoch: u64, handle: &tokio::runtime::Handle) {
@@ -37,9 +38,17 @@ async fn dispatch(engine: Arc<Engine>, epoch: u64) {
             log_summary(&engine);
         }
         let now = engine.clock.now();
-        let wait = engine.timer.take_due(now, &mut due);
-        for entry in due.drain(..) {
-            fire(&engine, entry, now, &mut fires);
+        let wait = engine.timer.take_due(now, &mut due, &mut fires);
+        let now_key = timer::key(now);
+        for Entry { key, value } in due.drain(..) {
+            // An entry taken ahead of its deadline (claimed early) fires as of its deadline: the
+            // state machine sees its tick on time, the claim goes out now, the run waits for it.
+            let at = if key <= now_key {
+                now
+            } else {
+                timer::instant_of(key)
+            };
+            fire(&engine, value, at, now, &mut fires);
         }
         engine.queue.push_all(&mut fires);
         match wait {
@@ -71,20 +80,26 @@ fn log_summary(engine: &Engine) {
     }
 }
 
-/// Moves one due service on (`Scheduled → Queued`, or held back for its jitter, or to its misfire
-/// policy); without a coordinator a queued run joins this wake-up's batch, with one it is claimed
-/// first.
-fn fire(engine: &Arc<Engine>, due: Due, now: DateTime<Utc>, out: &mut Vec<Fire>) {
+/// Moves one due service on as of `at` (`Scheduled → Queued`, or held back for its jitter, or to
+/// its misfire policy); without a coordinator a queued run joins this wake-up's batch, with one it
+/// is claimed first. `at` is `now`, or the entry's deadline when it is claimed ahead of it.
+fn fire(
+    engine: &Arc<Engine>,
+    due: Due,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    out: &mut Vec<Fire>,
+) {
     let Due {
         generation, slot, ..
     } = due;
     let (next, tallies) = {
         let mut state = slot.lock();
-        if state.fires_quietly(&slot.name, now) {
-            (state.fire(generation, &slot.name, now), None)
+        if state.fires_quietly(&slot.name, at) {
+            (state.fire(generation, &slot.name, at), None)
         } else {
             let before = state.tally();
-            let next = state.fire(generation, &slot.name, now);
+            let next = state.fire(generation, &slot.name, at);
             (next, Some((before, state.tally())))
         }
     };
@@ -98,6 +113,9 @@ fn fire(engine: &Arc<Engine>, due: Due, now: DateTime<Utc>, out: &mut Vec<Fire>)
             generation,
             ticket: None,
         }),
+        Next::Fire { tick, generation } if at > now => {
+            engine.claim_early(&slot, generation, tick, at);
+        }
         next => engine.apply(&slot, next),
     }
 }

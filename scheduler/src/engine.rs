@@ -6,7 +6,10 @@
 //! 2. [`dispatch`] (one task) sleeps until the earliest deadline, takes every entry due, and moves
 //!    each service `Scheduled → Queued` ([`SlotState::fire`]), or, for a tick already late beyond
 //!    its grace, does what its misfire policy says (see [`crate::state`]); with a coordinator it
-//!    first claims the tick ([`crate::cluster`]).
+//!    first claims the tick ([`crate::cluster`]). With
+//!    [`claim_ahead`](crate::ServiceManagerBuilder::claim_ahead) the dispatcher takes each entry
+//!    that long before its deadline and fires it as of the deadline: the claim goes out at once,
+//!    and the granted run is held in the timer until its tick, then queued with the others due.
 //! 3. The queued services go to the [`RunQueue`]; a fixed set of worker tasks
 //!    ([`crate::worker`]) takes them one at a time (`Queued → Running`), runs the job, records the
 //!    outcome, computes the next tick and puts the service back in the timer (`Running →
@@ -124,7 +127,7 @@ impl Engine {
             abort_grace,
             history_len,
             state_file: None,
-            timer: Timer::new(),
+            timer: Timer::new(Duration::ZERO),
             queue: RunQueue::new(),
             pool: Pool::new(workers),
             running: AtomicBool::new(false),
@@ -191,9 +194,32 @@ impl Engine {
                         slot.clone(),
                         generation,
                         tick,
+                        None,
                     ));
                 }
             },
+        }
+    }
+
+    /// The dispatcher queued `tick` of `slot` ahead of its start `start` (within
+    /// [`claim_ahead`](Self::claim_ahead)): its claim goes out now, and its run is queued at
+    /// `start`. Called from the dispatcher only, with a coordinator.
+    pub(crate) fn claim_early(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        generation: u32,
+        tick: DateTime<Utc>,
+        start: DateTime<Utc>,
+    ) {
+        if let Some(coordinator) = &self.coordinator {
+            tokio::spawn(claim_then_queue(
+                self.clone(),
+                coordinator.clone(),
+                slot.clone(),
+                generation,
+                tick,
+                Some(start),
+            ));
         }
     }
 
@@ -217,6 +243,7 @@ impl Engine {
                     slot.clone(),
                     generation,
                     tick,
+                    None,
                 ));
             }
         }
@@ -279,6 +306,15 @@ impl Engine {
 
 /// Claims `tick` for the queued service in `slot`, then queues its run, or puts the service back on
 /// its schedule when this replica does not run the tick.
+///
+/// `early`: the claim is made ahead of the run's start (this instant); a granted claim is held in
+/// the timer until then, and given back if the manager stops first:
+///
+/// ```text
+/// start − claim_ahead ── claim ✔ ── held in the timer ── start: the dispatcher queues it ── run
+///                           │          └─ stop ──▶ given back ("the replica stopped"): not run
+///                           └─ Busy (an earlier run still going) ── start: claimed again, as if not early
+/// ```
 #[allow(clippy::single_match_else)] // granted or not: two cases, read as a table
 async fn claim_then_queue(
     engine: Arc<Engine>,
@@ -286,6 +322,7 @@ async fn claim_then_queue(
     slot: Arc<Slot>,
     generation: u32,
     tick: DateTime<Utc>,
+    early: Option<DateTime<Utc>>,
 ) {
     let (deadline, delivery, attempt, manual, before) = {
         let state = slot.lock();
@@ -318,19 +355,27 @@ async fn claim_then_queue(
         deadline,
         tick,
         policy,
+        early,
     )
     .await;
     match claimed {
         Some(held) => {
-            slot.lock().retarget(generation, held.ticket.tick);
-            engine.queue.push(Fire {
+            slot.lock()
+                .retarget(generation, held.ticket.tick, held.ticket.attempt);
+            let fire = Fire {
                 slot,
                 generation,
                 ticket: Some(Box::new(held)),
-            });
-            // Granted after a stop (whose clearing of the queue came first): nothing will run it,
-            // so it is dropped now, which releases the claim rather than leave its lease to run out.
+            };
+            match early.filter(|start| *start > engine.clock.now()) {
+                Some(start) => engine.timer.hold(start, fire),
+                None => engine.queue.push(fire),
+            }
+            // Granted after a stop (whose clearing of the timer and the queue came first):
+            // nothing will run it, so it is dropped now, which releases the claim rather than
+            // leave its lease to run out.
             if !engine.is_running() {
+                engine.timer.clear();
                 engine.queue.clear();
             }
         }

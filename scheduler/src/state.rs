@@ -773,13 +773,27 @@ impl SlotState {
         })
     }
 
-    /// Replaces the tick the queued item will run (a coordinator's takeover of an older tick).
-    pub(crate) fn retarget(&mut self, generation: u32, run_tick: DateTime<Utc>) {
-        if let Phase::Queued { tick, resume, .. } = &mut self.phase {
-            if self.generation == generation && *tick != run_tick {
+    /// Makes the queued item run what the coordinator granted: an older tick on a takeover, with
+    /// the attempt the coordinator records for it (the job's [`JobContext::attempt`] and the
+    /// history then agree: a takeover is attempt 2 of its tick, not 1).
+    ///
+    /// [`JobContext::attempt`]: crate::JobContext::attempt
+    pub(crate) fn retarget(&mut self, generation: u32, run_tick: DateTime<Utc>, run_attempt: u32) {
+        if let Phase::Queued {
+            tick,
+            resume,
+            attempt,
+            ..
+        } = &mut self.phase
+        {
+            if self.generation != generation {
+                return;
+            }
+            if *tick != run_tick {
                 *resume = Resume::Exactly(*tick);
                 *tick = run_tick;
             }
+            *attempt = (*attempt).max(run_attempt);
         }
     }
 

@@ -30,7 +30,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use crate::deadline_heap::DeadlineHeap;
+use crate::deadline_heap::{DeadlineHeap, Entry};
+use crate::queue::Fire;
 use crate::state::Slot;
 
 /// The longest the dispatcher sleeps without re-reading the wall clock.
@@ -44,11 +45,17 @@ pub(crate) struct Timer {
     heap: Mutex<Heap>,
     /// Wakes the dispatcher: an entry earlier than the one it sleeps until, or shutdown.
     pub(crate) wake: Notify,
+    /// How far ahead of its deadline an entry is taken, in nanoseconds (zero but with a
+    /// coordinator and [`claim_ahead`](crate::ServiceManagerBuilder::claim_ahead)).
+    ahead: i64,
 }
 
 struct Heap {
     /// Keyed on the deadline ([`key`]), the slot and the generation it was scheduled under.
     entries: DeadlineHeap<Due>,
+    /// Runs whose tick was claimed ahead of it, keyed on their start: handed to the workers by the
+    /// dispatcher when it comes, all in one batch, rather than by a task per run.
+    held: DeadlineHeap<Fire>,
     /// When the dispatcher looks next (a key); an insert only wakes it when it is earlier than this.
     armed: Option<i64>,
     /// Entries known to be stale (their service was stopped, paused or reloaded), for compaction.
@@ -69,7 +76,7 @@ pub(crate) enum Wait {
 }
 
 /// A deadline's key: nanoseconds since the Unix epoch, clamped to what an `i64` holds.
-fn key(at: DateTime<Utc>) -> i64 {
+pub(crate) fn key(at: DateTime<Utc>) -> i64 {
     at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 {
         i64::MIN
     } else {
@@ -77,16 +84,50 @@ fn key(at: DateTime<Utc>) -> i64 {
     })
 }
 
+/// The instant a key stands for (the inverse of [`key`] within 1677–2262).
+pub(crate) fn instant_of(key: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(key)
+}
+
 impl Timer {
-    pub(crate) fn new() -> Self {
+    /// A timer whose entries are taken `ahead` of their deadline (zero: when it comes).
+    pub(crate) fn new(ahead: Duration) -> Self {
         Timer {
             heap: Mutex::new(Heap {
                 entries: DeadlineHeap::new(),
+                held: DeadlineHeap::new(),
                 armed: None,
                 stale: 0,
             }),
             wake: Notify::new(),
+            ahead: i64::try_from(ahead.as_nanos()).unwrap_or(i64::MAX),
         }
+    }
+
+    /// Holds `fire`, whose claim was granted ahead of its tick, until `start`: the dispatcher then
+    /// queues it with the others due.
+    pub(crate) fn hold(&self, start: DateTime<Utc>, fire: Fire) {
+        let start = key(start);
+        // `armed` is on the entries' scale, `ahead` after the dispatcher's wake-up.
+        let wake_key = start.saturating_add(self.ahead);
+        let wake = {
+            let mut heap = self.heap();
+            heap.held.push(start, fire);
+            let earlier = heap.armed.is_none_or(|armed| wake_key < armed);
+            if earlier {
+                heap.armed = Some(wake_key);
+            }
+            earlier
+        };
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes every held run out (the manager is stopping: their claims are to be given back).
+    pub(crate) fn take_held(&self) -> Vec<Fire> {
+        let mut heap = self.heap();
+        std::iter::from_fn(|| heap.held.pop().map(|entry| entry.value)).collect()
     }
 
     fn heap(&self) -> MutexGuard<'_, Heap> {
@@ -126,32 +167,56 @@ impl Timer {
         }
     }
 
-    /// Moves up to one batch of the entries due at `now` into `out`.
-    pub(crate) fn take_due(&self, now: DateTime<Utc>, out: &mut Vec<Due>) -> Wait {
+    /// At `now`: moves the held runs whose start has come into `ready`, and up to one batch of the
+    /// entries due by the horizon (`now`, plus how far ahead entries are taken) into `due`, each
+    /// with its deadline (the key). The wait returned counts from `now`.
+    ///
+    /// ```text
+    /// now ───────────── now + ahead (the horizon) ────▶
+    /// held runs ≤ now: ready    entries ≤ horizon: due (claimed now, run at their deadline)
+    /// ```
+    pub(crate) fn take_due(
+        &self,
+        now: DateTime<Utc>,
+        due: &mut Vec<Entry<Due>>,
+        ready: &mut Vec<Fire>,
+    ) -> Wait {
         let now_key = key(now);
+        let horizon = now_key.saturating_add(self.ahead);
         let mut heap = self.heap();
-        while out.len() < BATCH {
+        while let Some(start) = heap.held.peek_key() {
+            if start > now_key {
+                break;
+            }
+            ready.extend(heap.held.pop().map(|entry| entry.value));
+        }
+        while due.len() < BATCH {
             match heap.entries.peek_key() {
-                Some(at) if at <= now_key => {
-                    out.extend(heap.entries.pop().map(|entry| entry.value));
+                Some(at) if at <= horizon => {
+                    due.extend(heap.entries.pop());
                 }
                 _ => break,
             }
         }
-        if out.len() == BATCH {
+        if due.len() == BATCH {
             // Looking again at once: no insert needs to wake us meanwhile.
             heap.armed = Some(i64::MIN);
             return Wait::Nothing;
         }
-        let recheck = now_key.saturating_add(RECHECK.as_nanos() as i64);
-        let until = heap
-            .entries
+        // On the entries' scale: a held run starting at s wakes us when s + ahead is "due".
+        let recheck = horizon.saturating_add(RECHECK.as_nanos() as i64);
+        let next_held = heap
+            .held
             .peek_key()
-            .map_or(recheck, |at| at.min(recheck));
+            .map(|start| start.saturating_add(self.ahead));
+        let until = [heap.entries.peek_key(), next_held]
+            .into_iter()
+            .flatten()
+            .fold(recheck, i64::min);
         heap.armed = Some(until);
-        // `until` is after `now` (every entry due by now was taken), at most RECHECK later.
+        // `until` is after the horizon (every entry due by it was taken), at most RECHECK later.
         Wait::For(Duration::from_nanos(
-            until.saturating_sub(now_key).max(0) as u64
+            until.saturating_sub(horizon).max(0) as u64
         ))
     }
 
@@ -159,6 +224,7 @@ impl Timer {
     pub(crate) fn clear(&self) {
         let mut heap = self.heap();
         heap.entries.clear();
+        heap.held.clear();
         heap.stale = 0;
         heap.armed = None;
     }

@@ -226,3 +226,76 @@ async fn out_of_range_pool_and_batch_sizes_are_reported_by_validate() {
         .validate()
         .is_ok());
 }
+
+/// Two replicas claiming 200 services 300 ms ahead of each tick on real PostgreSQL: every tick in
+/// the window runs once, and no run starts before its tick (the claim is early, the run is not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_claimed_ahead_run_once_and_never_before_their_tick() {
+    use scheduler::{Schedule, Service, ServiceManager};
+
+    type Runs = Arc<Mutex<Vec<(String, String, DateTime<Utc>, TimeDelta)>>>;
+    let Some(server) = Postgres::launch("ahead") else {
+        return;
+    };
+    let url = server.url();
+    let runs = Runs::default();
+    let services: Vec<String> = (0..200).map(|k| format!("svc-{k:03}")).collect();
+    let mut managers = Vec::new();
+    let started = Utc::now();
+    for name in ["ahead-a", "ahead-b"] {
+        let manager = ServiceManager::builder()
+            .coordinator(PostgresCoordinator::connect(&url, name))
+            .lease(Duration::from_secs(10))
+            .claim_ahead(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        for service in &services {
+            let (runs, replica, service_name) = (runs.clone(), name.to_owned(), service.clone());
+            manager.add_service(
+                service,
+                Service::new(
+                    Schedule::every(Duration::from_secs(1)).unwrap(),
+                    move |ctx| {
+                        let lag = Utc::now() - ctx.tick();
+                        let run = (replica.clone(), service_name.clone(), ctx.tick(), lag);
+                        runs.lock().unwrap().push(run);
+                        async {}
+                    },
+                ),
+            );
+        }
+        manager.start().unwrap();
+        managers.push(manager);
+    }
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let stopping = Utc::now();
+    for manager in &managers {
+        manager.stop().await;
+    }
+    let runs = runs.lock().unwrap().clone();
+    for (replica, service, tick, lag) in &runs {
+        assert!(
+            *lag >= TimeDelta::zero(),
+            "{replica} started {service}@{tick} {lag} before its tick"
+        );
+    }
+    // Whole seconds from the second after the start to the second before the stop.
+    let second = |t: DateTime<Utc>| t.timestamp();
+    let (first, last) = (second(started) + 2, second(stopping) - 1);
+    assert!(last > first, "the window holds at least two ticks");
+    let mut per_tick: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    for (_, service, tick, _) in &runs {
+        *per_tick
+            .entry((service.clone(), tick.timestamp()))
+            .or_default() += 1;
+    }
+    for service in &services {
+        for tick in first..=last {
+            assert_eq!(
+                per_tick.get(&(service.clone(), tick)).copied().unwrap_or(0),
+                1,
+                "{service}@{tick}: runs across both replicas"
+            );
+        }
+    }
+}

@@ -516,3 +516,261 @@ async fn a_manual_run_holds_the_service_on_every_replica() {
         manager.stop_within(Duration::from_secs(1)).await;
     }
 }
+
+/// Runs (replica, tick, how late it started) of a service every second whose job takes `work_ms`.
+type Started = Arc<Mutex<Vec<(String, DateTime<Utc>, chrono::TimeDelta)>>>;
+
+fn timed_service(replica: &str, work_ms: u64, started: &Started) -> Service {
+    let (replica, started) = (replica.to_owned(), started.clone());
+    // Created with the managers' clocks (the paused clock does not move in between): the same time.
+    let clock = TokioClock::starting_at(t0());
+    Service::new(
+        Schedule::every(Duration::from_secs(1)).unwrap(),
+        move |ctx| {
+            use scheduler::clock::Clock as _;
+            let lag = clock.now() - ctx.tick();
+            started
+                .lock()
+                .unwrap()
+                .push((replica.clone(), ctx.tick(), lag));
+            sleep(Duration::from_millis(work_ms))
+        },
+    )
+}
+
+fn ahead_replica(coordinator: impl Coordinator, ahead_ms: u64) -> ServiceManager {
+    ServiceManager::builder()
+        .clock(TokioClock::starting_at(t0()))
+        .coordinator(coordinator)
+        .lease(Duration::from_secs(6))
+        .claim_ahead(Duration::from_millis(ahead_ms))
+        .build()
+        .unwrap()
+}
+
+/// Claims that take 200 ms make every run start 200 ms late; claimed 300 ms ahead, the same claims
+/// are answered before the tick and every run starts on it, each tick still once across three
+/// replicas.
+///
+/// ```text
+/// claim_ahead 0:    T ── claim (200 ms) ── T+0.2 run
+/// claim_ahead 0.3:  T−0.3 ── claim (200 ms) ── T−0.1 granted, held ── T run
+/// ```
+#[tokio::test(start_paused = true)]
+async fn a_tick_claimed_ahead_starts_on_time_however_slow_its_claim() {
+    for (ahead_ms, lag_ms) in [(0, 200), (300, 0)] {
+        let cluster = InMemoryCoordinator::new();
+        let started = Started::default();
+        let managers: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|name| {
+                let slow = Slow {
+                    inner: cluster.replica(name),
+                    delay: Arc::new(Mutex::new(Duration::from_millis(200))),
+                };
+                let manager = ahead_replica(slow, ahead_ms);
+                manager.add_service("s", timed_service(name, 0, &started));
+                manager.start().unwrap();
+                manager
+            })
+            .collect();
+        sleep(Duration::from_millis(10_500)).await;
+        for manager in &managers {
+            manager.stop().await;
+        }
+        let started = started.lock().unwrap().clone();
+        let ticks: Vec<_> = started.iter().map(|(_, tick, _)| *tick).collect();
+        let expected: Vec<_> = (1..=10).map(secs).collect();
+        assert_eq!(
+            ticks, expected,
+            "claim_ahead {ahead_ms} ms: every tick, once"
+        );
+        for (replica, tick, lag) in &started {
+            assert_eq!(
+                *lag,
+                chrono::TimeDelta::milliseconds(lag_ms),
+                "claim_ahead {ahead_ms} ms: {replica} started {tick} late by {lag}"
+            );
+        }
+    }
+}
+
+/// A claim made ahead of the tick that finds the previous run still going elsewhere (`Busy`) is
+/// made again when the tick is due, so claiming early skips nothing that claiming on time would
+/// run.
+///
+/// ```text
+/// a: 1 ── run (0.8 s) ─────────────── 1.8 ends, reported; a stops
+/// b:          starts 1.5 ── 1.7 claims 2: Busy ── 2.0 claims 2 again: granted, runs
+/// ```
+#[tokio::test(start_paused = true)]
+async fn a_tick_claimed_ahead_while_busy_elsewhere_is_claimed_again_when_due() {
+    let cluster = InMemoryCoordinator::new();
+    let started = Started::default();
+    let a = ahead_replica(cluster.replica("a"), 300);
+    a.add_service("s", timed_service("a", 800, &started));
+    a.start().unwrap();
+    sleep(Duration::from_millis(1_500)).await;
+    let b = ServiceManager::builder()
+        .clock(TokioClock::starting_at(
+            secs(1) + chrono::TimeDelta::milliseconds(500),
+        ))
+        .coordinator(cluster.replica("b"))
+        .lease(Duration::from_secs(6))
+        .claim_ahead(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    b.add_service("s", timed_service("b", 800, &started));
+    b.start().unwrap();
+    a.stop().await; // returns at 1.8, when its run of 1 ends
+    sleep(Duration::from_secs(2)).await; // 3.8
+    b.stop().await;
+    let runs: Vec<_> = started
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(replica, tick, _)| (replica.clone(), *tick))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("a".to_owned(), secs(1)),
+            ("b".to_owned(), secs(2)),
+            ("b".to_owned(), secs(3))
+        ]
+    );
+    assert_eq!(b.service("s").unwrap().skipped, 0, "tick 2 was not skipped");
+}
+
+/// A stop between a claim made ahead and its tick gives the claim back at once (recorded as
+/// skipped, with the reason) instead of holding it, or the stop, until the tick.
+#[tokio::test(start_paused = true)]
+async fn a_stop_gives_back_a_tick_claimed_ahead() {
+    let cluster = InMemoryCoordinator::new();
+    let started = Started::default();
+    let a = ahead_replica(cluster.replica("a"), 300);
+    a.add_service("s", timed_service("a", 0, &started));
+    a.start().unwrap();
+    sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
+    let stop_began = tokio::time::Instant::now();
+    a.stop().await;
+    assert_eq!(
+        stop_began.elapsed(),
+        Duration::ZERO,
+        "the stop did not wait for the tick"
+    );
+    sleep(Duration::from_secs(1)).await;
+    let ticks: Vec<_> = started.lock().unwrap().iter().map(|(_, t, _)| *t).collect();
+    assert_eq!(ticks, [secs(1)], "tick 2 did not run");
+    let history = cluster.replica("b").history("s", 10).await.unwrap();
+    let two = history
+        .iter()
+        .find(|r| r.tick == secs(2))
+        .expect("tick 2 was claimed");
+    assert_eq!(two.outcome.as_deref(), Some("skipped"), "{two:?}");
+    assert!(
+        two.error
+            .as_deref()
+            .is_some_and(|e| e.contains("stopped before the tick's run began")),
+        "{two:?}"
+    );
+}
+
+/// A pause between a claim made ahead and its tick keeps the tick from running, as a pause before
+/// the claim would; the resume brings the next ticks back.
+#[tokio::test(start_paused = true)]
+async fn a_pause_after_a_claim_made_ahead_keeps_its_tick_from_running() {
+    let cluster = InMemoryCoordinator::new();
+    let started = Started::default();
+    let a = ahead_replica(cluster.replica("a"), 300);
+    a.add_service("s", timed_service("a", 0, &started));
+    a.start().unwrap();
+    sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
+    a.pause("s").unwrap();
+    sleep(Duration::from_millis(1_500)).await; // 3.3
+    a.resume("s").unwrap();
+    sleep(Duration::from_millis(1_500)).await; // 4.8
+    a.stop().await;
+    let ticks: Vec<_> = started.lock().unwrap().iter().map(|(_, t, _)| *t).collect();
+    assert_eq!(
+        ticks,
+        [secs(1), secs(4)],
+        "neither 2 (claimed, then paused) nor 3 ran"
+    );
+    let history = a.cluster_history("s", 10).await.unwrap();
+    let two = history
+        .iter()
+        .find(|r| r.tick == secs(2))
+        .expect("tick 2 was claimed");
+    assert_eq!(two.outcome.as_deref(), Some("skipped"), "{two:?}");
+}
+
+#[test]
+fn claiming_further_ahead_than_a_quarter_of_the_lease_is_refused() {
+    let built = ServiceManager::builder()
+        .coordinator(InMemoryCoordinator::new().replica("a"))
+        .lease(Duration::from_secs(4))
+        .claim_ahead(Duration::from_millis(1_001))
+        .build();
+    match built {
+        Err(Error::InvalidOption { option, reason }) => {
+            assert_eq!(option, "claim_ahead");
+            assert!(reason.contains("quarter of the lease"), "{reason}");
+        }
+        other => panic!("expected InvalidOption, got {:?}", other.err()),
+    }
+    let at_the_limit = ServiceManager::builder()
+        .coordinator(InMemoryCoordinator::new().replica("a"))
+        .lease(Duration::from_secs(4))
+        .claim_ahead(Duration::from_secs(1))
+        .build();
+    assert!(at_the_limit.is_ok());
+    let huge = ServiceManager::builder()
+        .coordinator(InMemoryCoordinator::new().replica("a"))
+        .claim_ahead(Duration::MAX)
+        .build();
+    assert!(matches!(huge, Err(Error::InvalidOption { .. })));
+}
+
+/// A takeover of a dead replica's tick is attempt 2 of that tick: the job's context says so, as
+/// the cluster's history does (it said 1 before, so a job or a log could not tell a takeover).
+#[tokio::test(start_paused = true)]
+async fn a_takeover_runs_as_the_attempt_the_history_records() {
+    type Attempts = Arc<Mutex<Vec<(String, DateTime<Utc>, u32)>>>;
+    let cluster = InMemoryCoordinator::new();
+    let attempts = Attempts::default();
+    let job = |name: &str| {
+        let (name, attempts) = (name.to_owned(), attempts.clone());
+        Service::new(
+            Schedule::every(Duration::from_secs(10)).unwrap(),
+            move |ctx| {
+                let run = (name.clone(), ctx.tick(), ctx.attempt());
+                attempts.lock().unwrap().push(run);
+                sleep(Duration::from_secs(25))
+            },
+        )
+        .delivery(Delivery::AtLeastOnce)
+    };
+    let a = replica(&cluster, "a");
+    let b = replica(&cluster, "b");
+    a.add_service("job", job("a"));
+    a.start().unwrap();
+    sleep(Duration::from_secs(5)).await;
+    b.add_service("job", job("b"));
+    b.start().unwrap();
+    sleep(Duration::from_secs(10)).await; // 15: a runs tick 10, then dies
+    cluster.replica("a").crash();
+    a.stop_service("job", StopMode::Abort).await.unwrap();
+    sleep(Duration::from_millis(20_500)).await; // 35.5: b took 10 over at 20
+    let attempts = attempts.lock().unwrap().clone();
+    assert_eq!(
+        attempts,
+        [("a".to_owned(), secs(10), 1), ("b".to_owned(), secs(10), 2)]
+    );
+    let history = b.cluster_history("job", 10).await.unwrap();
+    let taken_over = history
+        .iter()
+        .find(|r| r.tick == secs(10) && r.replica == "b")
+        .expect("b's run of 10 is in the history");
+    assert_eq!(taken_over.attempt, 2, "{taken_over:?}");
+}
