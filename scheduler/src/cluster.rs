@@ -14,9 +14,10 @@
 //! ```
 //!
 //! With [`claim_ahead`](crate::ServiceManagerBuilder::claim_ahead) the claim of T goes out at
-//! T − ahead; granted, the run is held in the timer until T (a stop gives it back, a pause or a
-//! reload makes it stale, and it is released when it comes due), then goes on as above. An early
-//! claim that finds an earlier run still going (`Busy`) is made again at T:
+//! T − ahead; granted, the run is held in the timer until T (a stop gives it back; a pause or a
+//! reload makes it stale, and it is released when it comes due, unless the service fires T again
+//! before then, which takes the held run over), then goes on as above. An early claim that finds
+//! an earlier run still going (`Busy`) is made again at T, if the service still wants it:
 //!
 //! ```text
 //! T − ahead ─ claim ✔ ─ held (timer.rs) ─ T: queued ─ run … (as above)
@@ -170,9 +171,10 @@ async fn release(coordinator: &dyn Coordinator, ticket: &Ticket, reason: &str) {
 /// spent waiting and retrying counts — is released and the tick skipped: it is too late to run.
 /// `None` when this replica does not run it.
 ///
-/// A claim made `early`, ahead of the run's start (that instant), that finds an earlier run still
-/// going (`Busy`) is made again at the start, as a claim made then would be: claiming early never
-/// skips a tick that claiming on time would have run.
+/// A claim made `early`, ahead of the run's start (that instant; the service queued under that
+/// generation), that finds an earlier run still going (`Busy`) is made again at the start, as a
+/// claim made then would be: claiming early never skips a tick that claiming on time would have
+/// run. If the service was stopped, paused or reloaded meanwhile, it is not made again.
 ///
 /// [`SlotState::claim_deadline`]: crate::state::SlotState::claim_deadline
 #[allow(clippy::too_many_arguments)]
@@ -184,7 +186,7 @@ pub(crate) async fn claim(
     give_up_at: Option<DateTime<Utc>>,
     tick: DateTime<Utc>,
     policy: ClaimPolicy,
-    mut early: Option<DateTime<Utc>>,
+    mut early: Option<(DateTime<Utc>, u32)>,
 ) -> Option<Held> {
     let name = &*slot.name;
     let too_late = |now: DateTime<Utc>| give_up_at.is_some_and(|next| now >= next);
@@ -205,12 +207,21 @@ pub(crate) async fn claim(
     loop {
         let sent = Instant::now();
         let error = match coordinator.claim(name, tick, policy).await {
-            Ok(Claim::Busy { replica, .. }) if early.is_some_and(|start| clock.now() < start) => {
-                let start = early.take().unwrap_or(tick);
+            Ok(Claim::Busy { replica, .. })
+                if early.is_some_and(|(start, _)| clock.now() < start) =>
+            {
+                let Some((start, generation)) = early.take() else {
+                    continue;
+                };
+                set_coordinator_error(slot, None);
                 tracing::debug!(service = %name, %tick, %replica,
                     "claimed early, an earlier run is still going: claiming again when the tick is due");
                 if let Ok(wait) = (start - clock.now()).to_std() {
                     tokio::time::sleep(wait).await;
+                }
+                // Stopped, paused or reloaded meanwhile: the tick is no longer this one's to claim.
+                if !slot.is_current(generation) {
+                    return None;
                 }
                 continue;
             }

@@ -63,6 +63,22 @@ impl<T> DeadlineHeap<T> {
         }
     }
 
+    /// Removes the first entry (in storage order) for which `matches` holds, restoring the order
+    /// around the hole (in O(log n) after the O(n) search).
+    pub(crate) fn remove_first(&mut self, mut matches: impl FnMut(&T) -> bool) -> Option<Entry<T>> {
+        let at = self
+            .entries
+            .iter()
+            .position(|entry| matches(&entry.value))?;
+        let removed = self.entries.swap_remove(at);
+        if at < self.entries.len() {
+            // The last entry moved into the hole: it may belong above or below it.
+            self.sift_up(at);
+            self.sift_down(at);
+        }
+        Some(removed)
+    }
+
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
     }
@@ -119,7 +135,7 @@ mod tests {
     /// Against a sorted list, through random pushes, pops and retains, with many equal keys (as when
     /// thousands of services share a tick) and the extremes of the key range.
     #[test]
-    fn pops_come_out_in_key_order_through_any_mix_of_operations() {
+    fn pops_come_out_in_key_order_through_any_mix_of_operations_and_removals() {
         let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
         let mut heap = DeadlineHeap::new();
         let mut reference: Vec<(i64, u64)> = Vec::new();
@@ -135,7 +151,18 @@ mod tests {
                     heap.push(key, step);
                     reference.push((key, step));
                 }
-                5..=8 => {
+                8 => {
+                    // Any entry, not only the least: the one pushed at a random earlier step.
+                    let target = random.next() % (step + 1);
+                    let removed = heap.remove_first(|value| *value == target);
+                    let at = reference.iter().position(|(_, value)| *value == target);
+                    assert_eq!(
+                        removed.map(|entry| (entry.key, entry.value)),
+                        at.map(|at| reference.swap_remove(at)),
+                        "step {step}"
+                    );
+                }
+                5..=7 => {
                     let least = reference.iter().map(|(key, _)| *key).min();
                     assert_eq!(heap.peek_key(), least, "step {step}");
                     let popped = heap.pop().map(|entry| (entry.key, entry.value));

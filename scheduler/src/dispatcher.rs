@@ -51,6 +51,11 @@ async fn dispatch(engine: Arc<Engine>, epoch: u64) {
             fire(&engine, value, at, now, &mut fires);
         }
         engine.queue.push_all(&mut fires);
+        // A stop that came while this wake-up took its fires (held runs among them) found them
+        // neither in the timer nor in the queue: dropped now, which releases their claims.
+        if !engine.is_running() {
+            engine.queue.clear();
+        }
         match wait {
             Wait::Nothing => tokio::task::yield_now().await,
             Wait::For(wait) => {

@@ -154,6 +154,7 @@ impl Engine {
 
     /// Marks the engine started; returns the epoch the new dispatcher belongs to.
     pub(crate) fn begin_epoch(&self) -> u64 {
+        self.timer.open();
         self.running.store(true, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel) + 1
     }
@@ -211,6 +212,17 @@ impl Engine {
         tick: DateTime<Utc>,
         start: DateTime<Utc>,
     ) {
+        // Fired again before its tick (paused and resumed, or reloaded, meanwhile): the claim held
+        // for it is still this replica's, and claimed again the tick would answer taken.
+        if let Some(mut fire) = self.timer.adopt_held(slot, tick) {
+            if let Some(held) = &fire.ticket {
+                slot.lock()
+                    .retarget(generation, held.ticket.tick, held.ticket.attempt);
+            }
+            fire.generation = generation;
+            self.hold_or_queue(start, fire);
+            return;
+        }
         if let Some(coordinator) = &self.coordinator {
             tokio::spawn(claim_then_queue(
                 self.clone(),
@@ -220,6 +232,22 @@ impl Engine {
                 tick,
                 Some(start),
             ));
+        }
+    }
+
+    /// Holds a granted run until `start`, or queues it if that has come; drops it (which releases
+    /// its claim) when the manager has stopped.
+    fn hold_or_queue(&self, start: DateTime<Utc>, fire: Fire) {
+        if start > self.clock.now() {
+            // Refused after a stop: dropped here, which releases the claim.
+            let _ = self.timer.hold(start, fire);
+        } else {
+            self.queue.push(fire);
+            // Granted after a stop (whose clearing of the queue came first): nothing will run it,
+            // so it is dropped now, which releases the claim rather than leave its lease to run out.
+            if !self.is_running() {
+                self.queue.clear();
+            }
         }
     }
 
@@ -355,7 +383,7 @@ async fn claim_then_queue(
         deadline,
         tick,
         policy,
-        early,
+        early.map(|start| (start, generation)),
     )
     .await;
     match claimed {
@@ -367,17 +395,8 @@ async fn claim_then_queue(
                 generation,
                 ticket: Some(Box::new(held)),
             };
-            match early.filter(|start| *start > engine.clock.now()) {
-                Some(start) => engine.timer.hold(start, fire),
-                None => engine.queue.push(fire),
-            }
-            // Granted after a stop (whose clearing of the timer and the queue came first):
-            // nothing will run it, so it is dropped now, which releases the claim rather than
-            // leave its lease to run out.
-            if !engine.is_running() {
-                engine.timer.clear();
-                engine.queue.clear();
-            }
+            // Not early: queued now.
+            engine.hold_or_queue(early.unwrap_or(DateTime::<Utc>::MIN_UTC), fire);
         }
         None => {
             let (next, after) = {

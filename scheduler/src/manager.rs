@@ -432,11 +432,13 @@ impl ServiceManagerBuilder {
     /// - Runs still start at their tick, never before; a tick is still granted to one replica.
     /// - A tick whose claim finds an earlier run still going (`Busy`) is claimed again when it is
     ///   due, so claiming early never skips a tick that claiming on time would have run.
-    /// - A pause, disable or reload between the claim and the tick still stops the run; its claim is
-    ///   given back, as one granted at the tick would be.
+    /// - A pause, disable or stop of the service between the claim and the tick stops the run; its
+    ///   claim is given back at the tick, recorded as skipped. Resumed (or reloaded, or restarted)
+    ///   before the tick, the service runs it under the claim it already holds, on time.
     /// - From the claim to the tick the service shows as
     ///   [`WaitingForSlot`](crate::ServiceState::WaitingForSlot) (as it does while any claim is
-    ///   under way), with its tick as `next_fire`.
+    ///   under way), with its tick as `next_fire`; a [`run_now`](ServiceManager::run_now) then is
+    ///   refused as for a service whose run is under way.
     /// - **The window it opens**: a replica that stops (or dies) between claiming a tick and running
     ///   it gives that tick up, and the others do not run it: they found it taken. A graceful
     ///   [`stop`](ServiceManager::stop) records it as skipped ("the replica stopped before the
@@ -453,8 +455,9 @@ impl ServiceManagerBuilder {
     /// # Ok::<(), scheduler::Error>(())
     /// ```
     ///
-    /// [`build`](Self::build) refuses more than a quarter of the [`lease`](Self::lease): a claim
-    /// taken that early would have used too much of its lease before its run begins.
+    /// With a coordinator, [`build`](Self::build) refuses more than a quarter of the
+    /// [`lease`](Self::lease): a claim taken that early would have used too much of its lease
+    /// before its run begins.
     pub fn claim_ahead(mut self, ahead: Duration) -> Self {
         self.claim_ahead = ahead;
         self
@@ -551,7 +554,7 @@ impl ServiceManagerBuilder {
                 reason: format!("{:?} is too short: at least 30ms", self.lease),
             });
         }
-        if self.claim_ahead > self.lease / 4 {
+        if self.coordinator.is_some() && self.claim_ahead > self.lease / 4 {
             return Err(Error::InvalidOption {
                 option: "claim_ahead",
                 reason: format!(
@@ -1115,40 +1118,52 @@ impl ServiceManager {
         let held = engine.timer.take_held();
         engine.shut_down();
         let reason = "not run: the replica stopped before the tick's run began";
-        futures_util::future::join_all(
-            held.into_iter()
-                .filter_map(|fire| fire.ticket)
-                .map(|held| held.release(reason.to_owned())),
-        )
-        .await;
+        // Given back beside the wait for runs, within the stop's deadline (or 10 s: a release
+        // retries a few times, and an unreachable coordinator must not hold the stop).
+        let releases = async {
+            let all = futures_util::future::join_all(
+                held.into_iter()
+                    .filter_map(|fire| fire.ticket)
+                    .map(|held| held.release(reason.to_owned())),
+            );
+            let limit = deadline.unwrap_or(Duration::from_secs(10));
+            if tokio::time::timeout(limit, all).await.is_err() {
+                tracing::warn!("stop: claims made ahead of their tick not all given back in time; their leases will run out");
+            }
+        };
         let in_flight = runs.len();
         let all_ended = || runs.iter().all(|(slot, _)| !slot.lock().run_in_progress());
-        match deadline {
-            None => engine.wait_for_runs(all_ended).await,
-            Some(deadline) => {
-                let cancel_at = deadline.saturating_sub(engine.abort_grace);
-                let ended = tokio::time::timeout(cancel_at, engine.wait_for_runs(all_ended)).await;
-                if ended.is_err() {
-                    for (slot, run) in &runs {
-                        if slot.lock().run_in_progress() {
-                            tracing::warn!(service = %slot.name, "stop deadline near: cancelling the run");
-                            run.cancel();
-                        }
-                    }
-                    let rest = deadline.saturating_sub(cancel_at);
-                    let ended = tokio::time::timeout(rest, engine.wait_for_runs(all_ended)).await;
+        let runs_end = async {
+            match deadline {
+                None => engine.wait_for_runs(all_ended).await,
+                Some(deadline) => {
+                    let cancel_at = deadline.saturating_sub(engine.abort_grace);
+                    let ended =
+                        tokio::time::timeout(cancel_at, engine.wait_for_runs(all_ended)).await;
                     if ended.is_err() {
                         for (slot, run) in &runs {
                             if slot.lock().run_in_progress() {
-                                tracing::warn!(service = %slot.name, "stop deadline passed: aborting the run");
-                                run.force();
+                                tracing::warn!(service = %slot.name, "stop deadline near: cancelling the run");
+                                run.cancel();
                             }
                         }
-                        engine.wait_for_runs(all_ended).await;
+                        let rest = deadline.saturating_sub(cancel_at);
+                        let ended =
+                            tokio::time::timeout(rest, engine.wait_for_runs(all_ended)).await;
+                        if ended.is_err() {
+                            for (slot, run) in &runs {
+                                if slot.lock().run_in_progress() {
+                                    tracing::warn!(service = %slot.name, "stop deadline passed: aborting the run");
+                                    run.force();
+                                }
+                            }
+                            engine.wait_for_runs(all_ended).await;
+                        }
                     }
                 }
             }
-        }
+        };
+        tokio::join!(releases, runs_end);
         if let Some(file) = &engine.state_file {
             file.flush().await;
         }

@@ -24,6 +24,7 @@
 //! it was scheduled, and one that no longer matches (the service was stopped, paused or reloaded) is
 //! dropped when it comes due; see [`crate::state`]. Stale entries are bounded by compaction.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -56,6 +57,12 @@ struct Heap {
     /// Runs whose tick was claimed ahead of it, keyed on their start: handed to the workers by the
     /// dispatcher when it comes, all in one batch, rather than by a task per run.
     held: DeadlineHeap<Fire>,
+    /// How many held runs each slot has (by its address), so that [`Timer::adopt_held`] searches
+    /// the held runs only for a slot that has one.
+    held_slots: HashMap<usize, u32>,
+    /// Set by [`Timer::clear`] (the manager stopped), unset by [`Timer::open`]: a run granted
+    /// after a stop is not held.
+    closed: bool,
     /// When the dispatcher looks next (a key); an insert only wakes it when it is earlier than this.
     armed: Option<i64>,
     /// Entries known to be stale (their service was stopped, paused or reloaded), for compaction.
@@ -84,6 +91,23 @@ pub(crate) fn key(at: DateTime<Utc>) -> i64 {
     })
 }
 
+impl Heap {
+    /// A held run left the held heap.
+    fn forget_held(&mut self, fire: &Fire) {
+        let id = slot_id(&fire.slot);
+        if let Some(count) = self.held_slots.get_mut(&id) {
+            *count -= 1;
+            if *count == 0 {
+                self.held_slots.remove(&id);
+            }
+        }
+    }
+}
+
+fn slot_id(slot: &Arc<Slot>) -> usize {
+    Arc::as_ptr(slot) as usize
+}
+
 /// The instant a key stands for (the inverse of [`key`] within 1677–2262).
 pub(crate) fn instant_of(key: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(key)
@@ -96,6 +120,8 @@ impl Timer {
             heap: Mutex::new(Heap {
                 entries: DeadlineHeap::new(),
                 held: DeadlineHeap::new(),
+                held_slots: HashMap::new(),
+                closed: false,
                 armed: None,
                 stale: 0,
             }),
@@ -105,13 +131,17 @@ impl Timer {
     }
 
     /// Holds `fire`, whose claim was granted ahead of its tick, until `start`: the dispatcher then
-    /// queues it with the others due.
-    pub(crate) fn hold(&self, start: DateTime<Utc>, fire: Fire) {
+    /// queues it with the others due. Gives it back when the manager has stopped.
+    pub(crate) fn hold(&self, start: DateTime<Utc>, fire: Fire) -> Result<(), Fire> {
         let start = key(start);
         // `armed` is on the entries' scale, `ahead` after the dispatcher's wake-up.
         let wake_key = start.saturating_add(self.ahead);
         let wake = {
             let mut heap = self.heap();
+            if heap.closed {
+                return Err(fire);
+            }
+            *heap.held_slots.entry(slot_id(&fire.slot)).or_default() += 1;
             heap.held.push(start, fire);
             let earlier = heap.armed.is_none_or(|armed| wake_key < armed);
             if earlier {
@@ -122,12 +152,40 @@ impl Timer {
         if wake {
             self.wake.notify_one();
         }
+        Ok(())
+    }
+
+    /// Takes out the held run of `slot` whose claim is for `tick`, if there is one: the service was
+    /// paused and resumed, or reloaded, between the claim and the tick, and fires the same tick
+    /// again. Its claim is still this replica's; claimed again, the tick would answer taken (by
+    /// this replica), and run nowhere.
+    pub(crate) fn adopt_held(&self, slot: &Arc<Slot>, tick: DateTime<Utc>) -> Option<Fire> {
+        let id = slot_id(slot);
+        let mut heap = self.heap();
+        if !heap.held_slots.contains_key(&id) {
+            return None;
+        }
+        let fire = heap
+            .held
+            .remove_first(|fire| {
+                slot_id(&fire.slot) == id
+                    && fire.ticket.as_ref().is_some_and(|t| t.ticket.tick == tick)
+            })?
+            .value;
+        heap.forget_held(&fire);
+        Some(fire)
     }
 
     /// Takes every held run out (the manager is stopping: their claims are to be given back).
     pub(crate) fn take_held(&self) -> Vec<Fire> {
         let mut heap = self.heap();
+        heap.held_slots.clear();
         std::iter::from_fn(|| heap.held.pop().map(|entry| entry.value)).collect()
+    }
+
+    /// Lets runs be held again (the manager started).
+    pub(crate) fn open(&self) {
+        self.heap().closed = false;
     }
 
     fn heap(&self) -> MutexGuard<'_, Heap> {
@@ -188,7 +246,10 @@ impl Timer {
             if start > now_key {
                 break;
             }
-            ready.extend(heap.held.pop().map(|entry| entry.value));
+            if let Some(entry) = heap.held.pop() {
+                heap.forget_held(&entry.value);
+                ready.push(entry.value);
+            }
         }
         while due.len() < BATCH {
             match heap.entries.peek_key() {
@@ -225,6 +286,8 @@ impl Timer {
         let mut heap = self.heap();
         heap.entries.clear();
         heap.held.clear();
+        heap.held_slots.clear();
+        heap.closed = true;
         heap.stale = 0;
         heap.armed = None;
     }

@@ -521,9 +521,14 @@ async fn a_manual_run_holds_the_service_on_every_replica() {
 type Started = Arc<Mutex<Vec<(String, DateTime<Utc>, chrono::TimeDelta)>>>;
 
 fn timed_service(replica: &str, work_ms: u64, started: &Started) -> Service {
-    let (replica, started) = (replica.to_owned(), started.clone());
     // Created with the managers' clocks (the paused clock does not move in between): the same time.
-    let clock = TokioClock::starting_at(t0());
+    timed_service_at(t0(), replica, work_ms, started)
+}
+
+/// [`timed_service`], made when the managers' clocks read `now`.
+fn timed_service_at(now: DateTime<Utc>, replica: &str, work_ms: u64, started: &Started) -> Service {
+    let (replica, started) = (replica.to_owned(), started.clone());
+    let clock = TokioClock::starting_at(now);
     Service::new(
         Schedule::every(Duration::from_secs(1)).unwrap(),
         move |ctx| {
@@ -773,4 +778,72 @@ async fn a_takeover_runs_as_the_attempt_the_history_records() {
         .find(|r| r.tick == secs(10) && r.replica == "b")
         .expect("b's run of 10 is in the history");
     assert_eq!(taken_over.attempt, 2, "{taken_over:?}");
+}
+
+/// A pause and a resume both between a claim made ahead and its tick: the tick still runs, on
+/// time, under the claim already held (claimed again, it would answer "taken" by this very
+/// replica, and run nowhere). A service replaced in the same window keeps its tick the same way.
+#[tokio::test(start_paused = true)]
+async fn a_tick_claimed_ahead_survives_a_pause_and_resume_or_a_reload_before_it() {
+    let cluster = InMemoryCoordinator::new();
+    let started = Started::default();
+    let a = ahead_replica(cluster.replica("a"), 300);
+    a.add_service("s", timed_service("a", 0, &started));
+    a.start().unwrap();
+    sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
+    a.pause("s").unwrap();
+    sleep(Duration::from_millis(100)).await;
+    a.resume("s").unwrap();
+    sleep(Duration::from_secs(1)).await; // 2.9; tick 3 claimed at 2.7
+    let now = secs(2) + chrono::TimeDelta::milliseconds(900);
+    a.add_service("s", timed_service_at(now, "a", 0, &started)); // a reload of the same service
+    sleep(Duration::from_secs(1)).await; // 3.9
+    a.stop().await;
+    let runs = started.lock().unwrap().clone();
+    let ticks: Vec<_> = runs.iter().map(|(_, t, _)| *t).collect();
+    assert_eq!(ticks, [secs(1), secs(2), secs(3)], "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|(_, _, lag)| *lag == chrono::TimeDelta::zero()),
+        "{runs:?}"
+    );
+    let status = a.service("s").unwrap();
+    assert_eq!(status.claimed_elsewhere, 0, "{status:?}");
+    let history = a.cluster_history("s", 10).await.unwrap();
+    for tick in [secs(2), secs(3)] {
+        let row = history.iter().find(|r| r.tick == tick).unwrap();
+        assert_eq!(row.outcome.as_deref(), Some("ok"), "{row:?}");
+    }
+}
+
+/// A claim made ahead that found an earlier run going waits to claim again at the tick; a stop
+/// in between means it does not claim at all (before, it claimed after the stop, won the tick
+/// from the replicas still running, and gave it up).
+#[tokio::test(start_paused = true)]
+async fn a_stop_cancels_the_second_claim_of_a_tick_found_busy() {
+    let cluster = InMemoryCoordinator::new();
+    let started = Started::default();
+    let a = ahead_replica(cluster.replica("a"), 300);
+    a.add_service("s", timed_service("a", 800, &started));
+    a.start().unwrap();
+    sleep(Duration::from_millis(1_500)).await;
+    let b = ServiceManager::builder()
+        .clock(TokioClock::starting_at(
+            secs(1) + chrono::TimeDelta::milliseconds(500),
+        ))
+        .coordinator(cluster.replica("b"))
+        .lease(Duration::from_secs(6))
+        .claim_ahead(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    b.add_service("s", timed_service("b", 800, &started));
+    b.start().unwrap();
+    a.stop().await; // 1.8: a's run of 1 ended; b found 2 busy at 1.7
+    b.stop().await;
+    sleep(Duration::from_secs(1)).await; // 2.8
+    let history = cluster.replica("c").history("s", 10).await.unwrap();
+    assert!(
+        history.iter().all(|r| r.tick != secs(2)),
+        "tick 2 was claimed after both stopped: {history:?}"
+    );
 }
