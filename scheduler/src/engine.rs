@@ -189,22 +189,35 @@ impl Engine {
                     // Claims wait on the network, so they do not hold the dispatcher or a worker.
                     // `Fire` comes from the dispatcher, a worker, a claim or the catch-up task
                     // (never from a manager call, which may come from outside the runtime).
-                    tokio::spawn(claim_then_queue(
-                        self.clone(),
-                        coordinator.clone(),
-                        slot.clone(),
-                        generation,
-                        tick,
-                        None,
-                    ));
+                    tokio::spawn(self.claim_task(coordinator, slot, generation, tick, None));
                 }
             },
         }
     }
 
+    /// The claim of `tick` for `slot` queued under `generation`, then its run (see
+    /// [`claim_then_queue`]), as a task to spawn.
+    fn claim_task(
+        self: &Arc<Self>,
+        coordinator: &Arc<dyn Coordinator>,
+        slot: &Arc<Slot>,
+        generation: u32,
+        tick: DateTime<Utc>,
+        early: Option<DateTime<Utc>>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        claim_then_queue(
+            self.clone(),
+            coordinator.clone(),
+            slot.clone(),
+            generation,
+            tick,
+            early,
+        )
+    }
+
     /// The dispatcher queued `tick` of `slot` ahead of its start `start` (within
-    /// [`claim_ahead`](Self::claim_ahead)): its claim goes out now, and its run is queued at
-    /// `start`. Called from the dispatcher only, with a coordinator.
+    /// [`claim_ahead`](crate::ServiceManagerBuilder::claim_ahead)): its claim goes out now, and
+    /// its run is queued at `start`. Called from the dispatcher only, with a coordinator.
     pub(crate) fn claim_early(
         self: &Arc<Self>,
         slot: &Arc<Slot>,
@@ -224,14 +237,7 @@ impl Engine {
             return;
         }
         if let Some(coordinator) = &self.coordinator {
-            tokio::spawn(claim_then_queue(
-                self.clone(),
-                coordinator.clone(),
-                slot.clone(),
-                generation,
-                tick,
-                Some(start),
-            ));
+            tokio::spawn(self.claim_task(coordinator, slot, generation, tick, Some(start)));
         }
     }
 
@@ -265,14 +271,7 @@ impl Engine {
         match &self.coordinator {
             None => self.apply(slot, Next::Queue { generation }),
             Some(coordinator) => {
-                handle.spawn(claim_then_queue(
-                    self.clone(),
-                    coordinator.clone(),
-                    slot.clone(),
-                    generation,
-                    tick,
-                    None,
-                ));
+                handle.spawn(self.claim_task(coordinator, slot, generation, tick, None));
             }
         }
     }

@@ -92,6 +92,15 @@ pub(crate) fn key(at: DateTime<Utc>) -> i64 {
 }
 
 impl Heap {
+    /// Something is due at `at` (a key): whether the dispatcher, armed for later, must be woken.
+    fn arm_before(&mut self, at: i64) -> bool {
+        let earlier = self.armed.is_none_or(|armed| at < armed);
+        if earlier {
+            self.armed = Some(at);
+        }
+        earlier
+    }
+
     /// A held run left the held heap.
     fn forget_held(&mut self, fire: &Fire) {
         let id = slot_id(&fire.slot);
@@ -143,11 +152,7 @@ impl Timer {
             }
             *heap.held_slots.entry(slot_id(&fire.slot)).or_default() += 1;
             heap.held.push(start, fire);
-            let earlier = heap.armed.is_none_or(|armed| wake_key < armed);
-            if earlier {
-                heap.armed = Some(wake_key);
-            }
-            earlier
+            heap.arm_before(wake_key)
         };
         if wake {
             self.wake.notify_one();
@@ -200,11 +205,7 @@ impl Timer {
         let wake = {
             let mut heap = self.heap();
             heap.entries.push(at, Due { generation, slot });
-            let earlier = heap.armed.is_none_or(|armed| at < armed);
-            if earlier {
-                heap.armed = Some(at);
-            }
-            earlier
+            heap.arm_before(at)
         };
         if wake {
             self.wake.notify_one();

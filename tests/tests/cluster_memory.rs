@@ -544,8 +544,17 @@ fn timed_service_at(now: DateTime<Utc>, replica: &str, work_ms: u64, started: &S
 }
 
 fn ahead_replica(coordinator: impl Coordinator, ahead_ms: u64) -> ServiceManager {
+    ahead_replica_at(t0(), coordinator, ahead_ms)
+}
+
+/// [`ahead_replica`], started when the paused clock reads `now`.
+fn ahead_replica_at(
+    now: DateTime<Utc>,
+    coordinator: impl Coordinator,
+    ahead_ms: u64,
+) -> ServiceManager {
     ServiceManager::builder()
-        .clock(TokioClock::starting_at(t0()))
+        .clock(TokioClock::starting_at(now))
         .coordinator(coordinator)
         .lease(Duration::from_secs(6))
         .claim_ahead(Duration::from_millis(ahead_ms))
@@ -616,15 +625,11 @@ async fn a_tick_claimed_ahead_while_busy_elsewhere_is_claimed_again_when_due() {
     a.add_service("s", timed_service("a", 800, &started));
     a.start().unwrap();
     sleep(Duration::from_millis(1_500)).await;
-    let b = ServiceManager::builder()
-        .clock(TokioClock::starting_at(
-            secs(1) + chrono::TimeDelta::milliseconds(500),
-        ))
-        .coordinator(cluster.replica("b"))
-        .lease(Duration::from_secs(6))
-        .claim_ahead(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let b = ahead_replica_at(
+        secs(1) + chrono::TimeDelta::milliseconds(500),
+        cluster.replica("b"),
+        300,
+    );
     b.add_service("s", timed_service("b", 800, &started));
     b.start().unwrap();
     a.stop().await; // returns at 1.8, when its run of 1 ends
@@ -827,15 +832,11 @@ async fn a_stop_cancels_the_second_claim_of_a_tick_found_busy() {
     a.add_service("s", timed_service("a", 800, &started));
     a.start().unwrap();
     sleep(Duration::from_millis(1_500)).await;
-    let b = ServiceManager::builder()
-        .clock(TokioClock::starting_at(
-            secs(1) + chrono::TimeDelta::milliseconds(500),
-        ))
-        .coordinator(cluster.replica("b"))
-        .lease(Duration::from_secs(6))
-        .claim_ahead(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let b = ahead_replica_at(
+        secs(1) + chrono::TimeDelta::milliseconds(500),
+        cluster.replica("b"),
+        300,
+    );
     b.add_service("s", timed_service("b", 800, &started));
     b.start().unwrap();
     a.stop().await; // 1.8: a's run of 1 ended; b found 2 busy at 1.7
