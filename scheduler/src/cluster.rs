@@ -314,6 +314,17 @@ async fn answered(
             }
             Some(held)
         }
+        Claim::Taken { replica } if replica == coordinator.replica() => {
+            // This replica claimed it before and gave it back unrun: a manager stopped and started
+            // again between a claim made ahead and its tick (`claim_ahead`).
+            tracing::debug!(service = %name, %tick,
+                "tick not run: this replica claimed it earlier and gave it back");
+            let mut guard = slot.lock();
+            let stats = guard.stats_mut();
+            stats.skipped_late += 1;
+            stats.held_elsewhere = None;
+            None
+        }
         Claim::Taken { replica } => {
             tracing::debug!(service = %name, %tick, %replica, "tick claimed by another replica");
             let mut guard = slot.lock();

@@ -432,13 +432,22 @@ impl ServiceManagerBuilder {
     /// - Runs still start at their tick, never before; a tick is still granted to one replica.
     /// - A tick whose claim finds an earlier run still going (`Busy`) is claimed again when it is
     ///   due, so claiming early never skips a tick that claiming on time would have run.
-    /// - A pause, disable or stop of the service between the claim and the tick stops the run; its
-    ///   claim is given back at the tick, recorded as skipped. Resumed (or reloaded, or restarted)
-    ///   before the tick, the service runs it under the claim it already holds, on time.
+    /// - A pause, disable or stop of the service on this replica between the claim and the tick
+    ///   stops the run; its claim is given back at the tick, recorded as skipped. Resumed (or
+    ///   reloaded, or restarted with [`restart_service`](ServiceManager::restart_service)) before
+    ///   the tick, the service runs it under the claim it already holds, on time. A manager
+    ///   [`stop`](ServiceManager::stop) and `start` in the window give the tick up (counted in
+    ///   `skipped_late`).
+    /// - A pause or disable made on *another* replica in the window reaches the held run through
+    ///   the control notification (normally within milliseconds; the one-second poll if a
+    ///   notification is lost). The claim's own check of the control record, which keeps a replica
+    ///   that has not seen a pause yet from running a paused tick, was made at the claim, ahead: a
+    ///   pause written after it and not yet seen here can let that one tick run.
     /// - From the claim to the tick the service shows as
     ///   [`WaitingForSlot`](crate::ServiceState::WaitingForSlot) (as it does while any claim is
-    ///   under way), with its tick as `next_fire`; a [`run_now`](ServiceManager::run_now) then is
-    ///   refused as for a service whose run is under way.
+    ///   under way), with its tick as `next_fire`. A [`run_now`](ServiceManager::run_now) then is
+    ///   refused on this replica as for a run under way; on another replica it is claimed and
+    ///   skipped as if the tick were running (it is about to).
     /// - **The window it opens**: a replica that stops (or dies) between claiming a tick and running
     ///   it gives that tick up, and the others do not run it: they found it taken. A graceful
     ///   [`stop`](ServiceManager::stop) records it as skipped ("the replica stopped before the

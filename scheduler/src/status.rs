@@ -208,8 +208,10 @@ pub struct ServiceStatus {
     /// does not claim the service's next ticks.
     pub pending_report: Option<DateTime<Utc>>,
     /// With a coordinator: ticks not run because no claim could be granted before the next tick
-    /// was due (the coordinator was unreachable or slow, or the previous report still pending). A
-    /// claim granted too late is released and recorded as `skipped` in the cluster's history.
+    /// was due (the coordinator was unreachable or slow, or the previous report still pending), or
+    /// because this replica had given its claim back (a stop and a start between a claim made
+    /// [ahead](crate::ServiceManagerBuilder::claim_ahead) and its tick). A claim granted too late is
+    /// released and recorded as `skipped` in the cluster's history.
     pub skipped_late: u64,
     /// Ticks skipped because the service was paused when they came.
     pub skipped_paused: u64,

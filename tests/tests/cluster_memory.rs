@@ -848,3 +848,33 @@ async fn a_stop_cancels_the_second_claim_of_a_tick_found_busy() {
         "tick 2 was claimed after both stopped: {history:?}"
     );
 }
+
+/// A manager stopped and started again between a claim made ahead and its tick gives that tick up
+/// (the stop gave its claim back), counts it as not run here (`skipped_late`), not as claimed by
+/// another replica, and runs the next one.
+#[tokio::test(start_paused = true)]
+async fn a_quick_stop_and_start_gives_up_the_tick_claimed_ahead_and_says_so() {
+    let cluster = InMemoryCoordinator::new();
+    let started = Started::default();
+    let a = ahead_replica(cluster.replica("a"), 300);
+    a.add_service("s", timed_service("a", 0, &started));
+    a.start().unwrap();
+    sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
+    a.stop().await;
+    sleep(Duration::from_millis(50)).await;
+    a.start().unwrap();
+    sleep(Duration::from_millis(1_500)).await; // 3.35
+    a.stop().await;
+    let ticks: Vec<_> = started.lock().unwrap().iter().map(|(_, t, _)| *t).collect();
+    assert_eq!(ticks, [secs(1), secs(3)]);
+    let status = a.service("s").unwrap();
+    assert_eq!(
+        (
+            status.claimed_elsewhere,
+            status.skipped_late,
+            status.held_elsewhere.is_none()
+        ),
+        (0, 1, true),
+        "{status:?}"
+    );
+}
