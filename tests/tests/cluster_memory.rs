@@ -264,11 +264,12 @@ async fn a_run_that_ends_during_an_outage_is_recorded_once_it_is_over() {
     );
 }
 
-/// A coordinator whose claims take as long as the test says.
+/// A coordinator whose claims (and releases) take as long as the test says.
 #[derive(Clone)]
 struct Slow {
     inner: InMemoryCoordinator,
     delay: Arc<Mutex<Duration>>,
+    release_delay: Duration,
 }
 
 impl Coordinator for Slow {
@@ -305,7 +306,10 @@ impl Coordinator for Slow {
         ticket: &'a Ticket,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<bool, CoordinatorError>> {
-        self.inner.release(ticket, reason)
+        Box::pin(async move {
+            sleep(self.release_delay).await;
+            self.inner.release(ticket, reason).await
+        })
     }
     fn history<'a>(
         &'a self,
@@ -343,6 +347,7 @@ async fn a_claim_granted_after_the_next_tick_is_skipped_not_run_late() {
     let slow = Slow {
         inner: InMemoryCoordinator::new(),
         delay: Arc::new(Mutex::new(Duration::from_secs(12))),
+        release_delay: Duration::ZERO,
     };
     let ran = Ran::default();
     let a = replica_with_lease(slow.clone(), 6);
@@ -581,6 +586,7 @@ async fn a_tick_claimed_ahead_starts_on_time_however_slow_its_claim() {
                 let slow = Slow {
                     inner: cluster.replica(name),
                     delay: Arc::new(Mutex::new(Duration::from_millis(200))),
+                    release_delay: Duration::ZERO,
                 };
                 let manager = ahead_replica(slow, ahead_ms);
                 manager.add_service("s", timed_service(name, 0, &started));
@@ -877,4 +883,28 @@ async fn a_quick_stop_and_start_gives_up_the_tick_claimed_ahead_and_says_so() {
         (0, 1, true),
         "{status:?}"
     );
+}
+
+/// A stop with a deadline returns by it even when giving back the claims made ahead hangs (the
+/// coordinator answers releases after a minute): they are given back beside the wait for runs,
+/// within the deadline, not before it.
+#[tokio::test(start_paused = true)]
+async fn a_stop_within_returns_by_its_deadline_while_claims_made_ahead_are_given_back() {
+    let cluster = InMemoryCoordinator::new();
+    let slow = Slow {
+        inner: cluster.replica("a"),
+        delay: Arc::new(Mutex::new(Duration::ZERO)),
+        release_delay: Duration::from_secs(60),
+    };
+    let started = Started::default();
+    let a = ahead_replica(slow, 300);
+    a.add_service("s", timed_service("a", 0, &started));
+    a.start().unwrap();
+    sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
+    let stop_began = tokio::time::Instant::now();
+    a.stop_within(Duration::from_secs(1)).await;
+    let took = stop_began.elapsed();
+    assert!(took <= Duration::from_secs(1), "the stop took {took:?}");
+    let ticks: Vec<_> = started.lock().unwrap().iter().map(|(_, t, _)| *t).collect();
+    assert_eq!(ticks, [secs(1)], "tick 2 did not run");
 }
