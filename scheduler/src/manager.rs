@@ -443,11 +443,12 @@ impl ServiceManagerBuilder {
     ///   notification is lost). The claim's own check of the control record, which keeps a replica
     ///   that has not seen a pause yet from running a paused tick, was made at the claim, ahead: a
     ///   pause written after it and not yet seen here can let that one tick run.
-    /// - From the claim to the tick the service shows as
-    ///   [`WaitingForSlot`](crate::ServiceState::WaitingForSlot) (as it does while any claim is
-    ///   under way), with its tick as `next_fire`. A [`run_now`](ServiceManager::run_now) then is
-    ///   refused on this replica as for a run under way; on another replica it is claimed and
-    ///   skipped as if the tick were running (it is about to).
+    /// - From the claim to the tick the service shows as [`Idle`](crate::ServiceState::Idle),
+    ///   with its tick as `next_fire` (the `scheduler_waiting_for_slot` gauge, though, reads 1 from
+    ///   the claim on, as it does while any claim is under way). A
+    ///   [`run_now`](ServiceManager::run_now) then is refused on this replica as for a run under
+    ///   way; on another replica it is claimed and skipped as if the tick were running (it is about
+    ///   to).
     /// - **The window it opens**: a replica that stops (or dies) between claiming a tick and running
     ///   it gives that tick up, and the others do not run it: they found it taken. A graceful
     ///   [`stop`](ServiceManager::stop) records it as skipped ("the replica stopped before the
@@ -1599,19 +1600,21 @@ impl ServiceManager {
 
     /// A snapshot of every service, sorted by name.
     pub fn services(&self) -> Vec<ServiceStatus> {
+        let now = self.engine().clock.now();
         self.locked()
             .services
             .iter()
-            .map(|(name, slot)| slot.lock().status(name))
+            .map(|(name, slot)| slot.lock().status(name, now))
             .collect()
     }
 
     /// A snapshot of one service.
     pub fn service(&self, name: &str) -> Option<ServiceStatus> {
+        let now = self.engine().clock.now();
         self.locked()
             .services
             .get(name)
-            .map(|slot| slot.lock().status(name))
+            .map(|slot| slot.lock().status(name, now))
     }
 
     /// The schedule a service runs on now (after configuration), e.g. to list its next fire times

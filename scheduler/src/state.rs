@@ -1225,14 +1225,21 @@ impl SlotState {
             })
     }
 
-    pub(crate) fn status(&self, name: &str) -> ServiceStatus {
+    /// What the service looks like at `now`. A tick queued before it is due (claimed ahead of it,
+    /// [`claim_ahead`](crate::ServiceManagerBuilder::claim_ahead)) shows as `Idle`: it is not
+    /// waiting for a worker, its tick has not come.
+    pub(crate) fn status(&self, name: &str, now: DateTime<Utc>) -> ServiceStatus {
         let stats = self.stats.as_deref().unwrap_or(&NO_STATS);
+        let shown = match self.phase {
+            Phase::Queued { tick, .. } if tick > now => ServiceState::Idle,
+            _ => self.state(),
+        };
         ServiceStatus {
             name: name.to_owned(),
             schedule: self.service.schedule.to_string(),
             origin: self.origin,
             next_fire: self.next_fire(),
-            state: self.state(),
+            state: shown,
             last_start: stats.last_start,
             last_duration: stats.last_duration,
             last_outcome: stats.last_outcome.clone(),

@@ -668,6 +668,13 @@ async fn a_stop_gives_back_a_tick_claimed_ahead() {
     a.add_service("s", timed_service("a", 0, &started));
     a.start().unwrap();
     sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
+
+    // Held for its tick, it is not waiting for a worker: it shows idle, due at 2.
+    let status = a.service("s").unwrap();
+    assert_eq!(
+        (status.state, status.next_fire),
+        (scheduler::ServiceState::Idle, Some(secs(2)))
+    );
     let stop_began = tokio::time::Instant::now();
     a.stop().await;
     assert_eq!(
