@@ -207,27 +207,23 @@ pub(crate) async fn claim(
     loop {
         let sent = Instant::now();
         let error = match coordinator.claim(name, tick, policy).await {
-            Ok(Claim::Busy { replica, .. })
-                if early.is_some_and(|(start, _)| clock.now() < start) =>
-            {
-                let Some((start, generation)) = early.take() else {
-                    continue;
-                };
-                set_coordinator_error(slot, None);
-                tracing::debug!(service = %name, %tick, %replica,
-                    "claimed early, an earlier run is still going: claiming again when the tick is due");
-                if let Ok(wait) = (start - clock.now()).to_std() {
-                    tokio::time::sleep(wait).await;
-                }
-                // Stopped, paused or reloaded meanwhile: the tick is no longer this one's to claim.
-                if !slot.is_current(generation) {
-                    return None;
-                }
-                continue;
-            }
             Ok(claim) => {
                 if set_coordinator_error(slot, None) {
                     tracing::info!(service = %name, "coordinator reachable again: coordinated runs resume");
+                }
+                if let (Claim::Busy { replica, .. }, Some((start, generation))) = (&claim, early) {
+                    let wait = (start - clock.now()).to_std().ok().filter(|w| !w.is_zero());
+                    if let Some(wait) = wait {
+                        early = None;
+                        tracing::debug!(service = %name, %tick, %replica,
+                            "claimed early, an earlier run is still going: claiming again when the tick is due");
+                        tokio::time::sleep(wait).await;
+                        // Stopped, paused or reloaded meanwhile: no longer this one's to claim.
+                        if !slot.is_current(generation) {
+                            return None;
+                        }
+                        continue;
+                    }
                 }
                 if claim == Claim::Paused || claim == Claim::Disabled {
                     // Paused or disabled by another replica, and this one has not applied it yet:

@@ -233,7 +233,7 @@ impl Engine {
                     .retarget(generation, held.ticket.tick, held.ticket.attempt);
             }
             fire.generation = generation;
-            self.hold_or_queue(start, fire);
+            self.hold_or_queue(Some(start), fire);
             return;
         }
         if let Some(coordinator) = &self.coordinator {
@@ -241,10 +241,10 @@ impl Engine {
         }
     }
 
-    /// Holds a granted run until `start`, or queues it if that has come; drops it (which releases
-    /// its claim) when the manager has stopped.
-    fn hold_or_queue(&self, start: DateTime<Utc>, fire: Fire) {
-        if start > self.clock.now() {
+    /// Holds a granted run until `start` (a claim made ahead), or queues it if there is none or it
+    /// has come; drops it (which releases its claim) when the manager has stopped.
+    fn hold_or_queue(&self, start: Option<DateTime<Utc>>, fire: Fire) {
+        if let Some(start) = start.filter(|start| *start > self.clock.now()) {
             // Refused after a stop: dropped here, which releases the claim.
             let _ = self.timer.hold(start, fire);
         } else {
@@ -394,8 +394,7 @@ async fn claim_then_queue(
                 generation,
                 ticket: Some(Box::new(held)),
             };
-            // Not early: queued now.
-            engine.hold_or_queue(early.unwrap_or(DateTime::<Utc>::MIN_UTC), fire);
+            engine.hold_or_queue(early, fire);
         }
         None => {
             let (next, after) = {

@@ -1083,7 +1083,7 @@ impl ServiceManager {
             if mode == StopMode::Abort {
                 run.abort();
             }
-            if worker::current_run() != worker::slot_id(&slot) {
+            if worker::current_run() != crate::state::slot_id(&slot) {
                 self.engine()
                     .wait_for_runs(|| !slot.lock().run_in_progress())
                     .await;
@@ -1119,7 +1119,7 @@ impl ServiceManager {
         let mut runs = Vec::new();
         for slot in &slots {
             if let Some(run) = slot.lock().stop() {
-                if worker::slot_id(slot) != own {
+                if crate::state::slot_id(slot) != own {
                     runs.push((slot.clone(), run));
                 }
             }

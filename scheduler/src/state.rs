@@ -1315,6 +1315,11 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// A slot's identity while it lives (its address): for telling slots apart without comparing them.
+pub(crate) fn slot_id(slot: &Arc<Slot>) -> usize {
+    Arc::as_ptr(slot) as usize
+}
+
 impl Slot {
     pub(crate) fn new(name: Arc<str>, state: SlotState) -> Self {
         Slot {

@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 
 use crate::deadline_heap::{DeadlineHeap, Entry};
 use crate::queue::Fire;
-use crate::state::Slot;
+use crate::state::{slot_id, Slot};
 
 /// The longest the dispatcher sleeps without re-reading the wall clock.
 pub(crate) const RECHECK: Duration = Duration::from_secs(1);
@@ -111,10 +111,6 @@ impl Heap {
             }
         }
     }
-}
-
-fn slot_id(slot: &Arc<Slot>) -> usize {
-    Arc::as_ptr(slot) as usize
 }
 
 /// The instant a key stands for (the inverse of [`key`] within 1677–2262).
@@ -243,10 +239,7 @@ impl Timer {
         let now_key = key(now);
         let horizon = now_key.saturating_add(self.ahead);
         let mut heap = self.heap();
-        while let Some(start) = heap.held.peek_key() {
-            if start > now_key {
-                break;
-            }
+        while heap.held.peek_key().is_some_and(|start| start <= now_key) {
             if let Some(entry) = heap.held.pop() {
                 heap.forget_held(&entry.value);
                 ready.push(entry.value);
@@ -282,7 +275,8 @@ impl Timer {
         ))
     }
 
-    /// Drops every entry (the manager stopped: every service left `Scheduled`).
+    /// Drops every entry and held run (the manager stopped: every service left `Scheduled`), and
+    /// holds no run until [`open`](Self::open).
     pub(crate) fn clear(&self) {
         let mut heap = self.heap();
         heap.entries.clear();

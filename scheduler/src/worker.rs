@@ -35,7 +35,7 @@ use crate::engine::Engine;
 use crate::event::RunEvent;
 use crate::job::{Job, JobContext, JobKind};
 use crate::queue::Fire;
-use crate::state::{Begin, Next, RunFacts, Slot, Started};
+use crate::state::{slot_id, Begin, Next, RunFacts, Slot, Started};
 use crate::status::{Failure, Outcome, Trigger};
 
 /// Spawns workers until there are as many as the pool's target.
@@ -88,10 +88,6 @@ thread_local! {
 /// The slot whose job the caller is part of, if it is one.
 pub(crate) fn current_run() -> usize {
     CURRENT_RUN.with(Cell::get)
-}
-
-pub(crate) fn slot_id(slot: &Arc<Slot>) -> usize {
-    Arc::as_ptr(slot) as usize
 }
 
 struct RunScope(usize);

@@ -552,6 +552,19 @@ fn ahead_replica(coordinator: impl Coordinator, ahead_ms: u64) -> ServiceManager
     ahead_replica_at(t0(), coordinator, ahead_ms)
 }
 
+/// Replica "a", claiming 300 ms ahead, started with service "s" ([`timed_service`], its job
+/// taking `work_ms`).
+fn started_ahead_replica_a(
+    coordinator: impl Coordinator,
+    work_ms: u64,
+    started: &Started,
+) -> ServiceManager {
+    let a = ahead_replica(coordinator, 300);
+    a.add_service("s", timed_service("a", work_ms, started));
+    a.start().unwrap();
+    a
+}
+
 /// [`ahead_replica`], started when the paused clock reads `now`.
 fn ahead_replica_at(
     now: DateTime<Utc>,
@@ -627,9 +640,7 @@ async fn a_tick_claimed_ahead_starts_on_time_however_slow_its_claim() {
 async fn a_tick_claimed_ahead_while_busy_elsewhere_is_claimed_again_when_due() {
     let cluster = InMemoryCoordinator::new();
     let started = Started::default();
-    let a = ahead_replica(cluster.replica("a"), 300);
-    a.add_service("s", timed_service("a", 800, &started));
-    a.start().unwrap();
+    let a = started_ahead_replica_a(cluster.replica("a"), 800, &started);
     sleep(Duration::from_millis(1_500)).await;
     let b = ahead_replica_at(
         secs(1) + chrono::TimeDelta::milliseconds(500),
@@ -664,9 +675,7 @@ async fn a_tick_claimed_ahead_while_busy_elsewhere_is_claimed_again_when_due() {
 async fn a_stop_gives_back_a_tick_claimed_ahead() {
     let cluster = InMemoryCoordinator::new();
     let started = Started::default();
-    let a = ahead_replica(cluster.replica("a"), 300);
-    a.add_service("s", timed_service("a", 0, &started));
-    a.start().unwrap();
+    let a = started_ahead_replica_a(cluster.replica("a"), 0, &started);
     sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
 
     // Held for its tick, it is not waiting for a worker: it shows idle, due at 2.
@@ -705,9 +714,7 @@ async fn a_stop_gives_back_a_tick_claimed_ahead() {
 async fn a_pause_after_a_claim_made_ahead_keeps_its_tick_from_running() {
     let cluster = InMemoryCoordinator::new();
     let started = Started::default();
-    let a = ahead_replica(cluster.replica("a"), 300);
-    a.add_service("s", timed_service("a", 0, &started));
-    a.start().unwrap();
+    let a = started_ahead_replica_a(cluster.replica("a"), 0, &started);
     sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
     a.pause("s").unwrap();
     sleep(Duration::from_millis(1_500)).await; // 3.3
@@ -805,9 +812,7 @@ async fn a_takeover_runs_as_the_attempt_the_history_records() {
 async fn a_tick_claimed_ahead_survives_a_pause_and_resume_or_a_reload_before_it() {
     let cluster = InMemoryCoordinator::new();
     let started = Started::default();
-    let a = ahead_replica(cluster.replica("a"), 300);
-    a.add_service("s", timed_service("a", 0, &started));
-    a.start().unwrap();
+    let a = started_ahead_replica_a(cluster.replica("a"), 0, &started);
     sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
     a.pause("s").unwrap();
     sleep(Duration::from_millis(100)).await;
@@ -841,9 +846,7 @@ async fn a_tick_claimed_ahead_survives_a_pause_and_resume_or_a_reload_before_it(
 async fn a_stop_cancels_the_second_claim_of_a_tick_found_busy() {
     let cluster = InMemoryCoordinator::new();
     let started = Started::default();
-    let a = ahead_replica(cluster.replica("a"), 300);
-    a.add_service("s", timed_service("a", 800, &started));
-    a.start().unwrap();
+    let a = started_ahead_replica_a(cluster.replica("a"), 800, &started);
     sleep(Duration::from_millis(1_500)).await;
     let b = ahead_replica_at(
         secs(1) + chrono::TimeDelta::milliseconds(500),
@@ -869,9 +872,7 @@ async fn a_stop_cancels_the_second_claim_of_a_tick_found_busy() {
 async fn a_quick_stop_and_start_gives_up_the_tick_claimed_ahead_and_says_so() {
     let cluster = InMemoryCoordinator::new();
     let started = Started::default();
-    let a = ahead_replica(cluster.replica("a"), 300);
-    a.add_service("s", timed_service("a", 0, &started));
-    a.start().unwrap();
+    let a = started_ahead_replica_a(cluster.replica("a"), 0, &started);
     sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
     a.stop().await;
     sleep(Duration::from_millis(50)).await;
@@ -904,9 +905,7 @@ async fn a_stop_within_returns_by_its_deadline_while_claims_made_ahead_are_given
         release_delay: Duration::from_secs(60),
     };
     let started = Started::default();
-    let a = ahead_replica(slow, 300);
-    a.add_service("s", timed_service("a", 0, &started));
-    a.start().unwrap();
+    let a = started_ahead_replica_a(slow, 0, &started);
     sleep(Duration::from_millis(1_800)).await; // tick 2 was claimed at 1.7
     let stop_began = tokio::time::Instant::now();
     a.stop_within(Duration::from_secs(1)).await;
